@@ -1,0 +1,1 @@
+//! `bitnet-std`: the std side of bitnet (file loading, threads, CLI).
