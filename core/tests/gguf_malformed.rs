@@ -100,47 +100,84 @@ fn truncation_at_every_byte_is_an_error() {
 
 #[test]
 fn truncated_magic() {
-    assert!(matches!(err(b"GG"), GgufError::Truncated { what: "magic", .. }));
+    assert!(matches!(
+        err(b"GG"),
+        GgufError::Truncated { what: "magic", .. }
+    ));
 }
 
 #[test]
 fn truncated_version() {
-    assert!(matches!(err(b"GGUF\x03\x00"), GgufError::Truncated { what: "version", .. }));
+    assert!(matches!(
+        err(b"GGUF\x03\x00"),
+        GgufError::Truncated {
+            what: "version",
+            ..
+        }
+    ));
 }
 
 #[test]
 fn truncated_counts() {
     let mut r = Raw::default();
     r.bytes(b"GGUF").u32(3).u64(0);
-    assert!(matches!(err(&r.build()), GgufError::Truncated { what: "metadata count", .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::Truncated {
+            what: "metadata count",
+            ..
+        }
+    ));
 }
 
 #[test]
 fn truncated_in_key() {
     let mut r = Raw::header(3, 0, 1);
-    r.u64(10).bytes(b"gen");
-    assert!(matches!(err(&r.build()), GgufError::Truncated { what: "metadata key", .. }));
+    r.u64(100).bytes(b"general.architecture");
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::Truncated {
+            what: "metadata key",
+            needed: 100,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn truncated_in_value() {
     let mut r = Raw::header(3, 0, 1);
     r.str("a").u32(10).u32(1);
-    assert!(matches!(err(&r.build()), GgufError::Truncated { what: "metadata value", .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::Truncated {
+            what: "metadata value",
+            ..
+        }
+    ));
 }
 
 #[test]
 fn truncated_in_tensor_info() {
     let mut r = Raw::header(3, 1, 0);
-    r.str("t").u32(1).u64(4);
-    assert!(matches!(err(&r.build()), GgufError::Truncated { .. }));
+    r.str("t").u32(1).u64(4).u32(0);
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::Truncated {
+            what: "tensor offset",
+            ..
+        }
+    ));
 }
 
 #[test]
 fn truncated_tensor_data() {
     let mut r = Raw::header(3, 1, 0);
     r.tensor("t", &[4], 0, 0).data(32, 15);
-    assert!(matches!(err(&r.build()), GgufError::TensorOutOfBounds { .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::TensorOutOfBounds { .. }
+    ));
 }
 
 // --- Magic and version -------------------------------------------------------
@@ -155,14 +192,22 @@ fn bad_magic() {
 #[test]
 fn version_0_1_4_rejected() {
     for v in [0, 1, 4] {
-        assert_eq!(err(&Raw::header(v, 0, 0).build()), GgufError::UnsupportedVersion { version: v });
+        assert_eq!(
+            err(&Raw::header(v, 0, 0).build()),
+            GgufError::UnsupportedVersion { version: v }
+        );
     }
 }
 
 #[test]
 fn byte_swapped_version_rejected_with_hint() {
     let e = err(&Raw::header(3u32.swap_bytes(), 0, 0).build());
-    assert_eq!(e, GgufError::UnsupportedVersion { version: 3u32.swap_bytes() });
+    assert_eq!(
+        e,
+        GgufError::UnsupportedVersion {
+            version: 3u32.swap_bytes()
+        }
+    );
     assert!(e.to_string().contains("big-endian"));
 }
 
@@ -170,34 +215,64 @@ fn byte_swapped_version_rejected_with_hint() {
 
 #[test]
 fn kv_count_2_pow_63() {
-    assert!(matches!(err(&Raw::header(3, 0, 1 << 63).build()), GgufError::TooMany { what: "metadata count", .. }));
+    assert!(matches!(
+        err(&Raw::header(3, 0, 1 << 63).build()),
+        GgufError::TooMany {
+            what: "metadata count",
+            ..
+        }
+    ));
 }
 
 #[test]
 fn kv_count_u64_max() {
-    assert!(matches!(err(&Raw::header(3, 0, u64::MAX).build()), GgufError::TooMany { .. }));
+    assert!(matches!(
+        err(&Raw::header(3, 0, u64::MAX).build()),
+        GgufError::TooMany { .. }
+    ));
 }
 
 #[test]
 fn kv_count_beyond_remaining_bytes() {
     let e = err(&Raw::header(3, 0, 1000).build());
-    assert!(matches!(e, GgufError::CountExceedsData { count: 1000, .. }), "{e:?}");
+    assert!(
+        matches!(e, GgufError::CountExceedsData { count: 1000, .. }),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn tensor_count_2_pow_63() {
-    assert!(matches!(err(&Raw::header(3, 1 << 63, 0).build()), GgufError::TooMany { what: "tensor count", .. }));
+    assert!(matches!(
+        err(&Raw::header(3, 1 << 63, 0).build()),
+        GgufError::TooMany {
+            what: "tensor count",
+            ..
+        }
+    ));
 }
 
 #[test]
 fn tensor_count_u64_max() {
-    assert!(matches!(err(&Raw::header(3, u64::MAX, 0).build()), GgufError::TooMany { .. }));
+    assert!(matches!(
+        err(&Raw::header(3, u64::MAX, 0).build()),
+        GgufError::TooMany { .. }
+    ));
 }
 
 #[test]
 fn tensor_count_beyond_remaining_bytes() {
     let e = err(&Raw::header(3, 50, 0).build());
-    assert!(matches!(e, GgufError::CountExceedsData { what: "tensor count", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            GgufError::CountExceedsData {
+                what: "tensor count",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 // --- Strings --------------------------------------------------------------------
@@ -205,15 +280,21 @@ fn tensor_count_beyond_remaining_bytes() {
 #[test]
 fn key_length_past_eof() {
     let mut r = Raw::header(3, 0, 1);
-    r.u64(100).bytes(b"abc");
-    assert!(matches!(err(&r.build()), GgufError::Truncated { needed: 100, .. }));
+    r.u64(100).bytes(b"abcdefghijklmnopqrstuvwxyz");
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::Truncated { needed: 100, .. }
+    ));
 }
 
 #[test]
 fn key_length_huge() {
     let mut r = Raw::header(3, 0, 1);
     r.u64(u64::MAX).bytes(b"abcdefghijklmnop");
-    assert!(matches!(err(&r.build()), GgufError::StringTooLong { len: u64::MAX, .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::StringTooLong { len: u64::MAX, .. }
+    ));
 }
 
 #[test]
@@ -228,7 +309,13 @@ fn string_value_length_7e10() {
 fn invalid_utf8_key() {
     let mut r = Raw::header(3, 0, 1);
     r.u64(2).bytes(&[0xff, 0xfe]).u32(4).u32(0);
-    assert!(matches!(err(&r.build()), GgufError::InvalidUtf8 { what: "metadata key", .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::InvalidUtf8 {
+            what: "metadata key",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -244,56 +331,86 @@ fn invalid_utf8_string_value() {
 fn unknown_value_type() {
     let mut r = Raw::header(3, 0, 1);
     r.str("k").u32(13).u32(0);
-    assert_eq!(err(&r.build()), GgufError::UnknownValueType { key: "k".into(), type_id: 13 });
+    assert_eq!(
+        err(&r.build()),
+        GgufError::UnknownValueType {
+            key: "k".into(),
+            type_id: 13
+        }
+    );
 }
 
 #[test]
 fn bool_byte_2() {
     let mut r = Raw::header(3, 0, 1);
     r.str("flag").u32(7).u8(2);
-    assert!(matches!(err(&r.build()), GgufError::InvalidBool { value: 2, .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::InvalidBool { value: 2, .. }
+    ));
 }
 
 #[test]
 fn bool_array_with_byte_2() {
     let mut r = Raw::header(3, 0, 1);
     r.str("flags").u32(9).u32(7).u64(3).bytes(&[0, 1, 2]);
-    assert!(matches!(err(&r.build()), GgufError::InvalidBool { value: 2, .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::InvalidBool { value: 2, .. }
+    ));
 }
 
 #[test]
 fn nested_array() {
     let mut r = Raw::header(3, 0, 1);
     r.str("nest").u32(9).u32(9).u64(1).u32(4).u64(1).u32(5);
-    assert_eq!(err(&r.build()), GgufError::NestedArray { key: "nest".into() });
+    assert_eq!(
+        err(&r.build()),
+        GgufError::NestedArray { key: "nest".into() }
+    );
 }
 
 #[test]
 fn array_unknown_element_type() {
     let mut r = Raw::header(3, 0, 1);
     r.str("a").u32(9).u32(77).u64(1);
-    assert!(matches!(err(&r.build()), GgufError::UnknownValueType { type_id: 77, .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::UnknownValueType { type_id: 77, .. }
+    ));
 }
 
 #[test]
 fn array_length_past_eof() {
     let mut r = Raw::header(3, 0, 1);
     r.str("a").u32(9).u32(4).u64(10).u32(1);
-    assert!(matches!(err(&r.build()), GgufError::CountExceedsData { count: 10, .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::CountExceedsData { count: 10, .. }
+    ));
 }
 
 #[test]
 fn array_length_huge() {
     let mut r = Raw::header(3, 0, 1);
     r.str("a").u32(9).u32(6).u64(u64::MAX);
-    assert!(matches!(err(&r.build()), GgufError::TooMany { what: "array length", .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::TooMany {
+            what: "array length",
+            ..
+        }
+    ));
 }
 
 #[test]
 fn string_array_length_past_eof() {
     let mut r = Raw::header(3, 0, 1);
     r.str("a").u32(9).u32(8).u64(1 << 20).str("x");
-    assert!(matches!(err(&r.build()), GgufError::CountExceedsData { .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::CountExceedsData { .. }
+    ));
 }
 
 #[test]
@@ -307,7 +424,10 @@ fn string_array_element_too_long() {
 fn duplicate_keys() {
     let mut r = Raw::header(3, 0, 2);
     r.kv_u32("a.b", 1).kv_u32("a.b", 2);
-    assert_eq!(err(&r.build()), GgufError::DuplicateKey { key: "a.b".into() });
+    assert_eq!(
+        err(&r.build()),
+        GgufError::DuplicateKey { key: "a.b".into() }
+    );
 }
 
 // --- Alignment -------------------------------------------------------------------
@@ -320,24 +440,45 @@ fn with_alignment(a: u32) -> Vec<u8> {
 
 #[test]
 fn alignment_0() {
-    assert_eq!(err(&with_alignment(0)), GgufError::BadAlignment { value: 0, max: MAX_ALIGNMENT });
+    assert_eq!(
+        err(&with_alignment(0)),
+        GgufError::BadAlignment {
+            value: 0,
+            max: MAX_ALIGNMENT
+        }
+    );
 }
 
 #[test]
 fn alignment_3() {
-    assert_eq!(err(&with_alignment(3)), GgufError::BadAlignment { value: 3, max: MAX_ALIGNMENT });
+    assert_eq!(
+        err(&with_alignment(3)),
+        GgufError::BadAlignment {
+            value: 3,
+            max: MAX_ALIGNMENT
+        }
+    );
 }
 
 #[test]
 fn alignment_2_pow_31() {
-    assert!(matches!(err(&with_alignment(1 << 31)), GgufError::BadAlignment { .. }));
+    assert!(matches!(
+        err(&with_alignment(1 << 31)),
+        GgufError::BadAlignment { .. }
+    ));
 }
 
 #[test]
 fn alignment_wrong_type() {
     let mut r = Raw::header(3, 0, 1);
     r.kv_str("general.alignment", "32");
-    assert!(matches!(err(&r.build()), GgufError::WrongType { expected: "u32", .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::WrongType {
+            expected: "u32",
+            ..
+        }
+    ));
 }
 
 // --- Tensor infos ----------------------------------------------------------------
@@ -346,21 +487,36 @@ fn alignment_wrong_type() {
 fn n_dims_5() {
     let mut r = Raw::header(3, 1, 0);
     r.tensor("t", &[1, 1, 1, 1, 1], 0, 0).data(32, 4);
-    assert_eq!(err(&r.build()), GgufError::TooManyDims { tensor: "t".into(), n_dims: 5 });
+    assert_eq!(
+        err(&r.build()),
+        GgufError::TooManyDims {
+            tensor: "t".into(),
+            n_dims: 5
+        }
+    );
 }
 
 #[test]
 fn n_dims_huge() {
     let mut r = Raw::header(3, 1, 0);
     r.str("t").u32(u32::MAX).u64(1).u32(0).u64(0);
-    assert!(matches!(err(&r.build()), GgufError::TooManyDims { n_dims: u32::MAX, .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::TooManyDims {
+            n_dims: u32::MAX,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn dimension_product_overflows_u64() {
     let mut r = Raw::header(3, 1, 0);
     r.tensor("t", &[1 << 32, 1 << 32, 2], 0, 0).data(32, 4);
-    assert_eq!(err(&r.build()), GgufError::SizeOverflow { tensor: "t".into() });
+    assert_eq!(
+        err(&r.build()),
+        GgufError::SizeOverflow { tensor: "t".into() }
+    );
 }
 
 #[test]
@@ -368,41 +524,60 @@ fn byte_size_overflows_u64() {
     // 2^62 elements fit, 2^62 * 4 bytes do not.
     let mut r = Raw::header(3, 1, 0);
     r.tensor("t", &[1 << 31, 1 << 31], 0, 0).data(32, 4);
-    assert_eq!(err(&r.build()), GgufError::SizeOverflow { tensor: "t".into() });
+    assert_eq!(
+        err(&r.build()),
+        GgufError::SizeOverflow { tensor: "t".into() }
+    );
 }
 
 #[test]
 fn huge_but_representable_size_is_out_of_bounds() {
     let mut r = Raw::header(3, 1, 0);
     r.tensor("t", &[1 << 30, 1 << 30], 0, 0).data(32, 4);
-    assert!(matches!(err(&r.build()), GgufError::TensorOutOfBounds { .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::TensorOutOfBounds { .. }
+    ));
 }
 
 #[test]
 fn unknown_tensor_type() {
     let mut r = Raw::header(3, 1, 0);
     r.tensor("w", &[4], 99, 0).data(32, 16);
-    assert_eq!(err(&r.build()), GgufError::UnknownTensorType { tensor: "w".into(), type_id: 99 });
+    assert_eq!(
+        err(&r.build()),
+        GgufError::UnknownTensorType {
+            tensor: "w".into(),
+            type_id: 99
+        }
+    );
 }
 
 #[test]
 fn removed_type_id_4_is_unknown() {
     let mut r = Raw::header(3, 1, 0);
     r.tensor("w", &[32], 4, 0).data(32, 64);
-    assert!(matches!(err(&r.build()), GgufError::UnknownTensorType { type_id: 4, .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::UnknownTensorType { type_id: 4, .. }
+    ));
 }
 
 #[test]
 fn empty_tensor_name() {
     let mut r = Raw::header(3, 1, 0);
     r.tensor("", &[4], 0, 0).data(32, 16);
-    assert!(matches!(err(&r.build()), GgufError::BadTensorName { len: 0, .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::BadTensorName { len: 0, .. }
+    ));
 }
 
 fn i2s_file(arch: &str, dims: &[u64], data_len: usize) -> Vec<u8> {
     let mut r = Raw::header(3, 1, 1);
     r.kv_str("general.architecture", arch);
-    r.tensor("blk.0.attn_q.weight", dims, 36, 0).data(32, data_len);
+    r.tensor("blk.0.attn_q.weight", dims, 36, 0)
+        .data(32, data_len);
     r.build()
 }
 
@@ -419,7 +594,10 @@ fn i2s_valid_in_bitnet_arch() {
 fn i2s_byte_size_mismatch() {
     // Data section one byte short of M*K/4 + 32.
     let e = err(&i2s_file("bitnet-b1.58", &[256, 4], 256 + 31));
-    assert!(matches!(e, GgufError::TensorOutOfBounds { size: 288, .. }), "{e:?}");
+    assert!(
+        matches!(e, GgufError::TensorOutOfBounds { size: 288, .. }),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -427,26 +605,40 @@ fn i2s_k_not_multiple_of_128() {
     let e = err(&i2s_file("bitnet-b1.58", &[192, 4], 1024));
     assert_eq!(
         e,
-        GgufError::BadShape { tensor: "blk.0.attn_q.weight".into(), type_name: "I2_S", ne0: 192, block: 128 }
+        GgufError::BadShape {
+            tensor: "blk.0.attn_q.weight".into(),
+            type_name: "I2_S",
+            ne0: 192,
+            block: 128
+        }
     );
 }
 
 #[test]
 fn i2s_outside_bitnet_arch() {
     let e = err(&i2s_file("llama", &[256, 4], 288));
-    assert!(matches!(e, GgufError::UnsupportedTensorType { type_id: 36, .. }));
+    assert!(matches!(
+        e,
+        GgufError::UnsupportedTensorType { type_id: 36, .. }
+    ));
 }
 
 #[test]
 fn tl2_in_bitnet_arch_is_refused() {
     let e = err(&i2s_file_type("bitnet", 39));
-    assert!(matches!(e, GgufError::UnsupportedTensorType { type_id: 39, .. }), "{e:?}");
+    assert!(
+        matches!(e, GgufError::UnsupportedTensorType { type_id: 39, .. }),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn tl1_is_refused() {
     let e = err(&i2s_file_type("bitnet-b1.58", 38));
-    assert!(matches!(e, GgufError::UnsupportedTensorType { type_id: 38, .. }));
+    assert!(matches!(
+        e,
+        GgufError::UnsupportedTensorType { type_id: 38, .. }
+    ));
 }
 
 #[test]
@@ -467,42 +659,74 @@ fn i2s_file_type(arch: &str, ty: u32) -> Vec<u8> {
 fn tq2_0_row_not_multiple_of_256() {
     let mut r = Raw::header(3, 1, 0);
     r.tensor("w", &[128, 2], 35, 0).data(32, 1024);
-    assert!(matches!(err(&r.build()), GgufError::BadShape { block: 256, .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::BadShape { block: 256, .. }
+    ));
 }
 
 #[test]
 fn offset_unaligned() {
     let mut r = Raw::header(3, 1, 0);
     r.tensor("t", &[4], 0, 4).data(32, 64);
-    assert_eq!(err(&r.build()), GgufError::MisalignedTensor { tensor: "t".into(), offset: 4, alignment: 32 });
+    assert_eq!(
+        err(&r.build()),
+        GgufError::MisalignedTensor {
+            tensor: "t".into(),
+            offset: 4,
+            alignment: 32
+        }
+    );
 }
 
 #[test]
 fn offset_past_eof() {
     let mut r = Raw::header(3, 1, 0);
     r.tensor("t", &[4], 0, 1 << 20).data(32, 64);
-    assert!(matches!(err(&r.build()), GgufError::TensorOutOfBounds { offset: 0x100000, .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::TensorOutOfBounds {
+            offset: 0x100000,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn offset_plus_size_overflows() {
     let mut r = Raw::header(3, 1, 0);
     r.tensor("t", &[4], 0, u64::MAX - 31).data(32, 64);
-    assert!(matches!(err(&r.build()), GgufError::TensorOutOfBounds { .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::TensorOutOfBounds { .. }
+    ));
 }
 
 #[test]
 fn overlapping_tensors() {
     let mut r = Raw::header(3, 2, 0);
-    r.tensor("a", &[16], 0, 0).tensor("b", &[16], 0, 32).data(32, 128);
-    assert_eq!(err(&r.build()), GgufError::TensorOverlap { first: "a".into(), second: "b".into() });
+    r.tensor("a", &[16], 0, 0)
+        .tensor("b", &[16], 0, 32)
+        .data(32, 128);
+    assert_eq!(
+        err(&r.build()),
+        GgufError::TensorOverlap {
+            first: "a".into(),
+            second: "b".into()
+        }
+    );
 }
 
 #[test]
 fn duplicate_tensor_names() {
     let mut r = Raw::header(3, 2, 0);
-    r.tensor("a", &[4], 0, 0).tensor("a", &[4], 0, 32).data(32, 64);
-    assert_eq!(err(&r.build()), GgufError::DuplicateTensor { name: "a".into() });
+    r.tensor("a", &[4], 0, 0)
+        .tensor("a", &[4], 0, 32)
+        .data(32, 64);
+    assert_eq!(
+        err(&r.build()),
+        GgufError::DuplicateTensor { name: "a".into() }
+    );
 }
 
 #[test]
@@ -512,9 +736,22 @@ fn typed_getter_wrong_type_and_missing() {
     let b = r.build();
     let g = Gguf::parse(&b).unwrap();
     assert_eq!(g.get_u32("n"), Ok(5));
-    assert!(matches!(g.get_str("n"), Err(GgufError::WrongType { expected: "string", found: "u32", .. })));
-    assert_eq!(g.get_u32("m"), Err(GgufError::MissingKey { key: "m".into() }));
-    assert!(matches!(g.get_f32_array("n"), Err(GgufError::WrongType { .. })));
+    assert!(matches!(
+        g.get_str("n"),
+        Err(GgufError::WrongType {
+            expected: "string",
+            found: "u32",
+            ..
+        })
+    ));
+    assert_eq!(
+        g.get_u32("m"),
+        Err(GgufError::MissingKey { key: "m".into() })
+    );
+    assert!(matches!(
+        g.get_f32_array("n"),
+        Err(GgufError::WrongType { .. })
+    ));
 }
 
 // --- Valid edge cases ------------------------------------------------------------
@@ -569,7 +806,9 @@ fn n_dims_0_scalar_and_empty_string_and_array() {
 #[test]
 fn zero_sized_tensor_is_allowed() {
     let mut r = Raw::header(3, 2, 0);
-    r.tensor("z", &[0, 4], 0, 0).tensor("t", &[4], 0, 0).data(32, 16);
+    r.tensor("z", &[0, 4], 0, 0)
+        .tensor("t", &[4], 0, 0)
+        .data(32, 16);
     let b = r.build();
     let g = Gguf::parse(&b).unwrap();
     assert_eq!(g.tensor("z").unwrap().size, 0);

@@ -1,1 +1,10 @@
-//! `bitnet-std`: the std side of bitnet (file loading, threads, CLI).
+//! `bitnet-std`: the std side of bitnet — memory-mapped model files, the
+//! `bitnet` command-line tool and (in later modules) threads, benchmarks
+//! and receipts.
+
+pub mod error;
+pub mod inspect;
+pub mod model_file;
+
+pub use error::Error;
+pub use model_file::ModelFile;

@@ -24,8 +24,7 @@ pub use reader::{
     MAX_STRING_LEN, MAX_TENSOR_COUNT, MAX_TENSOR_NAME, TensorInfo,
 };
 pub use types::{
-    GgmlType, I2S_BLOCK, I2S_TAIL_BYTES, I2S_TYPE_ID, ShapeError, TL1_TYPE_ID,
-    TL2_OR_MXFP4_TYPE_ID,
+    GgmlType, I2S_BLOCK, I2S_TAIL_BYTES, I2S_TYPE_ID, ShapeError, TL1_TYPE_ID, TL2_OR_MXFP4_TYPE_ID,
 };
 pub use value::{Array, OwnedArray, OwnedValue, StrIter, Value, ValueType};
 pub use writer::{GgufWriter, TensorSpec};

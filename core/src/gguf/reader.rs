@@ -144,7 +144,10 @@ impl<'a> Cursor<'a> {
             return Err(GgufError::TooMany { what, count, max });
         }
         let remaining = self.remaining();
-        if count.checked_mul(min_elem_bytes).is_none_or(|n| n > remaining) {
+        if count
+            .checked_mul(min_elem_bytes)
+            .is_none_or(|n| n > remaining)
+        {
             return Err(GgufError::CountExceedsData {
                 what,
                 count,
@@ -234,11 +237,7 @@ fn check_bool(key: &str, offset: u64, b: u8) -> Result<bool, GgufError> {
 
 /// Decides what a tensor type id means in this file (DESIGN.md §3): ids 36,
 /// 38 and 39 mean different things to bitnet.cpp and to upstream ggml.
-fn resolve_type(
-    name: &str,
-    type_id: u32,
-    arch: Option<&str>,
-) -> Result<GgmlType, GgufError> {
+fn resolve_type(name: &str, type_id: u32, arch: Option<&str>) -> Result<GgmlType, GgufError> {
     let is_bitnet = arch.is_some_and(|a| a.starts_with("bitnet"));
     let unsupported = |reason| GgufError::UnsupportedTensorType {
         tensor: name.to_string(),

@@ -286,12 +286,21 @@ mod tests {
         assert_eq!(GgmlType::TQ2_0.tensor_bytes(&[256, 3]), Ok(3 * 66));
         assert_eq!(GgmlType::TQ1_0.tensor_bytes(&[512, 2]), Ok(4 * 54));
         // I2_S: M*K/4 + 32.
-        assert_eq!(GgmlType::I2S.tensor_bytes(&[2560, 640]), Ok(2560 * 640 / 4 + 32));
+        assert_eq!(
+            GgmlType::I2S.tensor_bytes(&[2560, 640]),
+            Ok(2560 * 640 / 4 + 32)
+        );
         assert_eq!(
             GgmlType::I2S.tensor_bytes(&[100, 2]),
-            Err(ShapeError::RowNotBlockMultiple { ne0: 100, block: 128 })
+            Err(ShapeError::RowNotBlockMultiple {
+                ne0: 100,
+                block: 128
+            })
         );
-        assert_eq!(GgmlType::F32.tensor_bytes(&[u64::MAX, 2]), Err(ShapeError::Overflow));
+        assert_eq!(
+            GgmlType::F32.tensor_bytes(&[u64::MAX, 2]),
+            Err(ShapeError::Overflow)
+        );
         assert_eq!(GgmlType::F32.tensor_bytes(&[]), Ok(4));
     }
 }

@@ -146,8 +146,8 @@ impl<'a> Value<'a> {
     }
 
     /// Converts to an owned value (for the writer and round-trip tests).
-    pub fn to_owned_value(&self) -> Result<OwnedValue, GgufError> {
-        Ok(match *self {
+    pub fn to_owned_value(self) -> Result<OwnedValue, GgufError> {
+        Ok(match self {
             Value::U8(v) => OwnedValue::U8(v),
             Value::I8(v) => OwnedValue::I8(v),
             Value::U16(v) => OwnedValue::U16(v),
@@ -237,7 +237,7 @@ impl<'a> Array<'a> {
         })
     }
 
-    fn to_owned_array(&self) -> Result<OwnedArray, GgufError> {
+    fn to_owned_array(self) -> Result<OwnedArray, GgufError> {
         use ValueType as T;
         let wrong = || GgufError::Unencodable {
             what: String::from("array element type"),

@@ -1,0 +1,29 @@
+//! Errors of the std layer.
+
+use std::path::PathBuf;
+
+use bitnet_core::gguf::GgufError;
+
+/// What can go wrong in `bitnet-std`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be opened or mapped.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid GGUF container.
+    #[error("{path}: {source}")]
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: GgufError,
+    },
+    /// Output could not be rendered.
+    #[error("cannot render output: {0}")]
+    Render(String),
+}

@@ -1,0 +1,111 @@
+//! Build checks and fuzzing that need extra toolchains or targets.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::root;
+
+/// Targets `bitnet-core` must build for: no OS at all, and the browser.
+const NO_STD_TARGETS: [&str; 2] = ["thumbv7em-none-eabihf", "wasm32-unknown-unknown"];
+
+/// Fuzz targets in `fuzz/`.
+const FUZZ_TARGETS: [&str; 2] = ["gguf_parse", "gguf_roundtrip"];
+
+pub type Result<T> = std::result::Result<T, String>;
+
+/// Runs a command, failing with its command line when it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+fn installed(list_args: &[&str], name: &str) -> bool {
+    Command::new("rustup")
+        .args(list_args)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with(name))
+        })
+        .unwrap_or(false)
+}
+
+pub fn no_std_check() -> Result<()> {
+    for t in NO_STD_TARGETS {
+        if !installed(&["target", "list", "--installed"], t) {
+            run(Command::new("rustup").args(["target", "add", t]))?;
+        }
+        run(Command::new("cargo").current_dir(root()).args([
+            "build",
+            "--quiet",
+            "-p",
+            "bitnet-core",
+            "--no-default-features",
+            "--target",
+            t,
+        ]))?;
+    }
+    Ok(())
+}
+
+fn ensure_fuzz_tools() -> Result<()> {
+    if !installed(&["toolchain", "list"], "nightly") {
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let have_fuzz = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_fuzz {
+        run(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))?;
+    }
+    Ok(())
+}
+
+/// Seed files for the parser targets: the real GGUF files we have.
+fn seed_dirs(root: &Path) -> Vec<String> {
+    [root.join("tests/models"), root.join("../shared/data")]
+        .into_iter()
+        .filter(|d| d.is_dir())
+        .map(|d| d.display().to_string())
+        .collect()
+}
+
+pub fn fuzz_smoke(seconds: u32, only: Option<&str>) -> Result<()> {
+    ensure_fuzz_tools()?;
+    let root = root();
+    for t in FUZZ_TARGETS
+        .into_iter()
+        .filter(|t| only.is_none_or(|o| o == *t))
+    {
+        let corpus = root.join("fuzz/corpus").join(t);
+        std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(root.join("fuzz"))
+            .args(["+nightly", "fuzz", "run", t])
+            .arg(&corpus);
+        if t == "gguf_parse" {
+            cmd.args(seed_dirs(&root));
+        }
+        cmd.args([
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-max_len=4194304",
+            "-rss_limit_mb=2048",
+        ]);
+        run(&mut cmd)?;
+    }
+    Ok(())
+}
