@@ -1,0 +1,219 @@
+//! [`QuantizedLinear`]: `y = W x` for a weight matrix borrowed in its file
+//! format, never dequantized.
+
+use alloc::vec::Vec;
+
+use super::bf16::dot_bf16_f32;
+use super::f16::dot_f16_f32;
+use super::f32::dot_f32;
+use super::i2s::{I2S_MAX_K, i2s_dot_i32, i2s_output, i2s_scale, quantize_act_i2s};
+use super::q8_0::{BlockQ8_0, QK8_0, quantize_row_q8_0, vec_dot_q8_0_q8_0};
+use super::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
+use super::tq1_0::vec_dot_tq1_0_q8_k;
+use super::tq2_0::vec_dot_tq2_0_q8_k;
+use super::{QuantError, QuantType, blocks_of, check_len, mul_size};
+
+/// Reusable buffers for the quantized activations of one matmul input.
+///
+/// They grow to the largest batch seen and are then reused, so a decode loop
+/// allocates nothing after its first token.
+#[derive(Debug, Default, Clone)]
+pub struct ActScratch {
+    /// I2_S: per-token i8 activations, `batch x K`.
+    i8s: Vec<i8>,
+    /// I2_S: per-token activation scales, `batch`.
+    scales: Vec<f32>,
+    /// TQ1_0 / TQ2_0: Q8_K blocks, `batch x K / 256`.
+    q8k: Vec<BlockQ8K>,
+    /// Q8_0: Q8_0 blocks, `batch x K / 32`.
+    q8_0: Vec<BlockQ8_0>,
+}
+
+impl ActScratch {
+    /// Empty scratch; buffers grow on first use.
+    pub const fn new() -> Self {
+        Self {
+            i8s: Vec::new(),
+            scales: Vec::new(),
+            q8k: Vec::new(),
+            q8_0: Vec::new(),
+        }
+    }
+}
+
+/// Grows `v` to at least `len` elements (filled with `fill`), reporting
+/// allocation failure instead of aborting; returns the first `len`.
+fn grow<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) -> Result<&mut [T], QuantError> {
+    if v.len() < len {
+        let bytes = len.saturating_mul(core::mem::size_of::<T>());
+        v.try_reserve(len - v.len())
+            .map_err(|_| QuantError::AllocFailed { bytes })?;
+        v.resize(len, fill);
+    }
+    Ok(&mut v[..len])
+}
+
+/// A linear layer (no bias) whose `rows x cols` weight matrix (out features
+/// M x in features K, row-major, K contiguous) stays in its file format.
+///
+/// The bytes are borrowed, typically from a memory-mapped GGUF file; the
+/// constructor checks their length against the shape, so
+/// [`forward`](Self::forward) cannot index out of bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct QuantizedLinear<'a> {
+    /// Weight bytes, `QuantType::tensor_bytes(rows, cols)` long.
+    weight: &'a [u8],
+    /// Their format.
+    qtype: QuantType,
+    /// Output features M.
+    rows: usize,
+    /// Input features K.
+    cols: usize,
+    /// Bytes per weight row.
+    row_bytes: usize,
+    /// The per-tensor scale for I2_S (1.0, unused, for other types).
+    i2s_scale: f32,
+}
+
+impl<'a> QuantizedLinear<'a> {
+    /// Wraps `weight` as a `rows x cols` matrix of type `qtype`, checking its
+    /// byte length (including the I2_S tail) and that `cols` is a multiple of
+    /// the format's block length.
+    pub fn new(
+        weight: &'a [u8],
+        qtype: QuantType,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, QuantError> {
+        if rows == 0 || cols == 0 {
+            return Err(QuantError::EmptyShape { rows, cols });
+        }
+        let row_bytes = qtype.row_bytes(cols)?;
+        check_len(
+            "weight bytes",
+            qtype.tensor_bytes(rows, cols)?,
+            weight.len(),
+        )?;
+        let i2s_scale = match qtype {
+            QuantType::I2S if cols > I2S_MAX_K => {
+                return Err(QuantError::TooLarge {
+                    what: "I2_S row length",
+                    value: cols,
+                    max: I2S_MAX_K,
+                });
+            }
+            QuantType::I2S => i2s_scale(weight, rows, cols)?,
+            _ => 1.0,
+        };
+        Ok(Self {
+            weight,
+            qtype,
+            rows,
+            cols,
+            row_bytes,
+            i2s_scale,
+        })
+    }
+
+    /// The borrowed weight bytes.
+    pub fn weight(&self) -> &'a [u8] {
+        self.weight
+    }
+
+    /// The weight format.
+    pub fn qtype(&self) -> QuantType {
+        self.qtype
+    }
+
+    /// Output features M.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input features K.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// `out = x W^T`: `x` is `batch x K` (row-major), `out` is `batch x M`.
+    ///
+    /// Each activation row is quantized once per call in the format's
+    /// activation scheme (I2_S: per-token i8; TQ1_0/TQ2_0: Q8_K; Q8_0: Q8_0;
+    /// float types: none), then the portable dot runs for every weight row.
+    /// Returns the id of the kernel that ran (e.g. `"i2s_gemv_scalar"`), for
+    /// receipts.
+    pub fn forward(
+        &self,
+        x: &[f32],
+        out: &mut [f32],
+        scratch: &mut ActScratch,
+    ) -> Result<&'static str, QuantError> {
+        let batch = blocks_of("activations", x.len(), self.cols)?;
+        check_len("output", mul_size("output", batch, self.rows)?, out.len())?;
+        let k = self.cols;
+        match self.qtype {
+            QuantType::I2S => {
+                let q = grow(&mut scratch.i8s, batch * k, 0)?;
+                let scales = grow(&mut scratch.scales, batch, 0.0)?;
+                for ((xt, qt), s) in x
+                    .chunks_exact(k)
+                    .zip(q.chunks_exact_mut(k))
+                    .zip(scales.iter_mut())
+                {
+                    *s = quantize_act_i2s(xt, qt)?;
+                }
+                let (q, scales) = (&*q, &*scales);
+                self.for_each_output(out, batch, |w, b| {
+                    let dot = i2s_dot_i32(w, &q[b * k..(b + 1) * k])?;
+                    Ok(i2s_output(dot, scales[b], self.i2s_scale))
+                })?;
+            }
+            QuantType::TQ1_0 | QuantType::TQ2_0 => {
+                let nb = k / QK_K;
+                let act = grow(&mut scratch.q8k, batch * nb, BlockQ8K::ZERO)?;
+                quantize_row_q8_k(x, act)?;
+                let act = &*act;
+                let dot: fn(&[u8], &[BlockQ8K]) -> Result<f32, QuantError> = match self.qtype {
+                    QuantType::TQ1_0 => vec_dot_tq1_0_q8_k,
+                    _ => vec_dot_tq2_0_q8_k,
+                };
+                self.for_each_output(out, batch, |w, b| dot(w, &act[b * nb..(b + 1) * nb]))?;
+            }
+            QuantType::Q8_0 => {
+                let nb = k / QK8_0;
+                let act = grow(&mut scratch.q8_0, batch * nb, BlockQ8_0::ZERO)?;
+                quantize_row_q8_0(x, act)?;
+                let act = &*act;
+                self.for_each_output(out, batch, |w, b| {
+                    vec_dot_q8_0_q8_0(w, &act[b * nb..(b + 1) * nb])
+                })?;
+            }
+            QuantType::F32 | QuantType::F16 | QuantType::BF16 => {
+                let dot: fn(&[u8], &[f32]) -> Result<f32, QuantError> = match self.qtype {
+                    QuantType::F32 => dot_f32,
+                    QuantType::F16 => dot_f16_f32,
+                    _ => dot_bf16_f32,
+                };
+                self.for_each_output(out, batch, |w, b| dot(w, &x[b * k..(b + 1) * k]))?;
+            }
+        }
+        Ok(self.qtype.scalar_kernel_id())
+    }
+
+    /// Sets `out[b * M + m] = dot(weight row m, b)` for every row and token,
+    /// weight row outermost so each row is read once per call.
+    fn for_each_output(
+        &self,
+        out: &mut [f32],
+        batch: usize,
+        mut dot: impl FnMut(&[u8], usize) -> Result<f32, QuantError>,
+    ) -> Result<(), QuantError> {
+        let body = &self.weight[..self.rows * self.row_bytes];
+        for (m, w) in body.chunks_exact(self.row_bytes).enumerate() {
+            for b in 0..batch {
+                out[b * self.rows + m] = dot(w, b)?;
+            }
+        }
+        Ok(())
+    }
+}
