@@ -12,5 +12,6 @@ extern crate alloc;
 extern crate std;
 
 pub mod gguf;
+pub mod parallel;
 pub mod quant;
 pub mod tokenizer;

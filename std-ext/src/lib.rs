@@ -5,6 +5,7 @@
 pub mod error;
 pub mod inspect;
 pub mod model_file;
+pub mod parallel;
 
 pub use error::Error;
 pub use model_file::ModelFile;
