@@ -19,6 +19,7 @@ mod special;
 mod spm;
 pub mod stream;
 pub mod tiktoken;
+mod to_gguf;
 pub mod unicode;
 pub mod vocab;
 
