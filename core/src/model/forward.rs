@@ -1,0 +1,388 @@
+//! [`Model`] and [`RunState`]: the forward pass over a batch of positions.
+
+use alloc::vec::Vec;
+
+use super::config::{Config, FfnActivation, RopeStyle};
+use super::error::{ModelError, mul, zeroed};
+use super::kv_cache::KvCache;
+use super::math::{dot, rmsnorm, rope_cache, rope_head, silu, softmax};
+use super::weights::{Linear, Weights};
+use crate::gguf::Gguf;
+use crate::quant::ActScratch;
+
+/// Which positions of a [`Model::forward`] batch get logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// None (e.g. a prompt prefix whose continuation follows).
+    None,
+    /// The last position only (generation).
+    Last,
+    /// Every position (evaluation); the batch must fit the run state's
+    /// `max_batch`.
+    All,
+}
+
+/// A loaded model: hyper-parameters and borrowed weights. Immutable, so one
+/// model can serve several [`RunState`]s.
+#[derive(Debug, Clone)]
+pub struct Model<'a> {
+    /// Hyper-parameters.
+    pub config: Config,
+    /// Weights borrowed from the GGUF bytes.
+    pub weights: Weights<'a>,
+}
+
+/// Buffers for one sequence: activations for up to `max_batch` positions,
+/// the KV cache for `n_ctx` positions, and the logits. Allocated once; a
+/// decode loop allocates nothing.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    max_batch: usize,
+    /// Residual stream, `[max_batch x dim]`.
+    x: Vec<f32>,
+    /// Normed input of a matmul / matmul output, `[max_batch x dim]`.
+    xb: Vec<f32>,
+    /// Queries, `[max_batch x q_dim]`.
+    q: Vec<f32>,
+    /// Keys of the batch, `[max_batch x kv_dim]`.
+    k: Vec<f32>,
+    /// Values of the batch, `[max_batch x kv_dim]`.
+    v: Vec<f32>,
+    /// Attention output, `[max_batch x q_dim]`.
+    att_out: Vec<f32>,
+    /// Sub-normed attention output, `[max_batch x q_dim]`.
+    att_normed: Vec<f32>,
+    /// Attention scores of one head, `[n_ctx]`.
+    att: Vec<f32>,
+    /// FFN gate (then activation), `[max_batch x hidden_dim]`.
+    hb: Vec<f32>,
+    /// FFN up (then sub-normed activation), `[max_batch x hidden_dim]`.
+    hb2: Vec<f32>,
+    /// RoPE cos / sin per batch position, `[max_batch x n_rot/2]` each.
+    rope_cos: Vec<f32>,
+    rope_sin: Vec<f32>,
+    /// Logits, `[max_batch x vocab]`.
+    logits: Vec<f32>,
+    /// Quantized activations of the current matmul input.
+    scratch: ActScratch,
+    /// Keys and values.
+    kv: KvCache,
+    /// Matmul kernels run so far and how often (for receipts).
+    kernel_calls: Vec<(&'static str, u64)>,
+}
+
+impl RunState {
+    /// Buffers for `cfg` with room for `max_batch` positions per forward
+    /// step and a KV cache of `n_ctx` positions (at most `cfg.seq_len`).
+    pub fn new(cfg: &Config, max_batch: usize, n_ctx: usize) -> Result<Self, ModelError> {
+        if max_batch == 0 || n_ctx == 0 {
+            return Err(ModelError::BadRunState {
+                reason: "max_batch and n_ctx must be positive",
+            });
+        }
+        if n_ctx > cfg.seq_len {
+            return Err(ModelError::ContextFull {
+                pos: 0,
+                n_tokens: n_ctx,
+                n_ctx: cfg.seq_len,
+            });
+        }
+        let b = |n: usize| mul("run state", max_batch, n).and_then(zeroed::<f32>);
+        Ok(Self {
+            max_batch,
+            x: b(cfg.dim)?,
+            xb: b(cfg.dim)?,
+            q: b(cfg.q_dim())?,
+            k: b(cfg.kv_dim())?,
+            v: b(cfg.kv_dim())?,
+            att_out: b(cfg.q_dim())?,
+            att_normed: b(cfg.q_dim())?,
+            att: zeroed(n_ctx)?,
+            hb: b(cfg.hidden_dim)?,
+            hb2: b(cfg.hidden_dim)?,
+            rope_cos: b(cfg.n_rot / 2)?,
+            rope_sin: b(cfg.n_rot / 2)?,
+            logits: b(cfg.vocab_size)?,
+            scratch: ActScratch::new(),
+            kv: KvCache::new(cfg.n_layers, n_ctx, cfg.kv_dim())?,
+            kernel_calls: Vec::new(),
+        })
+    }
+
+    /// Positions per forward step (larger batches are split).
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Positions the KV cache holds.
+    pub fn n_ctx(&self) -> usize {
+        self.kv.n_ctx()
+    }
+
+    /// Matmul kernel ids that ran, with call counts, in first-use order.
+    pub fn kernel_calls(&self) -> &[(&'static str, u64)] {
+        &self.kernel_calls
+    }
+
+    fn count(&mut self, id: &'static str) {
+        match self.kernel_calls.iter_mut().find(|(k, _)| *k == id) {
+            Some((_, n)) => *n += 1,
+            // A handful of ids at most; pushed on first use only.
+            None => self.kernel_calls.push((id, 1)),
+        }
+    }
+}
+
+/// Runs `lin` on the first `batch` rows of `x` into `out`, counting the kernel.
+fn matmul(
+    lin: &Linear<'_>,
+    x: &[f32],
+    out: &mut [f32],
+    batch: usize,
+    scratch: &mut ActScratch,
+    calls: &mut dyn FnMut(&'static str),
+) -> Result<(), ModelError> {
+    let (k, m) = (lin.matrix.cols(), lin.matrix.rows());
+    let id = lin.forward(&x[..batch * k], &mut out[..batch * m], scratch)?;
+    calls(id);
+    Ok(())
+}
+
+impl<'a> Model<'a> {
+    /// Loads a model from a parsed GGUF file, borrowing its tensor bytes.
+    pub fn from_gguf(g: &Gguf<'a>) -> Result<Self, ModelError> {
+        let mut config = Config::from_gguf(g)?;
+        let weights = Weights::from_gguf(g, &mut config)?;
+        Ok(Self { config, weights })
+    }
+
+    /// A run state for this model (see [`RunState::new`]).
+    pub fn new_state(&self, max_batch: usize, n_ctx: usize) -> Result<RunState, ModelError> {
+        RunState::new(&self.config, max_batch, n_ctx)
+    }
+
+    /// Evaluates `tokens` at positions `pos..pos + tokens.len()`, appending
+    /// their keys and values to the cache, and returns the requested logits
+    /// (`rows x vocab_size`: 0, 1 or `tokens.len()` rows).
+    ///
+    /// A batch longer than the state's `max_batch` is evaluated in chunks
+    /// (then [`Logits::All`] is refused). Positions past the state's `n_ctx`
+    /// give [`ModelError::ContextFull`]; nothing is written in that case.
+    pub fn forward<'s>(
+        &self,
+        s: &'s mut RunState,
+        tokens: &[u32],
+        pos: usize,
+        want: Logits,
+    ) -> Result<&'s [f32], ModelError> {
+        let c = &self.config;
+        if s.x.len() != s.max_batch * c.dim || s.logits.len() != s.max_batch * c.vocab_size {
+            return Err(ModelError::BadRunState {
+                reason: "run state was made for another model",
+            });
+        }
+        if tokens.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        let n_ctx = s.kv.n_ctx();
+        if pos.checked_add(tokens.len()).is_none_or(|end| end > n_ctx) {
+            return Err(ModelError::ContextFull {
+                pos,
+                n_tokens: tokens.len(),
+                n_ctx,
+            });
+        }
+        if want == Logits::All && tokens.len() > s.max_batch {
+            return Err(ModelError::BatchTooLarge {
+                n_tokens: tokens.len(),
+                max_batch: s.max_batch,
+            });
+        }
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+            return Err(ModelError::TokenOutOfRange {
+                token,
+                vocab: c.vocab_size,
+            });
+        }
+        let mut p = pos;
+        let mut last = 0;
+        for chunk in tokens.chunks(s.max_batch) {
+            self.forward_chunk(s, chunk, p)?;
+            p += chunk.len();
+            last = chunk.len();
+        }
+        let rows = match want {
+            Logits::None => return Ok(&s.logits[..0]),
+            Logits::Last => (last - 1)..last,
+            Logits::All => 0..last,
+        };
+        let (dim, vocab) = (c.dim, c.vocab_size);
+        let w = &self.weights;
+        for (i, b) in rows.clone().enumerate() {
+            let (x, out) = (
+                &s.x[b * dim..(b + 1) * dim],
+                &mut s.xb[i * dim..(i + 1) * dim],
+            );
+            rmsnorm(out, x, &w.output_norm, c.norm_eps);
+        }
+        let n = rows.len();
+        let id = w
+            .lm_head
+            .forward(&s.xb[..n * dim], &mut s.logits[..n * vocab], &mut s.scratch)?;
+        s.count(id);
+        Ok(&s.logits[..n * vocab])
+    }
+
+    /// One chunk of at most `max_batch` tokens at positions `pos..`; leaves
+    /// the final residual stream in `s.x`.
+    fn forward_chunk(
+        &self,
+        s: &mut RunState,
+        tokens: &[u32],
+        pos: usize,
+    ) -> Result<(), ModelError> {
+        let c = &self.config;
+        let w = &self.weights;
+        let nb = tokens.len();
+        let (dim, q_dim, kv_dim, ff, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.hidden_dim, c.head_dim);
+        let half = c.n_rot / 2;
+        let group = c.n_heads / c.n_kv_heads;
+        let neox = c.arch.rope_style() == RopeStyle::Neox;
+
+        for (b, &t) in tokens.iter().enumerate() {
+            w.token_embd.row(t, &mut s.x[b * dim..(b + 1) * dim])?;
+            let r = b * half..(b + 1) * half;
+            rope_cache(
+                pos + b,
+                c.n_rot,
+                c.rope_freq_base,
+                c.rope_freq_scale,
+                &mut s.rope_cos[r.clone()],
+                &mut s.rope_sin[r],
+            );
+        }
+
+        let RunState {
+            x,
+            xb,
+            q,
+            k,
+            v,
+            att_out,
+            att_normed,
+            att,
+            hb,
+            hb2,
+            rope_cos,
+            rope_sin,
+            scratch,
+            kv,
+            kernel_calls,
+            ..
+        } = s;
+        let mut calls = |id: &'static str| match kernel_calls.iter_mut().find(|(k, _)| *k == id) {
+            Some((_, n)) => *n += 1,
+            None => kernel_calls.push((id, 1)),
+        };
+
+        for (l, lw) in w.layers.iter().enumerate() {
+            // Attention: n(x) -> q, k, v.
+            for b in 0..nb {
+                let r = b * dim..(b + 1) * dim;
+                rmsnorm(&mut xb[r.clone()], &x[r], &lw.attn_norm, c.norm_eps);
+            }
+            matmul(&lw.wq, xb, q, nb, scratch, &mut calls)?;
+            matmul(&lw.wk, xb, k, nb, scratch, &mut calls)?;
+            matmul(&lw.wv, xb, v, nb, scratch, &mut calls)?;
+
+            for b in 0..nb {
+                let (cs, sn) = (
+                    &rope_cos[b * half..(b + 1) * half],
+                    &rope_sin[b * half..(b + 1) * half],
+                );
+                let qb = &mut q[b * q_dim..(b + 1) * q_dim];
+                for head in qb.chunks_exact_mut(hd) {
+                    rope_head(&mut head[..c.n_rot], cs, sn, neox);
+                }
+                let kb = &mut k[b * kv_dim..(b + 1) * kv_dim];
+                for head in kb.chunks_exact_mut(hd) {
+                    rope_head(&mut head[..c.n_rot], cs, sn, neox);
+                }
+                kv.store(l, pos + b, kb, &v[b * kv_dim..(b + 1) * kv_dim]);
+            }
+
+            // Causal attention: position pos + b sees 0..=pos + b.
+            for b in 0..nb {
+                let n_seen = pos + b + 1;
+                let (keys, values) = kv.layer(l, n_seen);
+                for h in 0..c.n_heads {
+                    let qh = &q[b * q_dim + h * hd..b * q_dim + (h + 1) * hd];
+                    let kvh = (h / group) * hd;
+                    let scores = &mut att[..n_seen];
+                    for (t, sc) in scores.iter_mut().enumerate() {
+                        let kt = &keys[t * kv_dim + kvh..t * kv_dim + kvh + hd];
+                        *sc = dot(qh, kt) * c.attn_scale;
+                    }
+                    softmax(scores);
+                    let out = &mut att_out[b * q_dim + h * hd..b * q_dim + (h + 1) * hd];
+                    out.fill(0.0);
+                    for (t, &p) in scores.iter().enumerate() {
+                        let vt = &values[t * kv_dim + kvh..t * kv_dim + kvh + hd];
+                        for (o, &vv) in out.iter_mut().zip(vt) {
+                            *o += p * vv;
+                        }
+                    }
+                }
+            }
+
+            // x += Wo (subnorm(attn)).
+            let attn_in: &[f32] = match &lw.attn_sub_norm {
+                Some(wn) => {
+                    for b in 0..nb {
+                        let r = b * q_dim..(b + 1) * q_dim;
+                        rmsnorm(&mut att_normed[r.clone()], &att_out[r], wn, c.norm_eps);
+                    }
+                    att_normed
+                }
+                None => att_out,
+            };
+            matmul(&lw.wo, attn_in, xb, nb, scratch, &mut calls)?;
+            for (xi, &o) in x[..nb * dim].iter_mut().zip(&xb[..nb * dim]) {
+                *xi += o;
+            }
+
+            // Feed-forward: x += Wdown(subnorm(act(Wgate n(x)) * Wup n(x))).
+            for b in 0..nb {
+                let r = b * dim..(b + 1) * dim;
+                rmsnorm(&mut xb[r.clone()], &x[r], &lw.ffn_norm, c.norm_eps);
+            }
+            matmul(&lw.w_gate, xb, hb, nb, scratch, &mut calls)?;
+            matmul(&lw.w_up, xb, hb2, nb, scratch, &mut calls)?;
+            let act = c.arch.ffn_activation();
+            for (g, &u) in hb[..nb * ff].iter_mut().zip(&hb2[..nb * ff]) {
+                *g = match act {
+                    FfnActivation::Silu => silu(*g) * u,
+                    FfnActivation::ReluSquared => {
+                        let r = g.max(0.0);
+                        r * r * u
+                    }
+                };
+            }
+            let ffn_in: &[f32] = match &lw.ffn_sub_norm {
+                Some(wn) => {
+                    for b in 0..nb {
+                        let r = b * ff..(b + 1) * ff;
+                        rmsnorm(&mut hb2[r.clone()], &hb[r], wn, c.norm_eps);
+                    }
+                    hb2
+                }
+                None => hb,
+            };
+            matmul(&lw.w_down, ffn_in, xb, nb, scratch, &mut calls)?;
+            for (xi, &o) in x[..nb * dim].iter_mut().zip(&xb[..nb * dim]) {
+                *xi += o;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! The float building blocks of the forward pass, written to reproduce
+//! ggml's CPU operators (llama.cpp `ggml/src/ggml-cpu/ops.cpp`, vendored in
+//! llama-cpp-python 0.3.36) operation for operation where that is cheap.
+
+/// RMSNorm, `out = x / sqrt(mean(x^2) + eps) * w`.
+///
+/// Accumulates in **f64**, as `ggml_compute_forward_rms_norm_f32` does: each
+/// `x*x` is an f32 product widened to f64 (`ggml_float`) and summed in index
+/// order; the mean is rounded to f32, `scale = 1 / sqrtf(mean + eps)` is in
+/// f32, and `out = (x * scale) * w` in f32 (the fused RMS_NORM + MUL).
+/// `out`, `x` and `w` have the same length.
+pub(crate) fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let mut sum = 0.0f64;
+    for &v in x {
+        sum += f64::from(v * v);
+    }
+    let mean = (sum / x.len().max(1) as f64) as f32;
+    let scale = 1.0 / libm::sqrtf(mean + eps);
+    for ((o, &v), &wv) in out.iter_mut().zip(x).zip(w) {
+        *o = v * scale * wv;
+    }
+}
+
+/// Fills `cos`/`sin` (`n_rot / 2` each) for position `pos`, as ggml's
+/// `ggml_rope_cache_init`: `theta_scale = base^(-2/n_rot)` (f32 exponent),
+/// and the angle of pair `i` is `pos * theta_scale^i` built by repeated f32
+/// multiplication, times `freq_scale`. `cos`/`sin` are evaluated in f64 and
+/// rounded to f32 (glibc's `cosf`/`sinf` are correctly rounded, so this
+/// gives the same f32 values).
+pub(crate) fn rope_cache(
+    pos: usize,
+    n_rot: usize,
+    base: f32,
+    freq_scale: f32,
+    cos: &mut [f32],
+    sin: &mut [f32],
+) {
+    let exponent = -2.0f32 / n_rot as f32;
+    let theta_scale = libm::pow(f64::from(base), f64::from(exponent)) as f32;
+    let mut theta = pos as f32;
+    for (c, s) in cos.iter_mut().zip(sin.iter_mut()) {
+        let t = f64::from(freq_scale * theta);
+        *c = libm::cos(t) as f32;
+        *s = libm::sin(t) as f32;
+        theta *= theta_scale;
+    }
+}
+
+/// Rotates the first `n_rot` dimensions of one head `x` with the cached
+/// `cos`/`sin`: NEOX pairs `i` with `i + n_rot/2`, NORM pairs `2i` with
+/// `2i + 1`.
+pub(crate) fn rope_head(x: &mut [f32], cos: &[f32], sin: &[f32], neox: bool) {
+    let half = cos.len();
+    if neox {
+        let (lo, hi) = x.split_at_mut(half);
+        for (((a, b), &c), &s) in lo.iter_mut().zip(hi.iter_mut()).zip(cos).zip(sin) {
+            let (x0, x1) = (*a, *b);
+            *a = x0 * c - x1 * s;
+            *b = x0 * s + x1 * c;
+        }
+    } else {
+        for ((pair, &c), &s) in x.chunks_exact_mut(2).zip(cos).zip(sin) {
+            let (x0, x1) = (pair[0], pair[1]);
+            pair[0] = x0 * c - x1 * s;
+            pair[1] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/// In-place softmax of `x` (non-empty), as `ggml_vec_soft_max_f32`: subtract
+/// the max, `expf` in f32, sum in f64, multiply by `1 / sum` rounded to f32.
+pub(crate) fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        *v = libm::expf(*v - max);
+        sum += f64::from(*v);
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// `silu(x) = x / (1 + exp(-x))` in f32 (`ggml_silu_f32`).
+pub(crate) fn silu(x: f32) -> f32 {
+    x / (1.0 + libm::expf(-x))
+}
+
+/// Dot product in f32, index order (short vectors: one attention head).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut s = 0.0f32;
+    for (&x, &y) in a.iter().zip(b) {
+        s += x * y;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rmsnorm_of_a_constant_vector_is_the_weight() {
+        // mean(x^2) = 4, eps 0: scale 1/2 exactly.
+        let x = [2.0f32, -2.0, 2.0, -2.0];
+        let w = [1.0f32, 2.0, 3.0, 4.0];
+        let mut out = [0.0f32; 4];
+        rmsnorm(&mut out, &x, &w, 0.0);
+        assert_eq!(out, [1.0, -2.0, 3.0, -4.0]);
+    }
+
+    #[test]
+    fn rope_pairs_by_style() {
+        // Position 1, n_rot 4, base 100: theta_scale = 100^(-1/2) = 0.1, so
+        // pair 0 turns by 1 rad and pair 1 by 0.1 rad.
+        let (mut c, mut s) = ([0.0f32; 2], [0.0f32; 2]);
+        rope_cache(1, 4, 100.0, 1.0, &mut c, &mut s);
+        assert_eq!(c[0], 1.0f64.cos() as f32);
+        assert!((c[1] - 0.1f64.cos() as f32).abs() < 1e-7);
+        let mut neox = [1.0f32, 0.0, 0.0, 0.0];
+        rope_head(&mut neox, &c, &s, true);
+        // Element 0 pairs with element 2.
+        assert_eq!(neox, [c[0], 0.0, s[0], 0.0]);
+        let mut norm = [1.0f32, 0.0, 0.0, 0.0];
+        rope_head(&mut norm, &c, &s, false);
+        assert_eq!(norm, [c[0], s[0], 0.0, 0.0]);
+    }
+
+    #[test]
+    fn softmax_matches_hand_values() {
+        let mut x = [0.0f32, core::f32::consts::LN_2, f32::NEG_INFINITY];
+        softmax(&mut x);
+        // e^0 : e^ln2 : 0 = 1 : 2 : 0.
+        assert!((x[0] - 1.0 / 3.0).abs() < 1e-7);
+        assert!((x[1] - 2.0 / 3.0).abs() < 1e-7);
+        assert_eq!(x[2], 0.0);
+    }
+}
