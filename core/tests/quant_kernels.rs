@@ -4,6 +4,7 @@
 //! for bit; float results either exactly (same operation order) or within a
 //! named tolerance.
 
+use bitnet_core::kernels::Platform;
 use bitnet_core::quant::bf16::dot_bf16_f32;
 use bitnet_core::quant::f16::dot_f16_f32;
 use bitnet_core::quant::f32::dot_f32;
@@ -155,7 +156,7 @@ fn i2s_linear_matches_reference() {
         let lin = QuantizedLinear::new(&t, QuantType::I2S, rows, k).unwrap();
         let mut out = vec![0.0f32; batch * rows];
         assert_eq!(
-            lin.forward(&x, &mut out, &mut scratch),
+            lin.forward_with(Platform::portable(), &x, &mut out, &mut scratch),
             Ok("i2s_gemv_scalar")
         );
         for b in 0..batch {
@@ -405,7 +406,7 @@ fn linear_float_types_equal_row_dots() {
         let lin = QuantizedLinear::new(bytes, qtype, rows, k).unwrap();
         let mut out = vec![0.0f32; batch * rows];
         assert_eq!(
-            lin.forward(&x, &mut out, &mut scratch),
+            lin.forward_with(Platform::portable(), &x, &mut out, &mut scratch),
             Ok(qtype.scalar_kernel_id())
         );
         for b in 0..batch {

@@ -4,14 +4,12 @@
 use alloc::vec::Vec;
 
 use super::bf16::dot_bf16_f32;
-use super::f16::dot_f16_f32;
 use super::f32::dot_f32;
-use super::i2s::{I2S_MAX_K, i2s_dot_i32, i2s_output, i2s_scale, quantize_act_i2s};
+use super::i2s::{I2S_MAX_K, i2s_output, i2s_scale};
 use super::q8_0::{BlockQ8_0, QK8_0, quantize_row_q8_0, vec_dot_q8_0_q8_0};
 use super::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
-use super::tq1_0::vec_dot_tq1_0_q8_k;
-use super::tq2_0::vec_dot_tq2_0_q8_k;
 use super::{QuantError, QuantType, blocks_of, check_len, mul_size};
+use crate::kernels::Platform;
 
 /// Reusable buffers for the quantized activations of one matmul input.
 ///
@@ -27,6 +25,8 @@ pub struct ActScratch {
     q8k: Vec<BlockQ8K>,
     /// Q8_0: Q8_0 blocks, `batch x K / 32`.
     q8_0: Vec<BlockQ8_0>,
+    /// I2_S: integer dots, `M x batch` (row-major by weight row).
+    dots: Vec<i32>,
 }
 
 impl ActScratch {
@@ -37,6 +37,7 @@ impl ActScratch {
             scales: Vec::new(),
             q8k: Vec::new(),
             q8_0: Vec::new(),
+            dots: Vec::new(),
         }
     }
 }
@@ -135,15 +136,31 @@ impl<'a> QuantizedLinear<'a> {
         self.cols
     }
 
-    /// `out = x W^T`: `x` is `batch x K` (row-major), `out` is `batch x M`.
+    /// `out = x W^T`: `x` is `batch x K` (row-major), `out` is `batch x M`,
+    /// with the best kernels this CPU supports ([`Platform::detect`]).
+    /// Results are bit-identical to the portable kernels; see
+    /// [`forward_with`](Self::forward_with).
+    pub fn forward(
+        &self,
+        x: &[f32],
+        out: &mut [f32],
+        scratch: &mut ActScratch,
+    ) -> Result<&'static str, QuantError> {
+        self.forward_with(Platform::detect(), x, out, scratch)
+    }
+
+    /// `out = x W^T` with the kernels of `platform`
+    /// ([`Platform::portable`] for the portable path).
     ///
     /// Each activation row is quantized once per call in the format's
     /// activation scheme (I2_S: per-token i8; TQ1_0/TQ2_0: Q8_K; Q8_0: Q8_0;
-    /// float types: none), then the portable dot runs for every weight row.
-    /// Returns the id of the kernel that ran (e.g. `"i2s_gemv_scalar"`), for
-    /// receipts.
-    pub fn forward(
+    /// float types: none), then the dot runs for every weight row (I2_S,
+    /// TQ1_0, TQ2_0 and F16 through `platform`'s dispatch). Returns the id of
+    /// the matmul kernel that ran (e.g. `"i2s_gemv_scalar"`,
+    /// `"i2s_gemm_avx512vnni"`), for receipts.
+    pub fn forward_with(
         &self,
+        platform: Platform,
         x: &[f32],
         out: &mut [f32],
         scratch: &mut ActScratch,
@@ -160,24 +177,43 @@ impl<'a> QuantizedLinear<'a> {
                     .zip(q.chunks_exact_mut(k))
                     .zip(scales.iter_mut())
                 {
-                    *s = quantize_act_i2s(xt, qt)?;
+                    *s = platform.i2s_quantize_act(xt, qt)?.0;
                 }
-                let (q, scales) = (&*q, &*scales);
-                self.for_each_output(out, batch, |w, b| {
-                    let dot = i2s_dot_i32(w, &q[b * k..(b + 1) * k])?;
-                    Ok(i2s_output(dot, scales[b], self.i2s_scale))
-                })?;
+                let dots = grow(&mut scratch.dots, batch * self.rows, 0)?;
+                let rows = 0..self.rows;
+                let id = if batch == 1 {
+                    platform.i2s_gemv(self.weight, k, rows, q, dots)?
+                } else {
+                    platform.i2s_gemm(self.weight, k, rows, q, dots)?
+                };
+                for (m, dm) in dots.chunks_exact(batch.max(1)).enumerate() {
+                    for (b, (&dot, &s)) in dm.iter().zip(scales.iter()).enumerate() {
+                        out[b * self.rows + m] = i2s_output(dot, s, self.i2s_scale);
+                    }
+                }
+                return Ok(id);
             }
             QuantType::TQ1_0 | QuantType::TQ2_0 => {
                 let nb = k / QK_K;
                 let act = grow(&mut scratch.q8k, batch * nb, BlockQ8K::ZERO)?;
                 quantize_row_q8_k(x, act)?;
-                let act = &*act;
-                let dot: fn(&[u8], &[BlockQ8K]) -> Result<f32, QuantError> = match self.qtype {
-                    QuantType::TQ1_0 => vec_dot_tq1_0_q8_k,
-                    _ => vec_dot_tq2_0_q8_k,
-                };
-                self.for_each_output(out, batch, |w, b| dot(w, &act[b * nb..(b + 1) * nb]))?;
+                let mut id = self.qtype.scalar_kernel_id();
+                for (ab, ob) in act.chunks_exact(nb).zip(out.chunks_exact_mut(self.rows)) {
+                    id = match self.qtype {
+                        QuantType::TQ1_0 => {
+                            platform.tq1_0_gemv(self.weight, k, 0..self.rows, ab, ob)?
+                        }
+                        _ => platform.tq2_0_gemv(self.weight, k, 0..self.rows, ab, ob)?,
+                    };
+                }
+                return Ok(id);
+            }
+            QuantType::F16 => {
+                let mut id = self.qtype.scalar_kernel_id();
+                for (xb, ob) in x.chunks_exact(k).zip(out.chunks_exact_mut(self.rows)) {
+                    id = platform.f16_gemv(self.weight, k, 0..self.rows, xb, ob)?;
+                }
+                return Ok(id);
             }
             QuantType::Q8_0 => {
                 let nb = k / QK8_0;
@@ -188,10 +224,9 @@ impl<'a> QuantizedLinear<'a> {
                     vec_dot_q8_0_q8_0(w, &act[b * nb..(b + 1) * nb])
                 })?;
             }
-            QuantType::F32 | QuantType::F16 | QuantType::BF16 => {
+            QuantType::F32 | QuantType::BF16 => {
                 let dot: fn(&[u8], &[f32]) -> Result<f32, QuantError> = match self.qtype {
                     QuantType::F32 => dot_f32,
-                    QuantType::F16 => dot_f16_f32,
                     _ => dot_bf16_f32,
                 };
                 self.for_each_output(out, batch, |w, b| dot(w, &x[b * k..(b + 1) * k]))?;

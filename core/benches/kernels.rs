@@ -1,0 +1,91 @@
+//! Kernel micro-benchmarks: I2_S GEMV (GB/s of weight bytes, cache-cold)
+//! and GEMM (MAC/s) for every kernel tier this CPU supports.
+//!
+//! `cargo bench -p bitnet-core --bench kernels`; results go to docs/perf.md.
+//! Single thread. "Cache-cold": each iteration reads the next of several
+//! copies of the weights, together larger than the last-level cache, so the
+//! weights come from DRAM as in decode.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bitnet_core::kernels::Platform;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+/// Bytes of weight copies cycled through for cache-cold runs (above the
+/// 32 MiB L3 of the Zen 4 benchmark machine, and most desktop CPUs).
+const COLD_BYTES: usize = 256 << 20;
+
+/// splitmix64 for benchmark data.
+fn data(n: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) as u8
+        })
+        .collect()
+}
+
+fn i2s_gemv(c: &mut Criterion) {
+    // (M, K): attention/output 2560x2560, FFN gate/up 6912x2560, down 2560x6912.
+    for (m, k) in [(2560, 2560), (6912, 2560), (2560, 6912)] {
+        let bytes = m * k / 4;
+        let copies = COLD_BYTES.div_ceil(bytes);
+        let weights: Vec<Vec<u8>> = (0..copies).map(|i| data(bytes, i as u64)).collect();
+        let q: Vec<i8> = data(k, 99).into_iter().map(|b| b as i8).collect();
+        let mut out = vec![0i32; m];
+        let mut g = c.benchmark_group(format!("i2s_gemv_{m}x{k}"));
+        g.throughput(Throughput::Bytes(bytes as u64));
+        for p in Platform::available() {
+            let mut i = 0;
+            let id = p.i2s_gemv(&weights[0], k, 0..m, &q, &mut out).unwrap();
+            g.bench_function(id, |b| {
+                b.iter(|| {
+                    i = (i + 1) % copies;
+                    p.i2s_gemv(black_box(&weights[i]), k, 0..m, &q, &mut out)
+                        .unwrap();
+                    black_box(&out);
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+fn i2s_gemm(c: &mut Criterion) {
+    let (m, k, batch) = (2560, 2560, 16);
+    let w = data(m * k / 4, 1);
+    let q: Vec<i8> = data(batch * k, 2).into_iter().map(|b| b as i8).collect();
+    let mut out = vec![0i32; m * batch];
+    let mut g = c.benchmark_group(format!("i2s_gemm_{m}x{k}_batch{batch}"));
+    // Elements = multiply-accumulates.
+    g.throughput(Throughput::Elements((m * k * batch) as u64));
+    for p in Platform::available() {
+        let id = p.i2s_gemm(&w, k, 0..m, &q, &mut out).unwrap();
+        g.bench_function(id, |b| {
+            b.iter(|| {
+                p.i2s_gemm(black_box(&w), k, 0..m, &q, &mut out).unwrap();
+                black_box(&out);
+            })
+        });
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = i2s_gemv, i2s_gemm
+}
+criterion_main!(benches);

@@ -1,0 +1,388 @@
+//! AVX2 (+ F16C) kernels: I2_S GEMV/GEMM, TQ2_0 and TQ1_0 x Q8_K, F16 GEMV,
+//! I2_S activation quantization. Each reproduces the portable kernel of
+//! [`crate::quant`] exactly (see the module docs of [`super`]).
+//!
+//! The ternary dots use `vpmaddubsw` on the unsigned 2-bit codes (or trits)
+//! times the signed int8 activations and subtract `sum q` once, as
+//! bitnet.cpp's `ggml-bitnet-mad.cpp` and llama.cpp's x86 TQ kernels do.
+//!
+//! Callers (the dispatch in [`super`]) check every shape first; the entry
+//! points document what they rely on, and index only through slices and
+//! fixed-size arrays derived from them.
+
+use core::arch::x86_64::*;
+
+use half::f16;
+
+use super::{PREFETCH_BYTES, act_scale, quantize_act_value, sum_i8};
+use crate::quant::q8_k::BlockQ8K;
+use crate::quant::tq1_0::BlockTq1_0;
+use crate::quant::tq2_0::BlockTq2_0;
+
+/// Loads 32 bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_u8(b: &[u8; 32]) -> __m256i {
+    // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+/// Loads 32 activations starting at `32 * j` of a 128-value group.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_i8(q: &[i8; 128], j: usize) -> __m256i {
+    let part: &[i8; 32] = q[32 * j..32 * j + 32].try_into().unwrap_or(&[0; 32]);
+    // SAFETY: `part` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(part.as_ptr().cast()) }
+}
+
+/// Horizontal sum of 8 i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// I2_S code-3 fix on packed bytes: every 2-bit field `11` becomes `01`
+/// (weight 0), the others are kept, as [`crate::quant::i2s`]'s
+/// `EFFECTIVE_CODE`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn i2s_fix_code3(b: __m256i) -> __m256i {
+    // Low bit of each field where both bits are set, moved to the high bit.
+    let both = _mm256_and_si256(
+        _mm256_and_si256(b, _mm256_srli_epi16::<1>(b)),
+        _mm256_set1_epi8(0x55),
+    );
+    _mm256_xor_si256(b, _mm256_add_epi8(both, both))
+}
+
+/// `sum c*q` of one I2_S row (32-byte blocks) with `N` tokens (128-value
+/// groups, as many as the row has blocks), codes fixed for code 3.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn i2s_row<const N: usize>(row: &[[u8; 32]], q: [&[[i8; 128]]; N]) -> [i32; N] {
+    let m3 = _mm256_set1_epi8(3);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_si256(); N];
+    for (bi, blk) in row.iter().enumerate() {
+        // Software prefetch ahead (into the next rows near the end of this
+        // one: rows are contiguous). A prefetch never faults, and
+        // `wrapping_add` keeps the address computation defined.
+        _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES).cast());
+        let b = i2s_fix_code3(load_u8(blk));
+        let c = [
+            _mm256_and_si256(_mm256_srli_epi16::<6>(b), m3),
+            _mm256_and_si256(_mm256_srli_epi16::<4>(b), m3),
+            _mm256_and_si256(_mm256_srli_epi16::<2>(b), m3),
+            _mm256_and_si256(b, m3),
+        ];
+        for t in 0..N {
+            let Some(qb) = q[t].get(bi) else { continue };
+            // |c*q pair| <= 2*128*2 = 512, four of them fit an i16.
+            let p01 = _mm256_add_epi16(
+                _mm256_maddubs_epi16(c[0], load_i8(qb, 0)),
+                _mm256_maddubs_epi16(c[1], load_i8(qb, 1)),
+            );
+            let p23 = _mm256_add_epi16(
+                _mm256_maddubs_epi16(c[2], load_i8(qb, 2)),
+                _mm256_maddubs_epi16(c[3], load_i8(qb, 3)),
+            );
+            let p = _mm256_add_epi16(p01, p23);
+            acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(p, ones));
+        }
+    }
+    let mut out = [0i32; N];
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = hsum_i32(a);
+    }
+    out
+}
+
+/// I2_S GEMM: `w` holds `out.len() / batch` rows of `row_bytes` bytes,
+/// `q` holds `batch` tokens of `4 * row_bytes` values;
+/// `out[r * batch + t] = sum w*q` of row `r` and token `t`, equal to
+/// [`crate::quant::i2s::i2s_dot_i32`].
+///
+/// # Safety
+/// The CPU must support AVX2. `row_bytes` is a nonzero multiple of 32,
+/// `w.len() == rows * row_bytes`, `q.len() == batch * 4 * row_bytes`,
+/// `out.len() == rows * batch` (checked by the dispatch).
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn i2s_gemm(w: &[u8], row_bytes: usize, q: &[i8], out: &mut [i32]) {
+    let k = 4 * row_bytes;
+    let batch = q.len() / k;
+    if batch == 0 {
+        return;
+    }
+    let (blocks, _) = w.as_chunks::<32>();
+    let (qg, _) = q.as_chunks::<128>();
+    let nb = row_bytes / 32;
+    let mut t = 0;
+    while t < batch {
+        let n = (batch - t).min(4);
+        let tok = |i: usize| &qg[(t + i) * nb..(t + i + 1) * nb];
+        let mut sums = [0i32; 4];
+        for (i, s) in sums.iter_mut().enumerate().take(n) {
+            *s = sum_i8(&q[(t + i) * k..(t + i + 1) * k]);
+        }
+        for (ob, row) in out.chunks_exact_mut(batch).zip(blocks.chunks_exact(nb)) {
+            let dots: &[i32] = match n {
+                4 => &i2s_row::<4>(row, [tok(0), tok(1), tok(2), tok(3)]),
+                3 => &i2s_row::<3>(row, [tok(0), tok(1), tok(2)]),
+                2 => &i2s_row::<2>(row, [tok(0), tok(1)]),
+                _ => &i2s_row::<1>(row, [tok(0)]),
+            };
+            for ((o, &d), &s) in ob[t..t + n].iter_mut().zip(dots).zip(&sums) {
+                *o = d - s;
+            }
+        }
+        t += n;
+    }
+}
+
+/// TQ2_0 x Q8_K GEMV: `w` holds `out.len()` rows of `row_bytes` bytes
+/// (`act.len()` blocks of 66 bytes each); `out[r]` equals
+/// [`crate::quant::tq2_0::vec_dot_tq2_0_q8_k`] bit for bit (same integer
+/// per block, same float combination order).
+///
+/// # Safety
+/// The CPU must support AVX2; `row_bytes == act.len() * 66` and
+/// `w.len() == out.len() * row_bytes` (checked by the dispatch).
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn tq2_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], out: &mut [f32]) {
+    let m3 = _mm256_set1_epi8(3);
+    let ones = _mm256_set1_epi16(1);
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
+        let mut sumf = 0.0f32;
+        for (blk, ab) in row.as_chunks::<{ BlockTq2_0::BYTES }>().0.iter().zip(act) {
+            let (qs, d) = blk.split_at(64);
+            let (qs, _) = qs.as_chunks::<32>();
+            let (qa, _) = ab.qs.as_chunks::<128>();
+            let mut p = _mm256_setzero_si256();
+            for (half, qh) in qs.iter().zip(qa) {
+                let b = load_u8(half);
+                let c = [
+                    _mm256_and_si256(b, m3),
+                    _mm256_and_si256(_mm256_srli_epi16::<2>(b), m3),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(b), m3),
+                    _mm256_and_si256(_mm256_srli_epi16::<6>(b), m3),
+                ];
+                // |c*q pair| <= 3*128*2 = 768: eight of them fit an i16.
+                for (l, &cl) in c.iter().enumerate() {
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(cl, load_i8(qh, l)));
+                }
+            }
+            let sum_q: i32 = ab.bsums.iter().map(|&s| i32::from(s)).sum();
+            let sumi = hsum_i32(_mm256_madd_epi16(p, ones)) - sum_q;
+            let d = ab.d * f16::from_bits(u16::from_le_bytes([d[0], d[1]])).to_f32();
+            sumf += sumi as f32 * d;
+        }
+        *o = sumf;
+    }
+}
+
+/// `v * 3` per byte, wrapping like ggml's `uint8_t` products.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn mul3_u8(v: __m256i) -> __m256i {
+    _mm256_add_epi8(v, _mm256_add_epi8(v, v))
+}
+
+/// Per-byte wrapping product `x * m`, where each i16 lane of `m` holds the
+/// multiplier of both its bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn mul_u8(x: __m256i, m: __m256i) -> __m256i {
+    let lo = _mm256_and_si256(_mm256_mullo_epi16(x, m), _mm256_set1_epi16(0x00ff));
+    let hi = _mm256_mullo_epi16(_mm256_and_si256(x, _mm256_set1_epi16(-256)), m);
+    _mm256_or_si256(lo, hi)
+}
+
+/// TQ1_0 trit of each byte: `(v * 3) >> 8` (ggml's extraction after the
+/// `3^n` multiply), computed per byte with `vpmulhuw`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn trits(v: __m256i) -> __m256i {
+    let three = _mm256_set1_epi16(3);
+    let lo = _mm256_mulhi_epu16(_mm256_slli_epi16::<8>(v), three);
+    let hi = _mm256_mulhi_epu16(_mm256_and_si256(v, _mm256_set1_epi16(-256)), three);
+    _mm256_or_si256(lo, _mm256_slli_epi16::<8>(hi))
+}
+
+/// TQ1_0 x Q8_K GEMV, bit-identical to
+/// [`crate::quant::tq1_0::vec_dot_tq1_0_q8_k`] per row.
+///
+/// Weight order (module docs of [`crate::quant::tq1_0`]): trit `n` of
+/// `qs[m]` is weight `32n + m` (m < 32), of `qs[32 + m]` weight
+/// `160 + 16n + m` (m < 16), of `qh[j]` weight `240 + 4n + j`; so every
+/// vector below meets a contiguous run of activations.
+///
+/// # Safety
+/// The CPU must support AVX2; `row_bytes == act.len() * 54` and
+/// `w.len() == out.len() * row_bytes` (checked by the dispatch).
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn tq1_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], out: &mut [f32]) {
+    let ones = _mm256_set1_epi16(1);
+    // Multipliers (per i16 lane, for both its bytes) of the vectors built
+    // from qs[32..48]: (3^0 | 3^1), (3^2 | 3^3), and (3^4 | the qh powers
+    // 1, 1, 3, 3, 9, 9, 27, 27 for bytes 4n + j).
+    let m01 = _mm256_setr_epi16(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3);
+    let m23 = _mm256_setr_epi16(9, 9, 9, 9, 9, 9, 9, 9, 27, 27, 27, 27, 27, 27, 27, 27);
+    let m4h = _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27);
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
+        let mut sumf = 0.0f32;
+        for (blk, ab) in row.as_chunks::<{ BlockTq1_0::BYTES }>().0.iter().zip(act) {
+            let q = &ab.qs;
+            let qv = |start: usize| -> __m256i {
+                let part: &[i8; 32] = q[start..start + 32].try_into().unwrap_or(&[0; 32]);
+                // SAFETY: `part` is 32 readable bytes; unaligned load.
+                unsafe { _mm256_loadu_si256(part.as_ptr().cast()) }
+            };
+            let head: &[u8; 32] = blk[..32].try_into().unwrap_or(&[0; 32]);
+            let mut v = load_u8(head);
+            let mut p = _mm256_setzero_si256();
+            for n in 0..5 {
+                p = _mm256_add_epi16(p, _mm256_maddubs_epi16(trits(v), qv(32 * n)));
+                v = mul3_u8(v);
+            }
+            let mid: &[u8; 16] = blk[32..48].try_into().unwrap_or(&[0; 16]);
+            // SAFETY: `mid` is 16 readable bytes; unaligned load.
+            let x1 = unsafe { _mm_loadu_si128(mid.as_ptr().cast()) };
+            let x11 = _mm256_set_m128i(x1, x1);
+            let qh = u32::from_le_bytes([blk[48], blk[49], blk[50], blk[51]]);
+            let xh = _mm256_set_m128i(_mm_set1_epi32(qh as i32), x1);
+            // 8 maddubs of trits <= 2: |sum| <= 8 * 512 fits an i16.
+            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(trits(mul_u8(x11, m01)), qv(160)));
+            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(trits(mul_u8(x11, m23)), qv(192)));
+            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(trits(mul_u8(xh, m4h)), qv(224)));
+            let sum_q: i32 = ab.bsums.iter().map(|&s| i32::from(s)).sum();
+            let sumi = hsum_i32(_mm256_madd_epi16(p, ones)) - sum_q;
+            let d = f16::from_bits(u16::from_le_bytes([blk[52], blk[53]])).to_f32();
+            sumf += sumi as f32 * (d * ab.d);
+        }
+        *o = sumf;
+    }
+}
+
+/// `N` F16 rows dotted with `x` in the portable 8-lane order
+/// ([`crate::quant::f32`]'s `lane_dot`: `w_i * x_i` added to lane `i % 8`
+/// in index order, tail into lanes `0..k % 8`, halving reduction).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn f16_rows<const N: usize>(rows: [&[u8]; N], x: &[f32]) -> [f32; N] {
+    let (xc, xt) = x.as_chunks::<8>();
+    let mut acc = [_mm256_setzero_ps(); N];
+    for (i, xv) in xc.iter().enumerate() {
+        // SAFETY: `xv` is 8 readable f32; unaligned load.
+        let xv = unsafe { _mm256_loadu_ps(xv.as_ptr()) };
+        for (a, row) in acc.iter_mut().zip(rows) {
+            let Some(h) = row.get(16 * i..16 * i + 16) else {
+                continue;
+            };
+            // SAFETY: `h` is 16 readable bytes (8 halves); unaligned load.
+            let h = unsafe { _mm_loadu_si128(h.as_ptr().cast()) };
+            *a = _mm256_add_ps(*a, _mm256_mul_ps(_mm256_cvtph_ps(h), xv));
+        }
+    }
+    let mut out = [0.0f32; N];
+    for ((o, a), row) in out.iter_mut().zip(acc).zip(rows) {
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` is 8 writable f32; unaligned store.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
+        let tail = row.get(16 * xc.len()..).unwrap_or(&[]);
+        for ((l, h), &xv) in lanes.iter_mut().zip(tail.chunks_exact(2)).zip(xt) {
+            *l += f16::from_bits(u16::from_le_bytes([h[0], h[1]])).to_f32() * xv;
+        }
+        for half in [4, 2, 1] {
+            for l in 0..half {
+                lanes[l] += lanes[l + half];
+            }
+        }
+        *o = lanes[0];
+    }
+    out
+}
+
+/// F16 x f32 GEMV, four rows per pass (independent accumulator chains),
+/// bit-identical to [`crate::quant::f16::dot_f16_f32`] per row.
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C; `row_bytes == 2 * x.len() > 0` and
+/// `w.len() == out.len() * row_bytes` (checked by the dispatch).
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn f16_gemv(w: &[u8], row_bytes: usize, x: &[f32], out: &mut [f32]) {
+    let mut rows = w.chunks_exact(row_bytes);
+    for ob in out.chunks_mut(4) {
+        let mut r = || rows.next().unwrap_or(&[]);
+        match ob.len() {
+            4 => ob.copy_from_slice(&f16_rows::<4>([r(), r(), r(), r()], x)),
+            3 => ob.copy_from_slice(&f16_rows::<3>([r(), r(), r()], x)),
+            2 => ob.copy_from_slice(&f16_rows::<2>([r(), r()], x)),
+            _ => ob.copy_from_slice(&f16_rows::<1>([r()], x)),
+        }
+    }
+}
+
+/// I2_S activation quantization, bit-identical to
+/// [`crate::quant::i2s::quantize_act_i2s`]; returns the scale.
+///
+/// # Safety
+/// The CPU must support AVX2; `x.len() == q.len()` (checked by the
+/// dispatch).
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn quantize_act_i2s(x: &[f32], q: &mut [i8]) -> f32 {
+    let (xc, xt) = x.as_chunks::<8>();
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let mut vmax = _mm256_set1_ps(1e-5);
+    for v in xc {
+        // SAFETY: `v` is 8 readable f32; unaligned load.
+        let v = unsafe { _mm256_loadu_ps(v.as_ptr()) };
+        // maxps returns its second operand when either is NaN, so NaN
+        // inputs are skipped like the portable `av > m` test.
+        vmax = _mm256_max_ps(_mm256_and_ps(v, abs_mask), vmax);
+    }
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: `lanes` is 8 writable f32; unaligned store.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), vmax) };
+    let mut m = 1e-5f32;
+    for av in lanes.into_iter().chain(xt.iter().map(|&v| libm::fabsf(v))) {
+        if av > m {
+            m = av;
+        }
+    }
+    let s = act_scale(m);
+    let sv = _mm256_set1_ps(s);
+    let (lo, hi) = (_mm256_set1_ps(-128.0), _mm256_set1_ps(127.0));
+    let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let (x32, _) = x.as_chunks::<32>();
+    let (q32, _) = q.as_chunks_mut::<32>();
+    let to_i32 = |p: &[f32]| -> __m256i {
+        // SAFETY: callers pass 8 readable f32 (a quarter of a 32-chunk).
+        let v = unsafe { _mm256_loadu_ps(p.as_ptr()) };
+        let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(v, sv),
+        );
+        // NaN -> 0, then clamp: the portable `as i8` of a clamped value.
+        let r = _mm256_and_ps(r, _mm256_cmp_ps::<_CMP_ORD_Q>(r, r));
+        _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi))
+    };
+    for (xv, qv) in x32.iter().zip(q32.iter_mut()) {
+        let a = to_i32(&xv[0..8]);
+        let b = to_i32(&xv[8..16]);
+        let c = to_i32(&xv[16..24]);
+        let d = to_i32(&xv[24..32]);
+        let packed = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+        let packed = _mm256_permutevar8x32_epi32(packed, perm);
+        // SAFETY: `qv` is 32 writable bytes; unaligned store.
+        unsafe { _mm256_storeu_si256(qv.as_mut_ptr().cast(), packed) };
+    }
+    let done = x32.len() * 32;
+    for (qi, &v) in q[done..].iter_mut().zip(&x[done..]) {
+        *qi = quantize_act_value(v, s);
+    }
+    s
+}

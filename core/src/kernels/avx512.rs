@@ -1,0 +1,226 @@
+//! AVX-512 (F, BW, VL, VNNI) kernels: I2_S GEMV/GEMM and TQ2_0 x Q8_K with
+//! `vpdpbusd` (unsigned codes x signed int8 activations, 4-way into i32),
+//! and I2_S activation quantization. Each reproduces the portable kernel of
+//! [`crate::quant`] exactly (see the module docs of [`super`]).
+//!
+//! A 32-byte block of 2-bit codes is expanded into two 64-byte code vectors
+//! whose halves meet contiguous runs of 64 activations, so activations are
+//! read in their natural order (no repacking).
+
+use core::arch::x86_64::*;
+
+use half::f16;
+
+use super::{PREFETCH_BYTES, act_scale, sum_i8};
+use crate::quant::q8_k::BlockQ8K;
+use crate::quant::tq2_0::BlockTq2_0;
+
+/// Loads 32 bytes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn load_u8(b: &[u8; 32]) -> __m256i {
+    // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+/// Loads 64 activations starting at `64 * h` of a 128-value group.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn load_i8x64(q: &[i8; 128], h: usize) -> __m512i {
+    let part: &[i8; 64] = q[64 * h..64 * h + 64].try_into().unwrap_or(&[0; 64]);
+    // SAFETY: `part` is 64 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm512_loadu_si512(part.as_ptr().cast()) }
+}
+
+/// `[lo | hi]` as one 512-bit vector.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn concat(lo: __m256i, hi: __m256i) -> __m512i {
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+/// I2_S code-3 fix on packed bytes (every field `11` becomes `01`).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn i2s_fix_code3(b: __m256i) -> __m256i {
+    let both = _mm256_and_si256(
+        _mm256_and_si256(b, _mm256_srli_epi16::<1>(b)),
+        _mm256_set1_epi8(0x55),
+    );
+    _mm256_xor_si256(b, _mm256_add_epi8(both, both))
+}
+
+/// `sum c*q` of one I2_S row with `N` tokens, two accumulators per token.
+///
+/// Byte `p` of a block holds the codes of weights `p, 32+p, 64+p, 96+p` at
+/// shifts 6, 4, 2, 0. With `z = [b >> 2 | b]`, `(z >> 4) & 3` is the codes
+/// of weights 0..64 and `z & 3` those of 64..128.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn i2s_row<const N: usize>(row: &[[u8; 32]], q: [&[[i8; 128]]; N]) -> [i32; N] {
+    let m3 = _mm512_set1_epi8(3);
+    let mut acc = [[_mm512_setzero_si512(); 2]; N];
+    for (bi, blk) in row.iter().enumerate() {
+        // Software prefetch PREFETCH_BYTES ahead (the next rows'
+        // blocks when near the end of this one: rows are contiguous).
+        // A prefetch never faults, and `wrapping_add` keeps the address
+        // computation defined even past the end of the slice.
+        _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES).cast());
+        let b = i2s_fix_code3(load_u8(blk));
+        let z = concat(_mm256_srli_epi16::<2>(b), b);
+        let c_lo = _mm512_and_si512(_mm512_srli_epi16::<4>(z), m3);
+        let c_hi = _mm512_and_si512(z, m3);
+        for t in 0..N {
+            let Some(qb) = q[t].get(bi) else { continue };
+            acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], c_lo, load_i8x64(qb, 0));
+            acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], c_hi, load_i8x64(qb, 1));
+        }
+    }
+    let mut out = [0i32; N];
+    for (o, [a, b]) in out.iter_mut().zip(acc) {
+        *o = _mm512_reduce_add_epi32(_mm512_add_epi32(a, b));
+    }
+    out
+}
+
+/// I2_S GEMM, same contract as the AVX2 `i2s_gemm`: `w` holds
+/// `out.len() / batch` rows of `row_bytes` bytes, `q` holds `batch` tokens;
+/// `out[r * batch + t]` equals [`crate::quant::i2s::i2s_dot_i32`]. Tokens
+/// are taken 4 at a time, so each weight block is decoded once per 4
+/// tokens.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI and AVX2. `row_bytes` is a
+/// nonzero multiple of 32, `w.len() == rows * row_bytes`,
+/// `q.len() == batch * 4 * row_bytes`, `out.len() == rows * batch`
+/// (checked by the dispatch).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+pub(super) unsafe fn i2s_gemm(w: &[u8], row_bytes: usize, q: &[i8], out: &mut [i32]) {
+    let k = 4 * row_bytes;
+    let batch = q.len() / k;
+    if batch == 0 {
+        return;
+    }
+    let (blocks, _) = w.as_chunks::<32>();
+    let (qg, _) = q.as_chunks::<128>();
+    let nb = row_bytes / 32;
+    let mut t = 0;
+    while t < batch {
+        let n = (batch - t).min(4);
+        let tok = |i: usize| &qg[(t + i) * nb..(t + i + 1) * nb];
+        let mut sums = [0i32; 4];
+        for (i, s) in sums.iter_mut().enumerate().take(n) {
+            *s = sum_i8(&q[(t + i) * k..(t + i + 1) * k]);
+        }
+        for (ob, row) in out.chunks_exact_mut(batch).zip(blocks.chunks_exact(nb)) {
+            let dots: &[i32] = match n {
+                4 => &i2s_row::<4>(row, [tok(0), tok(1), tok(2), tok(3)]),
+                3 => &i2s_row::<3>(row, [tok(0), tok(1), tok(2)]),
+                2 => &i2s_row::<2>(row, [tok(0), tok(1)]),
+                _ => &i2s_row::<1>(row, [tok(0)]),
+            };
+            for ((o, &d), &s) in ob[t..t + n].iter_mut().zip(dots).zip(&sums) {
+                *o = d - s;
+            }
+        }
+        t += n;
+    }
+}
+
+/// TQ2_0 x Q8_K GEMV, bit-identical to
+/// [`crate::quant::tq2_0::vec_dot_tq2_0_q8_k`] per row.
+///
+/// Byte `32g + m` holds weights `128g + 32l + m` at shift `2l`; with
+/// `z = [b | b >> 2]`, `z & 3` meets activations `128g .. 128g + 64` and
+/// `(z >> 4) & 3` meets `128g + 64 .. 128g + 128`. Code 3 reads as +2
+/// (`code - 1`), like llama.cpp, so no fix-up.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI and AVX2;
+/// `row_bytes == act.len() * 66` and `w.len() == out.len() * row_bytes`
+/// (checked by the dispatch).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+pub(super) unsafe fn tq2_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], out: &mut [f32]) {
+    let m3 = _mm512_set1_epi8(3);
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
+        let mut sumf = 0.0f32;
+        for (blk, ab) in row.as_chunks::<{ BlockTq2_0::BYTES }>().0.iter().zip(act) {
+            let (qs, d) = blk.split_at(64);
+            let (qs, _) = qs.as_chunks::<32>();
+            let (qa, _) = ab.qs.as_chunks::<128>();
+            let mut acc = [_mm512_setzero_si512(); 2];
+            for (half, qh) in qs.iter().zip(qa) {
+                let b = load_u8(half);
+                let z = concat(b, _mm256_srli_epi16::<2>(b));
+                let c_lo = _mm512_and_si512(z, m3);
+                let c_hi = _mm512_and_si512(_mm512_srli_epi16::<4>(z), m3);
+                acc[0] = _mm512_dpbusd_epi32(acc[0], c_lo, load_i8x64(qh, 0));
+                acc[1] = _mm512_dpbusd_epi32(acc[1], c_hi, load_i8x64(qh, 1));
+            }
+            let sum_q: i32 = ab.bsums.iter().map(|&s| i32::from(s)).sum();
+            let sumi = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0], acc[1])) - sum_q;
+            let d = ab.d * f16::from_bits(u16::from_le_bytes([d[0], d[1]])).to_f32();
+            sumf += sumi as f32 * d;
+        }
+        *o = sumf;
+    }
+}
+
+/// Rounds 16 activations times `s` to i8 like the portable quantizer:
+/// round half to even, NaN -> 0, clamp to [-128, 127].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn quantize16(v: __m512, s: __m512) -> __m128i {
+    let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(v, s),
+    );
+    let r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(r, r), r);
+    let r = _mm512_min_ps(
+        _mm512_max_ps(r, _mm512_set1_ps(-128.0)),
+        _mm512_set1_ps(127.0),
+    );
+    _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(r))
+}
+
+/// I2_S activation quantization, bit-identical to
+/// [`crate::quant::i2s::quantize_act_i2s`]; returns the scale. Tails use
+/// masked loads and stores (masked-off lanes are never touched).
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL and AVX2; `x.len() == q.len()`
+/// (checked by the dispatch).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+pub(super) unsafe fn quantize_act_i2s(x: &[f32], q: &mut [i8]) -> f32 {
+    let (xc, xt) = x.as_chunks::<16>();
+    let tail_mask: __mmask16 = (1u32 << xt.len()).wrapping_sub(1) as u16;
+    let abs_mask = _mm512_set1_epi32(0x7fff_ffff);
+    let abs = |v: __m512| _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs_mask));
+    // maxps returns its second operand when either is NaN, so NaN inputs
+    // are skipped like the portable `av > m` test; masked-off tail lanes
+    // load as 0, below the 1e-5 floor.
+    let mut vmax = _mm512_set1_ps(1e-5);
+    for v in xc {
+        // SAFETY: `v` is 16 readable f32; unaligned load.
+        let v = unsafe { _mm512_loadu_ps(v.as_ptr()) };
+        vmax = _mm512_max_ps(abs(v), vmax);
+    }
+    // SAFETY: only the `xt.len()` lanes set in `tail_mask` are read, and
+    // they are in bounds; masked-off lanes do not fault.
+    let vt = unsafe { _mm512_maskz_loadu_ps(tail_mask, xt.as_ptr()) };
+    vmax = _mm512_max_ps(abs(vt), vmax);
+    let m = _mm512_reduce_max_ps(vmax);
+    let s = act_scale(m);
+    let sv = _mm512_set1_ps(s);
+    let (qc, qt) = q.as_chunks_mut::<16>();
+    for (v, o) in xc.iter().zip(qc.iter_mut()) {
+        // SAFETY: `v` is 16 readable f32; unaligned load.
+        let v = unsafe { _mm512_loadu_ps(v.as_ptr()) };
+        // SAFETY: `o` is 16 writable bytes; unaligned store.
+        unsafe { _mm_storeu_si128(o.as_mut_ptr().cast(), quantize16(v, sv)) };
+    }
+    let r = quantize16(vt, sv);
+    // SAFETY: only the `qt.len() == xt.len()` lanes set in `tail_mask` are
+    // written, and they are in bounds.
+    unsafe { _mm_mask_storeu_epi8(qt.as_mut_ptr().cast(), tail_mask, r) };
+    s
+}

@@ -1,0 +1,504 @@
+//! One harness for every kernel tier (BLAKE3 style): each kernel available
+//! on this CPU, taken as a function pointer, runs against (a) a readable
+//! reference written here from DESIGN.md §4-5 / llama.cpp's layouts and
+//! (b) the portable kernel, on edge-case shapes and seeded random data.
+//! Integers must be identical, and so must every float output (the SIMD
+//! kernels keep the portable operation order).
+//!
+//! Run it also with `--features no_avx512` and `--features no_avx2` so that
+//! one machine exercises every dispatch path (.ci/run does).
+
+use core::ops::Range;
+
+use bitnet_core::kernels::{Isa, KernelChoice, Platform, ids};
+use bitnet_core::quant::f16::dot_f16_f32;
+use bitnet_core::quant::i2s::{i2s_dot_i32, quantize_act_i2s, quantize_i2s};
+use bitnet_core::quant::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
+use bitnet_core::quant::tq1_0::{BlockTq1_0, vec_dot_tq1_0_q8_k};
+use bitnet_core::quant::tq2_0::{BlockTq2_0, vec_dot_tq2_0_q8_k};
+use bitnet_core::quant::{ActScratch, QuantError, QuantType, QuantizedLinear};
+
+/// I2_S row lengths: block multiples, BitNet-2B's hidden (2560) and FFN
+/// (6912) sizes.
+const I2S_KS: [usize; 5] = [128, 256, 384, 2560, 6912];
+/// TQ row lengths (multiples of 256).
+const TQ_KS: [usize; 5] = [256, 512, 768, 2560, 6912];
+/// Row counts 1..=67 hitting every unroll tail.
+const ROWS: [usize; 14] = [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 33, 63, 67];
+/// Batch sizes 1..=17 hitting the 4-token GEMM groups and their tails.
+const BATCHES: [usize; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 16, 17];
+/// Float lengths (lane tails).
+const FLOAT_LENS: [usize; 19] = [
+    1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 33, 63, 67, 127, 129, 255, 1023, 2560, 6912,
+];
+/// F16 dot vs an f64 reference, relative to `sum |w x|`: any summation
+/// order of n f32 products errs by at most about `n * eps * sum |w x|`
+/// (Higham, "Accuracy and Stability of Numerical Algorithms", §3.1);
+/// n <= 6912 here.
+const F16_DOT_REL_TOL: f64 = 8192.0 * f32::EPSILON as f64;
+
+/// An I2_S GEMV/GEMM dispatch entry (`Platform::i2s_gemv` / `i2s_gemm`).
+type I2sKernel =
+    fn(Platform, &[u8], usize, Range<usize>, &[i8], &mut [i32]) -> Result<&'static str, QuantError>;
+/// A TQ x Q8_K GEMV dispatch entry.
+type TqKernel = fn(
+    Platform,
+    &[u8],
+    usize,
+    Range<usize>,
+    &[BlockQ8K],
+    &mut [f32],
+) -> Result<&'static str, QuantError>;
+/// An F16 GEMV dispatch entry.
+type F16Kernel = fn(
+    Platform,
+    &[u8],
+    usize,
+    Range<usize>,
+    &[f32],
+    &mut [f32],
+) -> Result<&'static str, QuantError>;
+
+/// splitmix64: a tiny seeded PRNG for test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+    fn i8s(&mut self, n: usize) -> Vec<i8> {
+        (0..n).map(|_| self.next() as i8).collect()
+    }
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// Every platform this machine (and this build's test features) can run.
+fn platforms() -> Vec<Platform> {
+    Platform::available().collect()
+}
+
+/// I2_S weight `i` of a row, from DESIGN.md §4 (code 3 reads as 0).
+fn i2s_weight_ref(row: &[u8], i: usize) -> i32 {
+    let (b, j, p) = (i / 128, (i % 128) / 32, i % 32);
+    match (row[32 * b + p] >> (6 - 2 * j)) & 3 {
+        0 => -1,
+        2 => 1,
+        _ => 0,
+    }
+}
+
+/// Reference I2_S dot: dequantize to i32 and multiply.
+fn i2s_dot_ref(row: &[u8], q: &[i8]) -> i32 {
+    let dot: i64 = (0..q.len())
+        .map(|i| i64::from(i2s_weight_ref(row, i)) * i64::from(q[i]))
+        .sum();
+    i32::try_from(dot).unwrap()
+}
+
+/// The expected id of each kernel entry on each tier.
+fn i2s_id(isa: Isa, gemm: bool) -> &'static str {
+    match (isa, gemm) {
+        (Isa::Scalar, _) => ids::I2S_GEMV_SCALAR,
+        (Isa::Avx2, false) => ids::I2S_GEMV_AVX2,
+        (Isa::Avx2, true) => ids::I2S_GEMM_AVX2,
+        (Isa::Avx512, false) => ids::I2S_GEMV_AVX512VNNI,
+        (Isa::Avx512, true) => ids::I2S_GEMM_AVX512VNNI,
+    }
+}
+
+/// Runs one I2_S kernel on `rows` of `w` against the reference and the
+/// portable dot, with `batch` tokens.
+fn check_i2s(
+    kernel: I2sKernel,
+    gemm: bool,
+    p: Platform,
+    w: &[u8],
+    k: usize,
+    rows: Range<usize>,
+    q: &[i8],
+) {
+    let batch = q.len() / k;
+    let mut out = vec![i32::MIN; rows.len() * batch];
+    let id = kernel(p, w, k, rows.clone(), q, &mut out).unwrap();
+    assert_eq!(id, i2s_id(p.isa(), gemm));
+    for (i, r) in rows.clone().enumerate() {
+        let row = &w[r * k / 4..(r + 1) * k / 4];
+        for (t, qt) in q.chunks_exact(k).enumerate() {
+            let want = i2s_dot_ref(row, qt);
+            assert_eq!(i2s_dot_i32(row, qt), Ok(want), "portable k={k} r={r}");
+            assert_eq!(
+                out[i * batch + t],
+                want,
+                "{id} k={k} rows={rows:?} r={r} t={t}"
+            );
+        }
+    }
+}
+
+#[test]
+fn i2s_gemv_gemm_every_tier() {
+    let mut rng = Rng(11);
+    let kernels: [(I2sKernel, bool); 2] = [(Platform::i2s_gemv, false), (Platform::i2s_gemm, true)];
+    for k in I2S_KS {
+        for m in ROWS {
+            // Random bytes: every code including the unused 3.
+            let mut w = rng.bytes(m * k / 4);
+            w.extend_from_slice(&[0; 32]);
+            for batch in BATCHES {
+                let q = rng.i8s(batch * k);
+                for p in platforms() {
+                    for (kernel, gemm) in kernels {
+                        if !gemm && batch != 1 {
+                            continue;
+                        }
+                        check_i2s(kernel, gemm, p, &w, k, 0..m, &q);
+                        // A row range, as a thread's share would be.
+                        check_i2s(kernel, gemm, p, &w, k, m / 3..m, &q);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn i2s_extreme_values_every_tier() {
+    // All +1 / all -1 / all code 3 against -128 and 127: the largest sums.
+    for k in I2S_KS {
+        for byte in [0x00u8, 0xaa, 0xff, 0x55, 0xe4] {
+            let w = vec![byte; k / 4];
+            for v in [-128i8, 127, -1] {
+                let q = vec![v; 4 * k];
+                for p in platforms() {
+                    check_i2s(Platform::i2s_gemm, true, p, &w, k, 0..1, &q);
+                    check_i2s(Platform::i2s_gemv, false, p, &w, k, 0..1, &q[..k]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn i2s_quantize_matches_reference_every_tier() {
+    let mut rng = Rng(12);
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -0.0,
+        0.5,
+        1.5,
+        -2.5,
+        127.0,
+    ];
+    for n in FLOAT_LENS.into_iter().chain([0]) {
+        for scale in [0.0f32, 1e-7, 1e-3, 1.0, 37.5, 1e6] {
+            for special in [None, Some(0), Some(1), Some(2), Some(3), Some(4)] {
+                let mut x: Vec<f32> = (0..n).map(|_| rng.unit() * scale).collect();
+                if let (Some(s), false) = (special, x.is_empty()) {
+                    let at = rng.next() as usize % n;
+                    x[at] = specials[(s + rng.next() as usize) % specials.len()];
+                }
+                // Ties: exact halves after scaling by s = 1 (max |x| = 127).
+                if special == Some(4) && n > 1 {
+                    x[0] = 127.0;
+                    for v in x.iter_mut().skip(1) {
+                        *v = ((rng.next() % 255) as f32 - 127.0) + 0.5;
+                    }
+                }
+                let mut want = vec![0i8; n];
+                let s_want = quantize_act_i2s(&x, &mut want).unwrap();
+                // Readable reference: DESIGN.md §5 with std's ties-even.
+                let m = x
+                    .iter()
+                    .filter(|v| !v.is_nan())
+                    .fold(1e-5f32, |m, v| m.max(v.abs()));
+                let s_ref = (127.0f64 / f64::from(m)) as f32;
+                assert_eq!(s_want.to_bits(), s_ref.to_bits());
+                for (&v, &qv) in x.iter().zip(&want) {
+                    let r = (v * s_ref).round_ties_even();
+                    let r = if r.is_nan() {
+                        0
+                    } else {
+                        r.clamp(-128.0, 127.0) as i8
+                    };
+                    assert_eq!(qv, r, "portable n={n} v={v}");
+                }
+                for p in platforms() {
+                    let mut got = vec![99i8; n];
+                    let (s, _id) = p.i2s_quantize_act(&x, &mut got).unwrap();
+                    assert_eq!(s.to_bits(), s_want.to_bits(), "{p:?} n={n}");
+                    assert_eq!(got, want, "{p:?} n={n} scale={scale}");
+                }
+            }
+        }
+    }
+}
+
+/// Q8_K activations of `k` random floats (`k / 256` blocks).
+fn q8k_blocks(rng: &mut Rng, k: usize) -> Vec<BlockQ8K> {
+    let x: Vec<f32> = (0..k).map(|_| rng.unit() * 4.0).collect();
+    let mut act = vec![BlockQ8K::ZERO; k / QK_K];
+    quantize_row_q8_k(&x, &mut act).unwrap();
+    act
+}
+
+/// A random finite f16 scale as two bytes.
+fn f16_scale(rng: &mut Rng) -> [u8; 2] {
+    half::f16::from_f32(rng.unit() * 2.0)
+        .to_bits()
+        .to_le_bytes()
+}
+
+/// TQ2_0 weight `i` of a block (llama.cpp layout: byte `32g + m` holds
+/// weights `128g + 32l + m` at bits `2l`; weight = code - 1, code 3 -> +2).
+fn tq2_weight_ref(blk: &[u8], i: usize) -> i32 {
+    let (g, l, m) = (i / 128, (i % 128) / 32, i % 32);
+    i32::from((blk[32 * g + m] >> (2 * l)) & 3) - 1
+}
+
+/// TQ1_0 weight `i` of a block (llama.cpp layout, ggml's trit extraction).
+fn tq1_weight_ref(blk: &[u8], i: usize) -> i32 {
+    let (byte, n) = if i < 160 {
+        (blk[i % 32], i / 32)
+    } else if i < 240 {
+        (blk[32 + (i - 160) % 16], (i - 160) / 16)
+    } else {
+        (blk[48 + (i - 240) % 4], (i - 240) / 4)
+    };
+    let v = byte.wrapping_mul([1u8, 3, 9, 27, 81][n]);
+    ((u16::from(v) * 3) >> 8) as i32 - 1
+}
+
+/// Reference TQ dot: per block the exact integer, then llama.cpp's float
+/// combination `sumf += sumi * (d_w * d_a)` in block order.
+fn tq_dot_ref(row: &[u8], act: &[BlockQ8K], bytes: usize, weight: fn(&[u8], usize) -> i32) -> f32 {
+    let mut sumf = 0.0f32;
+    for (blk, a) in row.chunks_exact(bytes).zip(act) {
+        let sumi: i32 = (0..QK_K).map(|i| weight(blk, i) * i32::from(a.qs[i])).sum();
+        let d = half::f16::from_bits(u16::from_le_bytes([blk[bytes - 2], blk[bytes - 1]])).to_f32();
+        sumf += sumi as f32 * (d * a.d);
+    }
+    sumf
+}
+
+#[test]
+fn tq_gemv_every_tier() {
+    let mut rng = Rng(13);
+    type Portable = fn(&[u8], &[BlockQ8K]) -> Result<f32, QuantError>;
+    type WeightRef = fn(&[u8], usize) -> i32;
+    let formats: [(TqKernel, Portable, usize, WeightRef); 2] = [
+        (
+            Platform::tq2_0_gemv,
+            vec_dot_tq2_0_q8_k,
+            BlockTq2_0::BYTES,
+            tq2_weight_ref,
+        ),
+        (
+            Platform::tq1_0_gemv,
+            vec_dot_tq1_0_q8_k,
+            BlockTq1_0::BYTES,
+            tq1_weight_ref,
+        ),
+    ];
+    for (kernel, portable, bytes, weight) in formats {
+        for k in TQ_KS {
+            for m in ROWS {
+                let row_bytes = k / QK_K * bytes;
+                let mut w = rng.bytes(m * row_bytes);
+                for blk in w.chunks_exact_mut(bytes) {
+                    blk[bytes - 2..].copy_from_slice(&f16_scale(&mut rng));
+                }
+                let act = q8k_blocks(&mut rng, k);
+                for p in platforms() {
+                    for rows in [0..m, m / 2..m] {
+                        let mut out = vec![f32::NAN; rows.len()];
+                        let id = kernel(p, &w, k, rows.clone(), &act, &mut out).unwrap();
+                        for (i, r) in rows.clone().enumerate() {
+                            let row = &w[r * row_bytes..(r + 1) * row_bytes];
+                            let want = tq_dot_ref(row, &act, bytes, weight);
+                            assert_eq!(portable(row, &act).map(f32::to_bits), Ok(want.to_bits()));
+                            assert_eq!(out[i].to_bits(), want.to_bits(), "{id} k={k} r={r}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_gemv_every_tier() {
+    let mut rng = Rng(14);
+    let kernel: F16Kernel = Platform::f16_gemv;
+    for k in FLOAT_LENS {
+        for m in [1, 2, 3, 4, 5, 7, 8, 9, 17] {
+            let wf: Vec<f32> = (0..m * k).map(|_| rng.unit()).collect();
+            let w: Vec<u8> = wf
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_bits().to_le_bytes())
+                .collect();
+            let x: Vec<f32> = (0..k).map(|_| rng.unit() * 3.0).collect();
+            for p in platforms() {
+                let mut out = vec![f32::NAN; m];
+                let id = kernel(p, &w, k, 0..m, &x, &mut out).unwrap();
+                for r in 0..m {
+                    let row = &w[r * 2 * k..(r + 1) * 2 * k];
+                    let want = dot_f16_f32(row, &x).unwrap();
+                    assert_eq!(out[r].to_bits(), want.to_bits(), "{id} k={k} r={r}");
+                    // Readable reference in f64, within the named tolerance.
+                    let (mut exact, mut mag) = (0.0f64, 0.0f64);
+                    for (i, &xv) in x.iter().enumerate() {
+                        let wv = f64::from(half::f16::from_f32(wf[r * k + i]).to_f32());
+                        exact += wv * f64::from(xv);
+                        mag += (wv * f64::from(xv)).abs();
+                    }
+                    assert!(
+                        (f64::from(out[r]) - exact).abs() <= F16_DOT_REL_TOL * mag,
+                        "{id} k={k} r={r}: {} vs {exact}",
+                        out[r]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_forward_every_tier_equals_portable() {
+    let mut rng = Rng(15);
+    let mut scratch = ActScratch::new();
+    for (k, m) in [(256, 67), (2560, 5), (512, 17)] {
+        let wt: Vec<i8> = (0..m * k).map(|_| (rng.next() % 3) as i8 - 1).collect();
+        let i2s = quantize_i2s(&wt, 0.625, m, k).unwrap();
+        let mut tq2 = rng.bytes(m * k / QK_K * BlockTq2_0::BYTES);
+        for blk in tq2.chunks_exact_mut(BlockTq2_0::BYTES) {
+            blk[64..].copy_from_slice(&f16_scale(&mut rng));
+        }
+        let mut tq1 = rng.bytes(m * k / QK_K * BlockTq1_0::BYTES);
+        for blk in tq1.chunks_exact_mut(BlockTq1_0::BYTES) {
+            blk[52..].copy_from_slice(&f16_scale(&mut rng));
+        }
+        let f16w: Vec<u8> = (0..m * k)
+            .flat_map(|_| half::f16::from_f32(rng.unit()).to_bits().to_le_bytes())
+            .collect();
+        let cases = [
+            (&i2s, QuantType::I2S),
+            (&tq2, QuantType::TQ2_0),
+            (&tq1, QuantType::TQ1_0),
+            (&f16w, QuantType::F16),
+        ];
+        for (bytes, qtype) in cases {
+            let lin = QuantizedLinear::new(bytes, qtype, m, k).unwrap();
+            for batch in [1, 3, 4, 9] {
+                let x: Vec<f32> = (0..batch * k).map(|_| rng.unit() * 5.0).collect();
+                let mut want = vec![0.0f32; batch * m];
+                let id = lin
+                    .forward_with(Platform::portable(), &x, &mut want, &mut scratch)
+                    .unwrap();
+                assert_eq!(id, qtype.scalar_kernel_id());
+                for p in platforms() {
+                    let mut got = vec![f32::NAN; batch * m];
+                    let id = lin.forward_with(p, &x, &mut got, &mut scratch).unwrap();
+                    assert_eq!(
+                        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "{qtype} {id} batch={batch}"
+                    );
+                    if p.isa() != Isa::Scalar {
+                        assert_ne!(id, qtype.scalar_kernel_id(), "{qtype} on {p:?}");
+                    }
+                }
+                let mut auto = vec![f32::NAN; batch * m];
+                lin.forward(&x, &mut auto, &mut scratch).unwrap();
+                assert_eq!(auto, want);
+            }
+        }
+    }
+}
+
+#[test]
+fn dispatch_rejects_bad_shapes() {
+    for p in platforms() {
+        let w = [0u8; 64];
+        let mut out = [0i32; 2];
+        assert!(p.i2s_gemv(&w, 100, 0..1, &[0; 100], &mut out[..1]).is_err());
+        assert!(p.i2s_gemv(&w, 128, 0..3, &[0; 128], &mut [0; 3]).is_err());
+        let reversed = Range { start: 1, end: 0 };
+        assert!(p.i2s_gemv(&w, 128, reversed, &[0; 128], &mut []).is_err());
+        assert!(p.i2s_gemv(&w, 128, 0..2, &[0; 127], &mut out).is_err());
+        assert!(p.i2s_gemv(&w, 128, 0..2, &[0; 128], &mut out[..1]).is_err());
+        assert!(p.i2s_gemm(&w, 128, 0..2, &[0; 300], &mut out).is_err());
+        assert!(p.i2s_gemm(&w, 128, 0..2, &[0; 256], &mut out).is_err());
+        assert!(p.i2s_gemm(&w, 1 << 23, 0..0, &[], &mut []).is_err());
+        let mut f = [0.0f32; 1];
+        assert!(p.tq2_0_gemv(&w, 256, 0..1, &[], &mut f).is_err());
+        assert!(
+            p.tq1_0_gemv(&w, 200, 0..1, &[BlockQ8K::ZERO], &mut f)
+                .is_err()
+        );
+        assert!(p.f16_gemv(&w, 0, 0..1, &[], &mut f).is_err());
+        assert!(p.f16_gemv(&w, 33, 0..1, &[0.0; 33], &mut f).is_err());
+        assert!(p.i2s_quantize_act(&[0.0; 3], &mut [0; 2]).is_err());
+    }
+}
+
+#[test]
+fn detection_and_choice() {
+    let best = Platform::detect();
+    assert_eq!(Platform::with_choice(KernelChoice::Auto), Ok(best));
+    assert_eq!(
+        Platform::with_choice(KernelChoice::Scalar).map(Platform::isa),
+        Ok(Isa::Scalar)
+    );
+    for (choice, isa) in [
+        (KernelChoice::Avx2, Isa::Avx2),
+        (KernelChoice::Avx512, Isa::Avx512),
+    ] {
+        let got = Platform::with_choice(choice);
+        if isa <= best.isa() {
+            assert_eq!(got.map(Platform::isa), Ok(isa));
+        } else {
+            let e = got.unwrap_err();
+            assert_eq!((e.requested, e.detected), (isa, best.isa()));
+        }
+    }
+    assert_eq!(platforms().last().copied(), Some(best));
+    // Our CPUID ladder agrees with std's detection (unless a test feature
+    // caps it).
+    #[cfg(all(
+        target_arch = "x86_64",
+        not(feature = "no_avx2"),
+        not(feature = "no_avx512")
+    ))]
+    {
+        let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c");
+        let avx512 = avx2
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni");
+        let want = if avx512 {
+            Isa::Avx512
+        } else if avx2 {
+            Isa::Avx2
+        } else {
+            Isa::Scalar
+        };
+        assert_eq!(best.isa(), want);
+    }
+    #[cfg(feature = "no_avx2")]
+    assert_eq!(best.isa(), Isa::Scalar);
+    #[cfg(all(feature = "no_avx512", not(feature = "no_avx2")))]
+    assert!(best.isa() <= Isa::Avx2);
+}
