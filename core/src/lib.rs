@@ -12,6 +12,12 @@ extern crate alloc;
 extern crate std;
 
 pub mod gguf;
+// AVX-512 intrinsics need Rust 1.89 (see the module docs).
+#[clippy::msrv = "1.89"]
+pub mod kernels;
+pub mod model;
 pub mod parallel;
 pub mod quant;
+pub mod receipt;
+pub mod sample;
 pub mod tokenizer;

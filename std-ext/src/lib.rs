@@ -6,6 +6,7 @@ pub mod error;
 pub mod inspect;
 pub mod model_file;
 pub mod parallel;
+pub mod receipt;
 
 pub use error::Error;
 pub use model_file::ModelFile;

@@ -1,5 +1,8 @@
 //! `cargo xtask <command>`: project automation.
 
+mod fixtures;
+mod golden_receipts;
+mod receipts;
 mod tools;
 mod vocab;
 
@@ -30,6 +33,51 @@ enum Cmd {
         #[arg(long)]
         target: Option<String>,
     },
+    /// Write the seeded tiny model fixtures into tests/models/ (and with
+    /// `--full` a 2B-4T-shaped I2_S + TQ2_0 pair into `--full-dir`).
+    GenFixtures {
+        /// Output folder of the tiny models.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// The GGUF whose `tokenizer.*` keys are copied (default:
+        /// ../shared/data/stories260K.gguf or $BITNET_SHARED_DATA).
+        #[arg(long)]
+        vocab: Option<PathBuf>,
+        /// PRNG seed of the three `bitnet` fixtures.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// PRNG seed of the `bitnet-b1.58` I2_S fixture.
+        #[arg(long, default_value_t = 1235)]
+        seed_i2s: u64,
+        /// Also write the full-size models (~1.2 GB each; not checked in).
+        #[arg(long)]
+        full: bool,
+        /// Folder for the full-size models.
+        #[arg(long, default_value = "target/full-models")]
+        full_dir: PathBuf,
+    },
+    /// Check a receipt (DESIGN.md §7); exit 0 when accepted, else the
+    /// rule's own code (10 unparseable, 11.. one per rule; see
+    /// xtask/src/receipts.rs).
+    VerifyReceipt {
+        /// The receipt file.
+        #[arg(long, default_value = "ci/inference.json")]
+        path: PathBuf,
+        /// Require a GPU kernel id whatever the backend.
+        #[arg(long)]
+        require_gpu_kernels: bool,
+        /// GPUs allowed above the bandwidth ceiling (e.g.
+        /// ci/known_fast_gpus.yml).
+        #[arg(long)]
+        allowlist: Option<PathBuf>,
+    },
+    /// Regenerate the verifier's golden inputs in tests/golden/receipts/
+    /// from a synthetic I2_S workload run on this host.
+    GenGoldenReceipts {
+        /// Output folder.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
     /// Write a Llama-3 GGUF vocabulary (tokens, merges, special tokens,
     /// pre = llama-bpe) built from a tiktoken rank file.
     GenVocab {
@@ -44,8 +92,25 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().cmd {
+        // Exits with the rule's own code, not just success / failure.
+        Cmd::VerifyReceipt {
+            path,
+            require_gpu_kernels,
+            allowlist,
+        } => return receipts::verify_receipt(&path, require_gpu_kernels, allowlist.as_deref()),
+        Cmd::GenGoldenReceipts { out_dir } => golden_receipts::gen_golden_receipts(
+            &out_dir.unwrap_or_else(|| root().join("tests/golden/receipts")),
+        ),
         Cmd::NoStdCheck => tools::no_std_check(),
         Cmd::FuzzSmoke { seconds, target } => tools::fuzz_smoke(seconds, target.as_deref()),
+        Cmd::GenFixtures {
+            out_dir,
+            vocab,
+            seed,
+            seed_i2s,
+            full,
+            full_dir,
+        } => gen_fixtures(out_dir, vocab, [seed, seed_i2s], full.then_some(full_dir)),
         Cmd::GenVocab { model, out } => vocab::gen_vocab(&model, &out),
     };
     match result {
@@ -63,4 +128,30 @@ fn root() -> PathBuf {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_default()
+}
+
+/// `cargo xtask gen-fixtures`.
+fn gen_fixtures(
+    out_dir: Option<PathBuf>,
+    vocab: Option<PathBuf>,
+    seeds: [u64; 2],
+    full_dir: Option<PathBuf>,
+) -> Result<(), String> {
+    let out_dir = out_dir.unwrap_or_else(|| root().join("tests/models"));
+    let vocab = vocab.unwrap_or_else(|| {
+        std::env::var_os("BITNET_SHARED_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("../shared/data"))
+            .join("stories260K.gguf")
+    });
+    fixtures::gen_tiny(&out_dir, &vocab, seeds)?;
+    if let Some(dir) = full_dir {
+        let dir = if dir.is_absolute() {
+            dir
+        } else {
+            root().join(dir)
+        };
+        fixtures::gen_full(&dir, seeds[1])?;
+    }
+    Ok(())
 }
