@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: project automation.
 
 mod tools;
+mod vocab;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,12 +30,23 @@ enum Cmd {
         #[arg(long)]
         target: Option<String>,
     },
+    /// Write a Llama-3 GGUF vocabulary (tokens, merges, special tokens,
+    /// pre = llama-bpe) built from a tiktoken rank file.
+    GenVocab {
+        /// The tiktoken file (base64 token, rank per line).
+        #[arg(long, default_value = "../shared/data/llama3-tokenizer.model")]
+        model: PathBuf,
+        /// Output GGUF file.
+        #[arg(long, default_value = "target/llama3-vocab.gguf")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().cmd {
         Cmd::NoStdCheck => tools::no_std_check(),
         Cmd::FuzzSmoke { seconds, target } => tools::fuzz_smoke(seconds, target.as_deref()),
+        Cmd::GenVocab { model, out } => vocab::gen_vocab(&model, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
