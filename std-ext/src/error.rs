@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use bitnet_core::gguf::GgufError;
+use bitnet_core::tokenizer::TokenizerError;
 
 /// What can go wrong in `bitnet-std`.
 #[derive(Debug, thiserror::Error)]
@@ -26,4 +27,7 @@ pub enum Error {
     /// Output could not be rendered.
     #[error("cannot render output: {0}")]
     Render(String),
+    /// The file's tokenizer metadata is unusable, or encoding failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(#[from] TokenizerError),
 }

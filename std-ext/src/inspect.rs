@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use bitnet_core::gguf::{Array, Gguf, Value, ValueType};
+use bitnet_core::tokenizer::Tokenizer;
 use serde::Serialize;
 
 /// Array values longer than this are abbreviated.
@@ -47,6 +48,9 @@ pub struct TokenizerSummary {
     pub n_tokens: usize,
     /// Number of merges (BPE).
     pub n_merges: Option<usize>,
+    /// The BPE pre-tokenizer the engine uses and why, or the reason the
+    /// tokenizer cannot be built.
+    pub engine_pre_tokenizer: Option<String>,
 }
 
 /// One metadata entry.
@@ -139,6 +143,22 @@ fn type_text(v: &Value<'_>) -> String {
     }
 }
 
+/// What the engine's tokenizer makes of the file: the pre-tokenizer chosen
+/// (saying when it was inferred because `tokenizer.ggml.pre` is absent), or
+/// why the tokenizer cannot be built.
+fn engine_pre_tokenizer(g: &Gguf<'_>) -> Option<String> {
+    match Tokenizer::from_gguf(g) {
+        Err(e) => Some(format!("unusable: {e}")),
+        Ok(t) => t.pre_tokenizer().map(|p| {
+            if p.inferred {
+                format!("{} (inferred: tokenizer.ggml.pre is absent)", p.kind.name())
+            } else {
+                p.kind.name().to_string()
+            }
+        }),
+    }
+}
+
 impl Report {
     /// Builds the report of a parsed file of `file_size` bytes.
     pub fn new(g: &Gguf<'_>, file_size: u64) -> Report {
@@ -178,6 +198,7 @@ impl Report {
                 pre: g.get_str("tokenizer.ggml.pre").ok().map(str::to_string),
                 n_tokens: g.get_array("tokenizer.ggml.tokens").map_or(0, |a| a.len()),
                 n_merges: g.get_array("tokenizer.ggml.merges").ok().map(|a| a.len()),
+                engine_pre_tokenizer: engine_pre_tokenizer(g),
             });
         Report {
             version: g.version(),
@@ -219,6 +240,9 @@ impl Report {
                     ", pre-tokenizer: {}",
                     t.pre.as_deref().unwrap_or("(none)")
                 );
+                if let Some(p) = &t.engine_pre_tokenizer {
+                    let _ = writeln!(s, "engine pre-tokenizer: {p}");
+                }
             }
             None => s.push_str("tokenizer: (none)\n"),
         }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bitnet_core::tokenizer::{EncodeOptions, Tokenizer};
 use bitnet_std::inspect::Report;
 use bitnet_std::{Error, ModelFile};
 use clap::{Parser, Subcommand};
@@ -28,6 +29,23 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Tokenize text with a model's vocabulary.
+    Tokenize {
+        /// The GGUF file holding the vocabulary.
+        #[arg(short = 'm', long = "model")]
+        model: PathBuf,
+        /// The text.
+        text: String,
+        /// Print a JSON array of ids only.
+        #[arg(long)]
+        ids: bool,
+        /// Prepend BOS.
+        #[arg(long)]
+        add_bos: bool,
+        /// Match special-token texts (e.g. `<|eot_id|>`) as those tokens.
+        #[arg(long)]
+        parse_special: bool,
+    },
 }
 
 fn inspect(file: PathBuf, json: bool) -> Result<(), Error> {
@@ -44,10 +62,45 @@ fn inspect(file: PathBuf, json: bool) -> Result<(), Error> {
     Ok(())
 }
 
+fn tokenize(
+    model: PathBuf,
+    text: &str,
+    ids: bool,
+    add_bos: bool,
+    parse_special: bool,
+) -> Result<(), Error> {
+    let mf = ModelFile::open(&model)?;
+    let g = mf.gguf()?;
+    let tok = Tokenizer::from_gguf(&g)?;
+    let opts = EncodeOptions {
+        add_bos,
+        add_eos: false,
+        parse_special,
+    };
+    let out = tok.encode(text, opts)?;
+    if ids {
+        let list: Vec<String> = out.iter().map(u32::to_string).collect();
+        println!("[{}]", list.join(", "));
+    } else {
+        for id in out {
+            let piece = tok.token_bytes(id, true)?;
+            println!("{id:6}  {:?}", String::from_utf8_lossy(piece));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Inspect { file, json } => inspect(file, json),
+        Cmd::Tokenize {
+            model,
+            text,
+            ids,
+            add_bos,
+            parse_special,
+        } => tokenize(model, &text, ids, add_bos, parse_special),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

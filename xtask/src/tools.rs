@@ -9,7 +9,7 @@ use crate::root;
 const NO_STD_TARGETS: [&str; 2] = ["thumbv7em-none-eabihf", "wasm32-unknown-unknown"];
 
 /// Fuzz targets in `fuzz/`.
-const FUZZ_TARGETS: [&str; 2] = ["gguf_parse", "gguf_roundtrip"];
+const FUZZ_TARGETS: [&str; 3] = ["gguf_parse", "gguf_roundtrip", "tokenizer"];
 
 pub type Result<T> = std::result::Result<T, String>;
 
