@@ -7,6 +7,10 @@
 
 /// Runs two closures, potentially in parallel, and returns both results.
 pub trait Join {
+    /// Whether `join` may run its halves concurrently; callers skip the
+    /// bookkeeping of splitting work when it cannot.
+    const PARALLEL: bool = true;
+
     /// Runs `a` and `b` (maybe concurrently) and waits for both.
     fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
     where
@@ -21,6 +25,8 @@ pub trait Join {
 pub struct SerialJoin;
 
 impl Join for SerialJoin {
+    const PARALLEL: bool = false;
+
     fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
     where
         A: FnOnce() -> RA + Send,

@@ -47,13 +47,10 @@ fn run(fixture: &str, golden: &str, tol: f32, expect: QuantType, arch: Arch) {
         QuantType::I2S => String::from("i2s_"),
         other => format!("{}_", other.name().to_lowercase()),
     };
+    let kernels = state.counters().kernels();
     assert!(
-        state
-            .kernel_calls()
-            .iter()
-            .any(|(id, _)| id.starts_with(&prefix)),
-        "{:?}",
-        state.kernel_calls()
+        kernels.iter().any(|k| k.id.starts_with(&prefix)),
+        "{kernels:?}"
     );
 
     // Greedy continuation through the generator (prefill + 32 decode steps).

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use bitnet_core::gguf::GgufError;
+use bitnet_core::model::ModelError;
 use bitnet_core::tokenizer::TokenizerError;
 
 /// What can go wrong in `bitnet-std`.
@@ -30,4 +31,10 @@ pub enum Error {
     /// The file's tokenizer metadata is unusable, or encoding failed.
     #[error("tokenizer: {0}")]
     Tokenizer(#[from] TokenizerError),
+    /// The model cannot be loaded or run.
+    #[error("model: {0}")]
+    Model(#[from] ModelError),
+    /// A command-line or API argument is unusable.
+    #[error("{0}")]
+    Usage(String),
 }

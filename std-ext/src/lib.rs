@@ -2,6 +2,8 @@
 //! `bitnet` command-line tool and (in later modules) threads, benchmarks
 //! and receipts.
 
+pub mod bench;
+pub mod engine;
 pub mod error;
 pub mod inspect;
 pub mod model_file;

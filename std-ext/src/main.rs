@@ -8,6 +8,8 @@ use bitnet_std::inspect::Report;
 use bitnet_std::{Error, ModelFile};
 use clap::{Parser, Subcommand};
 
+mod cli_run;
+
 #[derive(Parser)]
 #[command(
     name = "bitnet",
@@ -21,6 +23,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Generate text from a prompt.
+    Run(cli_run::RunArgs),
+    /// Write the logits of every position of a token sequence to .npy.
+    Logits(cli_run::LogitsArgs),
+    /// Chat interactively (BitNet-b1.58-2B-4T chat format).
+    Chat(cli_run::ChatArgs),
+    /// Measure prompt (pp) and generation (tg) throughput, llama-bench style.
+    Bench(cli_run::BenchArgs),
     /// Summarize a GGUF file: metadata, tensors, totals.
     Inspect {
         /// The GGUF file.
@@ -94,6 +104,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Inspect { file, json } => inspect(file, json),
+        Cmd::Run(a) => cli_run::run(a),
+        Cmd::Logits(a) => cli_run::logits(a),
+        Cmd::Chat(a) => cli_run::chat(a),
+        Cmd::Bench(a) => cli_run::bench_cmd(a),
         Cmd::Tokenize {
             model,
             text,

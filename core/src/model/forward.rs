@@ -8,7 +8,10 @@ use super::kv_cache::KvCache;
 use super::math::{dot, rmsnorm, rope_cache, rope_head, silu, softmax};
 use super::weights::{Linear, Weights};
 use crate::gguf::Gguf;
+use crate::kernels::Platform;
+use crate::parallel::{Join, SerialJoin};
 use crate::quant::ActScratch;
+use crate::receipt::KernelCounters;
 
 /// Which positions of a [`Model::forward`] batch get logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +70,11 @@ pub struct RunState {
     scratch: ActScratch,
     /// Keys and values.
     kv: KvCache,
-    /// Matmul kernels run so far and how often (for receipts).
-    kernel_calls: Vec<(&'static str, u64)>,
+    /// The kernels the matmuls run with.
+    platform: Platform,
+    /// Matmul kernels run so far, their calls and weight bytes, and one
+    /// pass per forward call (receipt evidence).
+    counters: KernelCounters,
 }
 
 impl RunState {
@@ -105,7 +111,8 @@ impl RunState {
             logits: b(cfg.vocab_size)?,
             scratch: ActScratch::new(),
             kv: KvCache::new(cfg.n_layers, n_ctx, cfg.kv_dim())?,
-            kernel_calls: Vec::new(),
+            platform: Platform::detect(),
+            counters: KernelCounters::new(),
         })
     }
 
@@ -119,32 +126,43 @@ impl RunState {
         self.kv.n_ctx()
     }
 
-    /// Matmul kernel ids that ran, with call counts, in first-use order.
-    pub fn kernel_calls(&self) -> &[(&'static str, u64)] {
-        &self.kernel_calls
+    /// The kernels that ran so far: ids, calls, weight bytes, passes.
+    pub fn counters(&self) -> &KernelCounters {
+        &self.counters
     }
 
-    fn count(&mut self, id: &'static str) {
-        match self.kernel_calls.iter_mut().find(|(k, _)| *k == id) {
-            Some((_, n)) => *n += 1,
-            // A handful of ids at most; pushed on first use only.
-            None => self.kernel_calls.push((id, 1)),
-        }
+    /// Forgets the kernel evidence gathered so far (e.g. after a warm-up).
+    pub fn reset_counters(&mut self) {
+        self.counters = KernelCounters::new();
+    }
+
+    /// The kernels the matmuls use ([`Platform::detect`] by default).
+    pub fn platform(&self) -> Platform {
+        self.platform
+    }
+
+    /// Runs the matmuls with `platform`'s kernels (e.g. a forced
+    /// [`crate::kernels::KernelChoice`]); results are identical.
+    pub fn set_platform(&mut self, platform: Platform) {
+        self.platform = platform;
     }
 }
 
-/// Runs `lin` on the first `batch` rows of `x` into `out`, counting the kernel.
-fn matmul(
+/// Runs `lin` on the first `batch` rows of `x` into `out` and records the
+/// kernel that ran with the weight bytes it read.
+#[allow(clippy::too_many_arguments)]
+fn matmul<J: Join>(
     lin: &Linear<'_>,
     x: &[f32],
     out: &mut [f32],
     batch: usize,
+    platform: Platform,
     scratch: &mut ActScratch,
-    calls: &mut dyn FnMut(&'static str),
+    counters: &mut KernelCounters,
 ) -> Result<(), ModelError> {
     let (k, m) = (lin.matrix.cols(), lin.matrix.rows());
-    let id = lin.forward(&x[..batch * k], &mut out[..batch * m], scratch)?;
-    calls(id);
+    let id = lin.forward_in::<J>(platform, &x[..batch * k], &mut out[..batch * m], scratch)?;
+    counters.record(id, lin.matrix.weight().len() as u64);
     Ok(())
 }
 
@@ -169,6 +187,19 @@ impl<'a> Model<'a> {
     /// (then [`Logits::All`] is refused). Positions past the state's `n_ctx`
     /// give [`ModelError::ContextFull`]; nothing is written in that case.
     pub fn forward<'s>(
+        &self,
+        s: &'s mut RunState,
+        tokens: &[u32],
+        pos: usize,
+        want: Logits,
+    ) -> Result<&'s [f32], ModelError> {
+        self.forward_in::<SerialJoin>(s, tokens, pos, want)
+    }
+
+    /// [`forward`](Self::forward) with matmul rows split over threads
+    /// through `J`; logits are identical for any `J` and thread count.
+    /// Each call is one pass of the state's kernel counters.
+    pub fn forward_in<'s, J: Join>(
         &self,
         s: &'s mut RunState,
         tokens: &[u32],
@@ -207,12 +238,15 @@ impl<'a> Model<'a> {
         let mut p = pos;
         let mut last = 0;
         for chunk in tokens.chunks(s.max_batch) {
-            self.forward_chunk(s, chunk, p)?;
+            self.forward_chunk::<J>(s, chunk, p)?;
             p += chunk.len();
             last = chunk.len();
         }
         let rows = match want {
-            Logits::None => return Ok(&s.logits[..0]),
+            Logits::None => {
+                s.counters.end_pass(tokens.len(), c.n_layers);
+                return Ok(&s.logits[..0]);
+            }
             Logits::Last => (last - 1)..last,
             Logits::All => 0..last,
         };
@@ -226,16 +260,22 @@ impl<'a> Model<'a> {
             rmsnorm(out, x, &w.output_norm, c.norm_eps);
         }
         let n = rows.len();
-        let id = w
-            .lm_head
-            .forward(&s.xb[..n * dim], &mut s.logits[..n * vocab], &mut s.scratch)?;
-        s.count(id);
+        matmul::<J>(
+            &w.lm_head,
+            &s.xb,
+            &mut s.logits,
+            n,
+            s.platform,
+            &mut s.scratch,
+            &mut s.counters,
+        )?;
+        s.counters.end_pass(tokens.len(), c.n_layers);
         Ok(&s.logits[..n * vocab])
     }
 
     /// One chunk of at most `max_batch` tokens at positions `pos..`; leaves
     /// the final residual stream in `s.x`.
-    fn forward_chunk(
+    fn forward_chunk<J: Join>(
         &self,
         s: &mut RunState,
         tokens: &[u32],
@@ -277,13 +317,11 @@ impl<'a> Model<'a> {
             rope_sin,
             scratch,
             kv,
-            kernel_calls,
+            platform,
+            counters,
             ..
         } = s;
-        let mut calls = |id: &'static str| match kernel_calls.iter_mut().find(|(k, _)| *k == id) {
-            Some((_, n)) => *n += 1,
-            None => kernel_calls.push((id, 1)),
-        };
+        let platform = *platform;
 
         for (l, lw) in w.layers.iter().enumerate() {
             // Attention: n(x) -> q, k, v.
@@ -291,9 +329,9 @@ impl<'a> Model<'a> {
                 let r = b * dim..(b + 1) * dim;
                 rmsnorm(&mut xb[r.clone()], &x[r], &lw.attn_norm, c.norm_eps);
             }
-            matmul(&lw.wq, xb, q, nb, scratch, &mut calls)?;
-            matmul(&lw.wk, xb, k, nb, scratch, &mut calls)?;
-            matmul(&lw.wv, xb, v, nb, scratch, &mut calls)?;
+            matmul::<J>(&lw.wq, xb, q, nb, platform, scratch, counters)?;
+            matmul::<J>(&lw.wk, xb, k, nb, platform, scratch, counters)?;
+            matmul::<J>(&lw.wv, xb, v, nb, platform, scratch, counters)?;
 
             for b in 0..nb {
                 let (cs, sn) = (
@@ -346,7 +384,7 @@ impl<'a> Model<'a> {
                 }
                 None => att_out,
             };
-            matmul(&lw.wo, attn_in, xb, nb, scratch, &mut calls)?;
+            matmul::<J>(&lw.wo, attn_in, xb, nb, platform, scratch, counters)?;
             for (xi, &o) in x[..nb * dim].iter_mut().zip(&xb[..nb * dim]) {
                 *xi += o;
             }
@@ -356,8 +394,8 @@ impl<'a> Model<'a> {
                 let r = b * dim..(b + 1) * dim;
                 rmsnorm(&mut xb[r.clone()], &x[r], &lw.ffn_norm, c.norm_eps);
             }
-            matmul(&lw.w_gate, xb, hb, nb, scratch, &mut calls)?;
-            matmul(&lw.w_up, xb, hb2, nb, scratch, &mut calls)?;
+            matmul::<J>(&lw.w_gate, xb, hb, nb, platform, scratch, counters)?;
+            matmul::<J>(&lw.w_up, xb, hb2, nb, platform, scratch, counters)?;
             let act = c.arch.ffn_activation();
             for (g, &u) in hb[..nb * ff].iter_mut().zip(&hb2[..nb * ff]) {
                 *g = match act {
@@ -378,7 +416,7 @@ impl<'a> Model<'a> {
                 }
                 None => hb,
             };
-            matmul(&lw.w_down, ffn_in, xb, nb, scratch, &mut calls)?;
+            matmul::<J>(&lw.w_down, ffn_in, xb, nb, platform, scratch, counters)?;
             for (xi, &o) in x[..nb * dim].iter_mut().zip(&xb[..nb * dim]) {
                 *xi += o;
             }

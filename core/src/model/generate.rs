@@ -1,7 +1,10 @@
 //! [`Generator`]: streaming generation as an iterator of token ids.
 
+use core::marker::PhantomData;
+
 use super::error::ModelError;
 use super::forward::{Logits, Model, RunState};
+use crate::parallel::{Join, SerialJoin};
 use crate::sample::{SampleError, Sampler};
 
 /// Why generation ended.
@@ -25,7 +28,10 @@ pub enum StopReason {
 ///
 /// The prompt and generated tokens are passed to the sampler's history (for
 /// the repetition penalty).
-pub struct Generator<'g, 'a> {
+///
+/// `J` splits the matmuls over threads ([`SerialJoin`]: none); the tokens
+/// are the same for any `J`.
+pub struct Generator<'g, 'a, J: Join = SerialJoin> {
     model: &'g Model<'a>,
     state: &'g mut RunState,
     sampler: &'g mut Sampler,
@@ -38,13 +44,28 @@ pub struct Generator<'g, 'a> {
     generated: usize,
     max_new: usize,
     finished: Option<StopReason>,
+    join: PhantomData<J>,
 }
 
-impl<'g, 'a> Generator<'g, 'a> {
+impl<'g, 'a> Generator<'g, 'a, SerialJoin> {
     /// A generator that starts at position 0 of `state` (its cache content is
     /// overwritten) with `prompt` (non-empty), producing at most `max_new`
     /// tokens and stopping at any id in `stop`.
     pub fn new(
+        model: &'g Model<'a>,
+        state: &'g mut RunState,
+        sampler: &'g mut Sampler,
+        prompt: &'g [u32],
+        max_new: usize,
+        stop: &'g [u32],
+    ) -> Self {
+        Self::new_in(model, state, sampler, prompt, max_new, stop)
+    }
+}
+
+impl<'g, 'a, J: Join> Generator<'g, 'a, J> {
+    /// [`Generator::new`] with the matmuls split over threads through `J`.
+    pub fn new_in(
         model: &'g Model<'a>,
         state: &'g mut RunState,
         sampler: &'g mut Sampler,
@@ -63,6 +84,7 @@ impl<'g, 'a> Generator<'g, 'a> {
             generated: 0,
             max_new,
             finished: None,
+            join: PhantomData,
         }
     }
 
@@ -89,7 +111,7 @@ impl<'g, 'a> Generator<'g, 'a> {
                 }
                 let l = self
                     .model
-                    .forward(self.state, self.prompt, 0, Logits::Last)?;
+                    .forward_in::<J>(self.state, self.prompt, 0, Logits::Last)?;
                 self.pos = self.prompt.len();
                 for &t in self.prompt {
                     self.sampler.accept(t);
@@ -99,7 +121,7 @@ impl<'g, 'a> Generator<'g, 'a> {
             Some(t) => {
                 let l = self
                     .model
-                    .forward(self.state, &[t], self.pos, Logits::Last)?;
+                    .forward_in::<J>(self.state, &[t], self.pos, Logits::Last)?;
                 self.pos += 1;
                 l
             }
@@ -119,7 +141,7 @@ impl<'g, 'a> Generator<'g, 'a> {
     }
 }
 
-impl Iterator for Generator<'_, '_> {
+impl<J: Join> Iterator for Generator<'_, '_, J> {
     type Item = Result<u32, ModelError>;
 
     fn next(&mut self) -> Option<Self::Item> {

@@ -17,6 +17,8 @@ use half::{bf16, f16};
 use super::config::{Arch, Config};
 use super::error::{ModelError, zeroed};
 use crate::gguf::{GgmlType, Gguf, TensorInfo, Value};
+use crate::kernels::Platform;
+use crate::parallel::Join;
 use crate::quant::q8_0::dequantize_row_q8_0;
 use crate::quant::tq1_0::dequantize_row_tq1_0;
 use crate::quant::tq2_0::dequantize_row_tq2_0;
@@ -36,16 +38,18 @@ pub struct Linear<'a> {
 
 impl Linear<'_> {
     /// `out = (x W^T) * scale` for `x` of `batch x cols` and `out` of
-    /// `batch x rows`; returns the id of the kernel that ran.
-    pub fn forward(
+    /// `batch x rows`, with `platform`'s kernels and rows split through `J`;
+    /// returns the id of the kernel that ran.
+    pub fn forward_in<J: Join>(
         &self,
+        platform: Platform,
         x: &[f32],
         out: &mut [f32],
         scratch: &mut ActScratch,
     ) -> Result<&'static str, ModelError> {
         let id = self
             .matrix
-            .forward(x, out, scratch)
+            .forward_in::<J>(platform, x, out, scratch)
             .map_err(|source| ModelError::Quant {
                 name: self.name.to_string(),
                 source,

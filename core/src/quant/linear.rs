@@ -10,6 +10,47 @@ use super::q8_0::{BlockQ8_0, QK8_0, quantize_row_q8_0, vec_dot_q8_0_q8_0};
 use super::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
 use super::{QuantError, QuantType, blocks_of, check_len, mul_size};
 use crate::kernels::Platform;
+use crate::parallel::{Join, SerialJoin, for_each_chunk_mut};
+
+/// Weight rows per parallel task: at K = 2560 that is 40 KiB of I2_S
+/// weights, enough to amortize a task while leaving tens of tasks per
+/// matrix to balance over the threads.
+pub const ROWS_PER_TASK: usize = 64;
+
+/// Runs `f(rows, out_rows)` over `0..m` weight rows, where `out` holds
+/// `per_row` outputs per weight row: in one call when `J` is serial or the
+/// matrix is small, else in [`ROWS_PER_TASK`]-row tasks through `J`. Every
+/// output is computed by the same kernel code whatever the split, so results
+/// do not depend on the thread count. Returns the kernel id.
+fn run_rows<J, T, F>(
+    out: &mut [T],
+    m: usize,
+    per_row: usize,
+    f: F,
+) -> Result<&'static str, QuantError>
+where
+    J: Join,
+    T: Send,
+    F: Fn(core::ops::Range<usize>, &mut [T]) -> Result<&'static str, QuantError> + Sync,
+{
+    if !J::PARALLEL || m <= ROWS_PER_TASK {
+        return f(0..m, out);
+    }
+    let task_len = ROWS_PER_TASK * per_row;
+    let mut tasks: Vec<(Result<&'static str, QuantError>, &mut [T])> =
+        out.chunks_mut(task_len).map(|c| (Ok(""), c)).collect();
+    for_each_chunk_mut::<J, _, _>(&mut tasks, 1, 1, &|first, items| {
+        for (i, (res, chunk)) in items.iter_mut().enumerate() {
+            let r0 = (first + i) * ROWS_PER_TASK;
+            *res = f(r0..(r0 + ROWS_PER_TASK).min(m), chunk);
+        }
+    });
+    let mut id = "";
+    for (res, _) in tasks {
+        id = res?;
+    }
+    Ok(id)
+}
 
 /// Reusable buffers for the quantized activations of one matmul input.
 ///
@@ -165,6 +206,19 @@ impl<'a> QuantizedLinear<'a> {
         out: &mut [f32],
         scratch: &mut ActScratch,
     ) -> Result<&'static str, QuantError> {
+        self.forward_in::<SerialJoin>(platform, x, out, scratch)
+    }
+
+    /// [`forward_with`](Self::forward_with) with the weight rows of the
+    /// I2_S, TQ and F16 kernels split over threads through `J`. Outputs are
+    /// identical for any `J` and thread count.
+    pub fn forward_in<J: Join>(
+        &self,
+        platform: Platform,
+        x: &[f32],
+        out: &mut [f32],
+        scratch: &mut ActScratch,
+    ) -> Result<&'static str, QuantError> {
         let batch = blocks_of("activations", x.len(), self.cols)?;
         check_len("output", mul_size("output", batch, self.rows)?, out.len())?;
         let k = self.cols;
@@ -180,12 +234,14 @@ impl<'a> QuantizedLinear<'a> {
                     *s = platform.i2s_quantize_act(xt, qt)?.0;
                 }
                 let dots = grow(&mut scratch.dots, batch * self.rows, 0)?;
-                let rows = 0..self.rows;
-                let id = if batch == 1 {
-                    platform.i2s_gemv(self.weight, k, rows, q, dots)?
-                } else {
-                    platform.i2s_gemm(self.weight, k, rows, q, dots)?
-                };
+                let (w, q) = (self.weight, &*q);
+                let id = run_rows::<J, _, _>(dots, self.rows, batch, |rows, d| {
+                    if batch == 1 {
+                        platform.i2s_gemv(w, k, rows, q, d)
+                    } else {
+                        platform.i2s_gemm(w, k, rows, q, d)
+                    }
+                })?;
                 for (m, dm) in dots.chunks_exact(batch.max(1)).enumerate() {
                     for (b, (&dot, &s)) in dm.iter().zip(scales.iter()).enumerate() {
                         out[b * self.rows + m] = i2s_output(dot, s, self.i2s_scale);
@@ -198,20 +254,22 @@ impl<'a> QuantizedLinear<'a> {
                 let act = grow(&mut scratch.q8k, batch * nb, BlockQ8K::ZERO)?;
                 quantize_row_q8_k(x, act)?;
                 let mut id = self.qtype.scalar_kernel_id();
+                let (w, qtype) = (self.weight, self.qtype);
                 for (ab, ob) in act.chunks_exact(nb).zip(out.chunks_exact_mut(self.rows)) {
-                    id = match self.qtype {
-                        QuantType::TQ1_0 => {
-                            platform.tq1_0_gemv(self.weight, k, 0..self.rows, ab, ob)?
-                        }
-                        _ => platform.tq2_0_gemv(self.weight, k, 0..self.rows, ab, ob)?,
-                    };
+                    id = run_rows::<J, _, _>(ob, self.rows, 1, |rows, o| match qtype {
+                        QuantType::TQ1_0 => platform.tq1_0_gemv(w, k, rows, ab, o),
+                        _ => platform.tq2_0_gemv(w, k, rows, ab, o),
+                    })?;
                 }
                 return Ok(id);
             }
             QuantType::F16 => {
                 let mut id = self.qtype.scalar_kernel_id();
+                let w = self.weight;
                 for (xb, ob) in x.chunks_exact(k).zip(out.chunks_exact_mut(self.rows)) {
-                    id = platform.f16_gemv(self.weight, k, 0..self.rows, xb, ob)?;
+                    id = run_rows::<J, _, _>(ob, self.rows, 1, |rows, o| {
+                        platform.f16_gemv(w, k, rows, xb, o)
+                    })?;
                 }
                 return Ok(id);
             }

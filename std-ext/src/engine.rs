@@ -1,0 +1,103 @@
+//! Loading a model file for the CLI, the benchmarks and the C ABI: the
+//! parsed container, the model view and its tokenizer, plus thread and
+//! kernel selection.
+
+use bitnet_core::gguf::Gguf;
+use bitnet_core::kernels::{KernelChoice, Platform};
+use bitnet_core::model::Model;
+use bitnet_core::tokenizer::Tokenizer;
+
+use crate::{Error, ModelFile};
+
+/// The `Join` the engine's threads use: rayon with the `rayon` feature,
+/// else serial.
+#[cfg(feature = "rayon")]
+pub type ThreadJoin = crate::parallel::RayonJoin;
+/// The `Join` the engine's threads use: rayon with the `rayon` feature,
+/// else serial.
+#[cfg(not(feature = "rayon"))]
+pub type ThreadJoin = bitnet_core::parallel::SerialJoin;
+
+/// A model file parsed and loaded: everything borrows the mapped bytes.
+pub struct Loaded<'f> {
+    /// The container.
+    pub gguf: Gguf<'f>,
+    /// The model (weights borrowed zero-copy).
+    pub model: Model<'f>,
+    /// The tokenizer, when the file has one.
+    pub tokenizer: Option<Tokenizer>,
+}
+
+impl<'f> Loaded<'f> {
+    /// Parses `file` and loads its model and tokenizer.
+    pub fn new(file: &'f ModelFile) -> Result<Self, Error> {
+        let gguf = file.gguf()?;
+        let model = Model::from_gguf(&gguf)?;
+        let tokenizer = if gguf.get("tokenizer.ggml.model").is_some() {
+            Some(Tokenizer::from_gguf(&gguf)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            gguf,
+            model,
+            tokenizer,
+        })
+    }
+
+    /// The tokenizer, or an error saying the file has none.
+    pub fn tokenizer(&self) -> Result<&Tokenizer, Error> {
+        self.tokenizer
+            .as_ref()
+            .ok_or_else(|| Error::Usage("the model file has no tokenizer; pass --tokens".into()))
+    }
+
+    /// Token ids that end generation: EOS and EOT.
+    pub fn stop_tokens(&self) -> Vec<u32> {
+        self.tokenizer
+            .as_ref()
+            .map(|t| {
+                let s = t.special_tokens();
+                [s.eos, s.eot].into_iter().flatten().collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Parses a `--kernel` value: `auto`, `scalar`, `avx2`, `avx512`.
+pub fn parse_kernel(s: &str) -> Result<KernelChoice, String> {
+    match s {
+        "auto" => Ok(KernelChoice::Auto),
+        "scalar" | "portable" => Ok(KernelChoice::Scalar),
+        "avx2" => Ok(KernelChoice::Avx2),
+        "avx512" | "avx512vnni" => Ok(KernelChoice::Avx512),
+        other => Err(format!(
+            "unknown kernel '{other}' (expected auto, scalar, avx2 or avx512)"
+        )),
+    }
+}
+
+/// The platform for a `--kernel` choice, or an error naming what this CPU
+/// lacks.
+pub fn platform(choice: KernelChoice) -> Result<Platform, Error> {
+    Platform::with_choice(choice).map_err(|e| Error::Usage(e.to_string()))
+}
+
+/// Runs `f` with `threads` worker threads (0: one per core) for
+/// [`ThreadJoin`].
+pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R, Error> {
+    #[cfg(feature = "rayon")]
+    {
+        crate::parallel::with_threads(threads, f).map_err(Error::Usage)
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let _ = threads;
+        Ok(f())
+    }
+}
+
+/// Default thread count: the cores this process may use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
