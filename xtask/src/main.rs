@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: project automation.
 
+mod benchmark;
 mod fixtures;
 mod golden_receipts;
 mod receipts;
@@ -56,6 +57,26 @@ enum Cmd {
         #[arg(long, default_value = "target/full-models")]
         full_dir: PathBuf,
     },
+    /// Deterministic prefill + greedy decode of the shipped model that
+    /// writes a receipt (ci/inference.json) of the kernels that ran.
+    Benchmark {
+        /// Tokens to generate (exactly).
+        #[arg(long, default_value_t = 128)]
+        tokens: usize,
+        /// Greedy, one thread; sets BITNET_DETERMINISTIC=1, BITNET_SEED=42,
+        /// RAYON_NUM_THREADS=1.
+        #[arg(long)]
+        deterministic: bool,
+        /// Backend (this build: cpu).
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// Model file (default: the shipped model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Receipt path.
+        #[arg(long, default_value = "ci/inference.json")]
+        out: PathBuf,
+    },
     /// Check a receipt (DESIGN.md §7); exit 0 when accepted, else the
     /// rule's own code (10 unparseable, 11.. one per rule; see
     /// xtask/src/receipts.rs).
@@ -93,6 +114,19 @@ enum Cmd {
 fn main() -> ExitCode {
     let result = match Cli::parse().cmd {
         // Exits with the rule's own code, not just success / failure.
+        Cmd::Benchmark {
+            tokens,
+            deterministic,
+            backend,
+            model,
+            out,
+        } => benchmark::benchmark(&benchmark::BenchmarkArgs {
+            tokens,
+            deterministic,
+            backend,
+            model,
+            out,
+        }),
         Cmd::VerifyReceipt {
             path,
             require_gpu_kernels,
