@@ -539,3 +539,74 @@ pub fn bench_cmd(a: BenchArgs) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// `bitnet perplexity`.
+#[derive(Args, Debug)]
+pub struct PerplexityArgs {
+    #[command(flatten)]
+    model: ModelOpts,
+    /// The text file to score.
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+    /// Chunk (context) length.
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 512)]
+    ctx: usize,
+}
+
+/// Runs `bitnet perplexity` (llama-perplexity's convention and output).
+pub fn perplexity(a: PerplexityArgs) -> Result<(), Error> {
+    let file = ModelFile::open(a.model.path())?;
+    let l = Loaded::new(&file)?;
+    let tok = l.tokenizer()?;
+    let text = std::fs::read_to_string(&a.file).map_err(|source| Error::Io {
+        path: a.file.clone(),
+        source,
+    })?;
+    let t0 = Instant::now();
+    let opts = EncodeOptions {
+        add_bos: tok.add_bos(),
+        add_eos: false,
+        parse_special: false,
+    };
+    let ids = tok.encode(&text, opts)?;
+    eprintln!(
+        "tokenized {} bytes into {} tokens in {:.2} s",
+        text.len(),
+        ids.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let bos = if tok.add_bos() {
+        tok.special_tokens().bos
+    } else {
+        None
+    };
+    let n_chunks = ids.len() / a.ctx.max(1);
+    eprintln!(
+        "calculating perplexity over {n_chunks} chunks, n_ctx={}",
+        a.ctx
+    );
+    let t = Instant::now();
+    let r = bitnet_std::perplexity::perplexity(
+        &l.model,
+        &ids,
+        a.ctx,
+        bos,
+        a.model.threads(),
+        platform(a.model.kernel)?,
+        |c, ppl| {
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "[{c}]{ppl:.4},");
+            let _ = out.flush();
+        },
+    )?;
+    println!();
+    println!("Final estimate: PPL = {:.4} +/- {:.5}", r.ppl, r.ppl_stderr);
+    eprintln!(
+        "{} tokens scored in {} chunks, mean NLL {:.6}, {:.2} s",
+        r.n_scored,
+        r.n_chunks,
+        r.mean_nll,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

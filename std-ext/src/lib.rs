@@ -8,6 +8,7 @@ pub mod error;
 pub mod inspect;
 pub mod model_file;
 pub mod parallel;
+pub mod perplexity;
 pub mod receipt;
 
 pub use error::Error;

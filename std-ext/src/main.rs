@@ -31,6 +31,8 @@ enum Cmd {
     Chat(cli_run::ChatArgs),
     /// Measure prompt (pp) and generation (tg) throughput, llama-bench style.
     Bench(cli_run::BenchArgs),
+    /// Perplexity of a text file (llama-perplexity's convention).
+    Perplexity(cli_run::PerplexityArgs),
     /// Summarize a GGUF file: metadata, tensors, totals.
     Inspect {
         /// The GGUF file.
@@ -108,6 +110,7 @@ fn main() -> ExitCode {
         Cmd::Logits(a) => cli_run::logits(a),
         Cmd::Chat(a) => cli_run::chat(a),
         Cmd::Bench(a) => cli_run::bench_cmd(a),
+        Cmd::Perplexity(a) => cli_run::perplexity(a),
         Cmd::Tokenize {
             model,
             text,
