@@ -21,3 +21,4 @@ pub mod quant;
 pub mod receipt;
 pub mod sample;
 pub mod tokenizer;
+pub mod validate;

@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 
 use bitnet_core::gguf::{Array, Gguf, Value, ValueType};
 use bitnet_core::tokenizer::Tokenizer;
+use bitnet_core::validate::{ValidationConfig, validate};
 use serde::Serialize;
+
+use crate::validate_cmd::FindingRow;
 
 /// Array values longer than this are abbreviated.
 const ARRAY_PREVIEW: usize = 8;
@@ -35,6 +38,8 @@ pub struct Report {
     pub parameters: u64,
     /// Bytes per tensor type.
     pub bytes_by_type: BTreeMap<String, u64>,
+    /// Findings of the cheap validation rules (`bitnet validate` runs all).
+    pub findings: Vec<FindingRow>,
 }
 
 /// Tokenizer facts read from the metadata.
@@ -212,6 +217,11 @@ impl Report {
             tensors,
             parameters,
             bytes_by_type,
+            findings: validate(g, &ValidationConfig::builder().build())
+                .findings
+                .iter()
+                .map(FindingRow::from)
+                .collect(),
         }
     }
 
@@ -275,6 +285,22 @@ impl Report {
         let _ = writeln!(s, "\nparameters: {}", self.parameters);
         for (ty, b) in &self.bytes_by_type {
             let _ = writeln!(s, "  {ty}: {b} bytes");
+        }
+        let _ = writeln!(
+            s,
+            "\nfindings ({}; cheap rules, `bitnet validate` runs all):",
+            self.findings.len()
+        );
+        for f in &self.findings {
+            let _ = write!(
+                s,
+                "  {} [{}] {}: {}",
+                f.severity, f.rule, f.subject, f.message
+            );
+            if let (Some(m), Some([lo, hi])) = (f.measured, f.expected) {
+                let _ = write!(s, " (measured {m:.6e}, expected [{lo:e}, {hi:e}])");
+            }
+            s.push('\n');
         }
         s
     }

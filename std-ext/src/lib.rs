@@ -3,6 +3,7 @@
 //! and receipts.
 
 pub mod bench;
+pub mod correction_policy;
 pub mod engine;
 pub mod error;
 pub mod inspect;
@@ -10,6 +11,7 @@ pub mod model_file;
 pub mod parallel;
 pub mod perplexity;
 pub mod receipt;
+pub mod validate_cmd;
 
 pub use error::Error;
 pub use model_file::ModelFile;

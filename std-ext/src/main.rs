@@ -41,6 +41,25 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check a model against the validation rules (docs/howto/validate-models.md).
+    /// Exit 0: no error-level finding (or not strict); 1: unreadable model or
+    /// policy; 3: strict mode refused the model.
+    Validate {
+        /// The GGUF file.
+        file: PathBuf,
+        /// Refuse (exit 3) on any error-level finding; also BITNET_STRICT=1.
+        #[arg(long)]
+        strict: bool,
+        /// A correction policy (YAML).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Apply the policy's corrections; also BITNET_ALLOW_CORRECTIONS=1.
+        #[arg(long)]
+        allow_corrections: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Tokenize text with a model's vocabulary.
     Tokenize {
         /// The GGUF file holding the vocabulary.
@@ -106,6 +125,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Inspect { file, json } => inspect(file, json),
+        Cmd::Validate {
+            file,
+            strict,
+            policy,
+            allow_corrections,
+            json,
+        } => {
+            return bitnet_std::validate_cmd::command(
+                &file,
+                strict,
+                policy.as_deref(),
+                allow_corrections,
+                json,
+            );
+        }
         Cmd::Run(a) => cli_run::run(a),
         Cmd::Logits(a) => cli_run::logits(a),
         Cmd::Chat(a) => cli_run::chat(a),

@@ -7,8 +7,8 @@ use heapless::{String, Vec};
 
 use super::counters::KernelCounters;
 use super::schema::{
-    Fingerprint, KernelRecord, ModelRecord, Receipt, SCHEMA_VERSION, Timings, TokenRecord, hex,
-    token_ids_fnv1a64,
+    CorrectionRecord, Fingerprint, KernelRecord, ModelRecord, Receipt, SCHEMA_VERSION, Timings,
+    TokenRecord, hex, token_ids_fnv1a64,
 };
 
 /// Where the kernels ran.
@@ -245,6 +245,31 @@ impl Receipt {
             },
             weight_bytes_per_token: counters.weight_bytes_per_token(),
             fingerprint: Some(fingerprint),
+            corrections: None,
         })
+    }
+
+    /// Records the model corrections the run applied (`kind`, `target`,
+    /// `value`, `matched_by`, as `bitnet_core::validate::AppliedCorrection`
+    /// describes them). An empty list leaves the field absent.
+    pub fn with_corrections<'c>(
+        mut self,
+        corrections: impl IntoIterator<Item = [&'c str; 4]>,
+    ) -> Result<Self, BuildError> {
+        let mut list = Vec::new();
+        for [kind, target, value, matched_by] in corrections {
+            let rec = CorrectionRecord {
+                kind: text("corrections[].kind", kind)?,
+                target: text("corrections[].target", target)?,
+                value: text("corrections[].value", value)?,
+                matched_by: text("corrections[].matched_by", matched_by)?,
+            };
+            list.push(rec).map_err(|_| BuildError::FieldTooLong {
+                field: "corrections",
+                len: list.len() + 1,
+            })?;
+        }
+        self.corrections = (!list.is_empty()).then_some(list);
+        Ok(self)
     }
 }

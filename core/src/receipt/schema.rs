@@ -54,6 +54,16 @@ pub const GPU_CC_CAP: usize = 8;
 pub const FINGERPRINT_LINE_CAP: usize = 128;
 /// `fingerprint.bitnet_version`.
 pub const VERSION_CAP: usize = 32;
+/// Corrections one receipt records.
+pub const MAX_CORRECTIONS: usize = 16;
+/// `corrections[].kind` ("rescale", "force_activation").
+pub const CORRECTION_KIND_CAP: usize = 24;
+/// `corrections[].target`: a tensor name or "ffn_activation".
+pub const CORRECTION_TARGET_CAP: usize = 128;
+/// `corrections[].value`: a factor or an activation name.
+pub const CORRECTION_VALUE_CAP: usize = 32;
+/// `corrections[].matched_by` ("sha256", "arch_shape").
+pub const CORRECTION_MATCH_CAP: usize = 16;
 
 /// One receipt: what a run executed and measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +100,26 @@ pub struct Receipt {
     /// Host fingerprint: required from 1.1.0, absent in 1.0 receipts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
+    /// Corrections from a policy that the run applied to the model
+    /// (`bitnet_core::validate`). Optional in every schema version and
+    /// absent when none were applied, so 1.0 / 1.1.0 receipts without it
+    /// parse unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrections: Option<Vec<CorrectionRecord, MAX_CORRECTIONS>>,
+}
+
+/// One applied model correction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrectionRecord {
+    /// "rescale" or "force_activation".
+    pub kind: String<CORRECTION_KIND_CAP>,
+    /// The tensor, or "ffn_activation".
+    pub target: String<CORRECTION_TARGET_CAP>,
+    /// The factor or the activation, as text.
+    pub value: String<CORRECTION_VALUE_CAP>,
+    /// Which fingerprint of the policy matched: "sha256" or "arch_shape".
+    pub matched_by: String<CORRECTION_MATCH_CAP>,
 }
 
 /// One kernel id and what it did.
