@@ -12,6 +12,7 @@ use bitnet_std::engine::{
     Loaded, ThreadJoin, default_threads, parse_kernel, platform, with_threads,
 };
 use bitnet_std::receipt::{ReceiptBuilder, write_receipt};
+use bitnet_std::validate_cmd::ValidationOptions;
 use bitnet_std::{Error, ModelFile};
 use clap::Args;
 
@@ -51,6 +52,35 @@ pub struct ModelOpts {
     /// Kernel tier: auto, scalar, avx2, avx512 (results are identical).
     #[arg(long, default_value = "auto", value_parser = parse_kernel)]
     pub kernel: bitnet_core::kernels::KernelChoice,
+    #[command(flatten)]
+    pub validation: ValidationFlags,
+}
+
+/// Validation on load (docs/howto/validate-models.md).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ValidationFlags {
+    /// Run every validation rule and refuse (exit 3) on an error-level
+    /// finding; also BITNET_STRICT=1.
+    #[arg(long)]
+    pub strict: bool,
+    /// A correction policy (YAML).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Apply the policy's corrections; also BITNET_ALLOW_CORRECTIONS=1.
+    #[arg(long)]
+    pub allow_corrections: bool,
+}
+
+impl ValidationFlags {
+    fn options(&self) -> Result<ValidationOptions, Error> {
+        ValidationOptions::new(self.strict, self.allow_corrections, self.policy.as_deref())
+            .map_err(|e| Error::Usage(e.to_string()))
+    }
+
+    /// Loads `file` under these flags.
+    fn load<'f>(&self, file: &'f ModelFile) -> Result<Loaded<'f>, Error> {
+        Loaded::checked(file, &self.options()?).map(|(l, _)| l)
+    }
 }
 
 impl ModelOpts {
@@ -160,7 +190,7 @@ fn prompt_ids(
 /// Runs `bitnet run`.
 pub fn run(a: RunArgs) -> Result<(), Error> {
     let file = ModelFile::open(a.model.path())?;
-    let l = Loaded::new(&file)?;
+    let l = a.model.validation.load(&file)?;
     let ids = prompt_ids(&l, a.prompt.as_deref(), a.tokens.as_deref())?;
     let n_ctx = ctx_len(&l.model, a.ctx);
     if ids.len() + a.n_predict > n_ctx {
@@ -274,7 +304,7 @@ pub fn npy_f32(data: &[f32], rows: usize, cols: usize) -> Vec<u8> {
 /// Runs `bitnet logits`.
 pub fn logits(a: LogitsArgs) -> Result<(), Error> {
     let file = ModelFile::open(a.model.path())?;
-    let l = Loaded::new(&file)?;
+    let l = a.model.validation.load(&file)?;
     let n = a.tokens.len();
     if n == 0 {
         return Err(Error::Usage("--tokens is empty".into()));
@@ -366,7 +396,7 @@ fn reply(
 /// Runs `bitnet chat`: reads user lines from stdin until EOF.
 pub fn chat(a: ChatArgs) -> Result<(), Error> {
     let file = ModelFile::open(a.model.path())?;
-    let l = Loaded::new(&file)?;
+    let l = a.model.validation.load(&file)?;
     let tok = l.tokenizer()?;
     let n_ctx = ctx_len(&l.model, a.ctx);
     let mut state = l.model.new_state(PREFILL_BATCH, n_ctx)?;
@@ -443,6 +473,8 @@ pub struct BenchArgs {
     /// Write a receipt of the last tg repetition here.
     #[arg(long)]
     receipt: Option<PathBuf>,
+    #[command(flatten)]
+    validation: ValidationFlags,
 }
 
 /// Runs `bitnet bench`.
@@ -459,7 +491,7 @@ pub fn bench_cmd(a: BenchArgs) -> Result<(), Error> {
     let t_load = Instant::now();
     let path = model_path(&a.model);
     let file = ModelFile::open(&path)?;
-    let l = Loaded::new(&file)?;
+    let (l, report) = Loaded::checked(&file, &a.validation.options()?)?;
     let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
     let threads = a.threads.unwrap_or_else(default_threads).max(1);
     let spec = BenchSpec {
@@ -533,7 +565,9 @@ pub fn bench_cmd(a: BenchArgs) -> Result<(), Error> {
         };
         let receipt = ReceiptBuilder::new(run)
             .build(ev.state.counters())
-            .map_err(|e| Error::Usage(e.to_string()))?;
+            .map_err(|e| Error::Usage(e.to_string()))?
+            .with_corrections(report.corrections.iter().map(|c| c.receipt_fields()))
+            .map_err(|e| Error::Usage(format!("receipt: {e:?}")))?;
         write_receipt(&path, &receipt).map_err(|e| Error::Usage(e.to_string()))?;
         eprintln!("wrote receipt {}", path.display());
     }
@@ -556,7 +590,7 @@ pub struct PerplexityArgs {
 /// Runs `bitnet perplexity` (llama-perplexity's convention and output).
 pub fn perplexity(a: PerplexityArgs) -> Result<(), Error> {
     let file = ModelFile::open(a.model.path())?;
-    let l = Loaded::new(&file)?;
+    let l = a.model.validation.load(&file)?;
     let tok = l.tokenizer()?;
     let text = std::fs::read_to_string(&a.file).map_err(|source| Error::Io {
         path: a.file.clone(),

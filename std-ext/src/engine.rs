@@ -7,6 +7,9 @@ use bitnet_core::kernels::{KernelChoice, Platform};
 use bitnet_core::model::Model;
 use bitnet_core::tokenizer::Tokenizer;
 
+use bitnet_core::validate::{ValidationReport, apply_to_weights};
+
+use crate::validate_cmd::{ValidateError, ValidationOptions, check_for_load};
 use crate::{Error, ModelFile};
 
 /// The `Join` the engine's threads use: rayon with the `rayon` feature,
@@ -29,20 +32,42 @@ pub struct Loaded<'f> {
 }
 
 impl<'f> Loaded<'f> {
-    /// Parses `file` and loads its model and tokenizer.
+    /// Parses `file` and loads its model and tokenizer, running the cheap
+    /// validation rules (findings go to stderr).
     pub fn new(file: &'f ModelFile) -> Result<Self, Error> {
+        Self::checked(file, &ValidationOptions::default()).map(|(l, _)| l)
+    }
+
+    /// [`Loaded::new`] under `opts`: the cheap rules always, every rule in
+    /// strict mode (which refuses error-level findings), and the policy's
+    /// corrections applied when allowed. Returns the report so receipts can
+    /// record the corrections.
+    pub fn checked(
+        file: &'f ModelFile,
+        opts: &ValidationOptions,
+    ) -> Result<(Self, ValidationReport), Error> {
         let gguf = file.gguf()?;
-        let model = Model::from_gguf(&gguf)?;
+        let report = check_for_load(file, &gguf, opts).map_err(|e| match e {
+            ValidateError::Model(e) => e,
+            ValidateError::Refused { .. } => Error::Refused(e.to_string()),
+            other => Error::Usage(other.to_string()),
+        })?;
+        let mut model = Model::from_gguf(&gguf)?;
+        apply_to_weights(&report.corrections, &model.config, &mut model.weights)
+            .map_err(|e| Error::Usage(format!("correction policy: {e}")))?;
         let tokenizer = if gguf.get("tokenizer.ggml.model").is_some() {
             Some(Tokenizer::from_gguf(&gguf)?)
         } else {
             None
         };
-        Ok(Self {
-            gguf,
-            model,
-            tokenizer,
-        })
+        Ok((
+            Self {
+                gguf,
+                model,
+                tokenizer,
+            },
+            report,
+        ))
     }
 
     /// The tokenizer, or an error saying the file has none.

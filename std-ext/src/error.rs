@@ -37,4 +37,7 @@ pub enum Error {
     /// A command-line or API argument is unusable.
     #[error("{0}")]
     Usage(String),
+    /// Strict validation refused the model (exit code 3).
+    #[error("{0}")]
+    Refused(String),
 }

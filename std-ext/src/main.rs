@@ -157,7 +157,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            match e {
+                Error::Refused(_) => ExitCode::from(bitnet_std::validate_cmd::EXIT_REFUSED),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
