@@ -4,6 +4,8 @@
 
 pub mod bench;
 pub mod correction_policy;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod engine;
 pub mod error;
 pub mod inspect;

@@ -7,7 +7,8 @@ use std::time::Instant;
 use bitnet_core::kernels::KernelChoice;
 use bitnet_core::tokenizer::EncodeOptions;
 use bitnet_std::ModelFile;
-use bitnet_std::bench::{ReceiptRunSpec, receipt_run};
+use bitnet_std::bench::{ReceiptRun, ReceiptRunSpec, receipt_run};
+use bitnet_std::cuda::receipt::{CudaRunSpec, receipt_run_cuda};
 use bitnet_std::engine::{Loaded, platform};
 use bitnet_std::receipt::write_receipt;
 
@@ -27,7 +28,8 @@ pub struct BenchmarkArgs {
     pub tokens: usize,
     /// Greedy decoding, one thread.
     pub deterministic: bool,
-    /// `cpu` (the only backend of this build).
+    /// `cpu`, or `gpu` (CUDA; prints `SKIP: No CUDA device available` and
+    /// succeeds when no device is usable).
     pub backend: String,
     /// Model file.
     pub model: Option<PathBuf>,
@@ -37,11 +39,18 @@ pub struct BenchmarkArgs {
 
 /// Runs the benchmark and writes the receipt.
 pub fn benchmark(a: &BenchmarkArgs) -> Result<()> {
-    if a.backend != "cpu" {
-        return Err(format!(
-            "backend '{}' is not built into this bitnet (only cpu)",
-            a.backend
-        ));
+    let gpu = match a.backend.as_str() {
+        "cpu" => false,
+        "gpu" | "cuda" => true,
+        other => return Err(format!("unknown backend '{other}' (cpu or gpu)")),
+    };
+    if gpu
+        && bitnet_std::cuda::detect()
+            .map_err(|e| e.to_string())?
+            .is_none()
+    {
+        println!("SKIP: {}", bitnet_std::cuda::NO_DEVICE);
+        return Ok(());
     }
     let threads = if a.deterministic {
         // Recorded in the receipt: the run is single-threaded and greedy.
@@ -77,6 +86,39 @@ pub fn benchmark(a: &BenchmarkArgs) -> Result<()> {
             .map_err(|e| e.to_string())?,
         None => vec![0],
     };
+    let run = if gpu {
+        let spec = CudaRunSpec {
+            n_gen: a.tokens,
+            deterministic: a.deterministic,
+            seed: SEED,
+            load_ms,
+        };
+        receipt_run_cuda(&file, &loaded.model, &prompt, &spec).map_err(|e| e.to_string())?
+    } else {
+        cpu_run(&file, &loaded, &prompt, a, threads, load_ms)?
+    };
+    write_receipt(&a.out, &run.receipt).map_err(|e| e.to_string())?;
+    let r = &run.receipt;
+    eprintln!(
+        "{}: {} tokens at {:.1} tok/s, backend {}, compute_path {}, token hash {}",
+        display(&a.out),
+        run.generated.len(),
+        r.timings.tokens_per_sec,
+        r.backend.as_str(),
+        r.compute_path.as_str(),
+        r.tokens.generated_ids_fnv1a64.as_str(),
+    );
+    Ok(())
+}
+
+fn cpu_run(
+    file: &ModelFile,
+    loaded: &Loaded<'_>,
+    prompt: &[u32],
+    a: &BenchmarkArgs,
+    threads: usize,
+    load_ms: f64,
+) -> Result<ReceiptRun> {
     let spec = ReceiptRunSpec {
         n_gen: a.tokens,
         threads,
@@ -85,18 +127,7 @@ pub fn benchmark(a: &BenchmarkArgs) -> Result<()> {
         seed: SEED,
         load_ms,
     };
-    let run = receipt_run(&file, &loaded.model, &prompt, &spec).map_err(|e| e.to_string())?;
-    write_receipt(&a.out, &run.receipt).map_err(|e| e.to_string())?;
-    let r = &run.receipt;
-    eprintln!(
-        "{}: {} tokens at {:.1} tok/s, compute_path {}, token hash {}",
-        display(&a.out),
-        run.generated.len(),
-        r.timings.tokens_per_sec,
-        r.compute_path.as_str(),
-        r.tokens.generated_ids_fnv1a64.as_str(),
-    );
-    Ok(())
+    receipt_run(file, &loaded.model, prompt, &spec).map_err(|e| e.to_string())
 }
 
 fn display(p: &Path) -> String {

@@ -1,11 +1,14 @@
 //! `cargo xtask <command>`: project automation.
 
 mod benchmark;
+mod ctests;
 mod fixtures;
 mod golden_receipts;
 mod receipts;
 mod tools;
 mod vocab;
+mod wasm;
+mod wasm_serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,6 +102,8 @@ enum Cmd {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Check include/bitnet.h; run the C/C++ tests plain, under Valgrind and ASAN.
+    CTests(ctests::Args),
     /// Write a Llama-3 GGUF vocabulary (tokens, merges, special tokens,
     /// pre = llama-bpe) built from a tiktoken rank file.
     GenVocab {
@@ -108,6 +113,23 @@ enum Cmd {
         /// Output GGUF file.
         #[arg(long, default_value = "target/llama3-vocab.gguf")]
         out: PathBuf,
+    },
+    /// Build the browser engine and demo page into target/wasm-www
+    /// (wasm32 + simd128, wasm-bindgen CLI installed to match the crate).
+    Wasm {
+        /// Then serve it on 127.0.0.1 until interrupted.
+        #[arg(long)]
+        serve: bool,
+        /// Port for --serve.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Test it in headless Chromium: greedy tokens equal to the native
+        /// engine's, a screenshot in target/wasm-screenshot.png, decode speed.
+        #[arg(long)]
+        test: bool,
+        /// Print the native engine's side of --test (ids, text, speed).
+        #[arg(long, hide = true)]
+        native_reference: bool,
     },
 }
 
@@ -136,6 +158,7 @@ fn main() -> ExitCode {
             &out_dir.unwrap_or_else(|| root().join("tests/golden/receipts")),
         ),
         Cmd::NoStdCheck => tools::no_std_check(),
+        Cmd::CTests(args) => ctests::c_tests(&args),
         Cmd::FuzzSmoke { seconds, target } => tools::fuzz_smoke(seconds, target.as_deref()),
         Cmd::GenFixtures {
             out_dir,
@@ -146,6 +169,12 @@ fn main() -> ExitCode {
             full_dir,
         } => gen_fixtures(out_dir, vocab, [seed, seed_i2s], full.then_some(full_dir)),
         Cmd::GenVocab { model, out } => vocab::gen_vocab(&model, &out),
+        Cmd::Wasm {
+            serve,
+            port,
+            test,
+            native_reference,
+        } => wasm::wasm(serve, test, port, native_reference),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,12 +13,14 @@
 //! data inside the file and non-overlapping.
 
 mod error;
+mod peek;
 mod reader;
 mod types;
 mod value;
 mod writer;
 
 pub use error::GgufError;
+pub use peek::{HeaderPeek, PeekError, peek_header};
 pub use reader::{
     ALIGNMENT_KEY, DEFAULT_ALIGNMENT, Gguf, MAX_ALIGNMENT, MAX_ARRAY_LEN, MAX_DIMS, MAX_KV_COUNT,
     MAX_STRING_LEN, MAX_TENSOR_COUNT, MAX_TENSOR_NAME, TensorInfo,

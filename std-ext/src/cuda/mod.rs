@@ -1,0 +1,268 @@
+//! The CUDA backend (feature `cuda`): the whole forward pass on an NVIDIA
+//! GPU, weights uploaded once, the decode step captured as a CUDA graph.
+//!
+//! The driver API and NVRTC are loaded at run time (cudarc's dynamic
+//! loading), so this builds on machines without CUDA; [`detect`] says
+//! whether a device is usable. Kernels (`kernels.cu`) are compiled by NVRTC
+//! when a [`CudaModel`] is made, with `--fmad=false` so float operations
+//! round as on the CPU. There is no CPU fallback: anything the GPU path
+//! cannot run is an error.
+//!
+//! Numerics (DESIGN.md §5): the I2_S integer dot products are exact (dp4a
+//! on the raw I2_S bytes, see [`i2s_dot_gpu_emulated`] for the CPU model
+//! of the kernel); RMSNorm sums in f64 like the CPU; reduction orders of
+//! float parts differ, within [`LOGIT_TOLERANCE`].
+
+mod forward;
+pub mod receipt;
+
+pub use forward::{
+    CudaModel, HostEmbedding, HostLayer, HostLinear, HostModel, KernelTiming, MAX_GPU_CTX,
+};
+
+use bitnet_core::quant::i2s::{I2S_BLOCK_BYTES, I2S_BLOCK_LEN};
+
+use crate::receipt::GpuInfo;
+
+/// The kernel source compiled by NVRTC at run time.
+pub const KERNELS_CU: &str = include_str!("kernels.cu");
+
+/// Kernel entry points `kernels.cu` must define (loaded by name).
+pub const KERNEL_NAMES: [&str; 6] = [
+    "i2s_gemv",
+    "attention_rope",
+    "embed_f16",
+    "embed_f32",
+    "f16_gemv_rmsnorm",
+    "argmax_next",
+];
+
+/// Largest absolute logit difference GPU vs CPU, relative to the largest
+/// absolute CPU logit, that the float parts (reduction order of the F16
+/// head, attention, expf) may cause.
+pub const LOGIT_TOLERANCE: f32 = 1e-3;
+
+/// What the message says when no device can be used.
+pub const NO_DEVICE: &str = "No CUDA device available";
+
+/// Errors of the CUDA backend.
+#[derive(Debug, thiserror::Error)]
+pub enum CudaError {
+    /// No usable device (no driver library, or no device).
+    #[error("{NO_DEVICE}")]
+    NoDevice,
+    /// A driver call failed.
+    #[error("CUDA driver: {0}")]
+    Driver(#[from] cudarc::driver::DriverError),
+    /// NVRTC could not compile the kernels.
+    #[error("NVRTC: {0}")]
+    Compile(String),
+    /// The model has something the GPU path does not implement.
+    #[error("not supported on the CUDA backend: {0}")]
+    Unsupported(String),
+    /// A bad argument (position, token, shape).
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<CudaError> for crate::Error {
+    fn from(e: CudaError) -> Self {
+        crate::Error::Usage(format!("cuda: {e}"))
+    }
+}
+
+/// Whether the CUDA driver library loads and reports at least one device;
+/// `Ok(Some)` with the first device's compute capability and name.
+/// Never panics when CUDA is absent.
+pub fn detect() -> Result<Option<GpuInfo>, CudaError> {
+    // SAFETY: only tries to dlopen the driver library (no symbol is used).
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Ok(None);
+    }
+    let n = match cudarc::driver::CudaContext::device_count() {
+        Ok(n) => n,
+        // cuInit fails without a usable device (e.g. driver without GPU).
+        Err(_) => return Ok(None),
+    };
+    if n < 1 {
+        return Ok(None);
+    }
+    let ctx = cudarc::driver::CudaContext::new(0)?;
+    Ok(Some(gpu_info(&ctx)?))
+}
+
+/// Compute capability and name of `ctx`'s device.
+pub fn gpu_info(ctx: &cudarc::driver::CudaContext) -> Result<GpuInfo, CudaError> {
+    let (major, minor) = ctx.compute_capability()?;
+    Ok(GpuInfo {
+        cc: format!("{major}.{minor}"),
+        name: ctx.name()?,
+    })
+}
+
+/// The NVRTC virtual architecture for compute capability `major.minor`.
+pub fn nvrtc_arch(major: i32, minor: i32) -> Result<&'static str, CudaError> {
+    Ok(match (major, minor) {
+        (7, 0) => "compute_70",
+        (7, 5) => "compute_75",
+        (8, 0) => "compute_80",
+        (8, 6) => "compute_86",
+        (8, 7) => "compute_87",
+        (8, 9) => "compute_89",
+        (9, 0) => "compute_90",
+        (10, 0) => "compute_100",
+        (12, 0) => "compute_120",
+        _ => {
+            return Err(CudaError::Unsupported(format!(
+                "compute capability {major}.{minor}"
+            )));
+        }
+    })
+}
+
+/// The I2_S bytes the GPU reads: the tensor body with every unused code 3
+/// replaced by code 1 (both mean weight 0, DESIGN.md §4), so the kernel
+/// needs no per-code fix-up. `body.len()` is `rows * cols / 4`.
+pub fn normalize_i2s_codes(body: &[u8]) -> Vec<u8> {
+    body.iter()
+        .map(|&b| {
+            let mut out = b;
+            for shift in [0u32, 2, 4, 6] {
+                if (b >> shift) & 3 == 3 {
+                    // 3 -> 1: clear the high bit of the field.
+                    out &= !(2u8 << shift);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// The padded shared-memory position of activation `i` in the GEMV kernel.
+pub const fn shared_q_index(i: usize) -> usize {
+    (i / I2S_BLOCK_LEN) * 160 + i % I2S_BLOCK_LEN
+}
+
+/// `__dp4a(a, b, c)`: four signed byte products added to `c`.
+fn dp4a(a: u32, b: u32, c: i32) -> i32 {
+    let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
+    let mut s = c;
+    for k in 0..4 {
+        s = s.wrapping_add(i32::from(a[k] as i8) * i32::from(b[k] as i8));
+    }
+    s
+}
+
+/// A CPU model of `i2s_row_cq` in `kernels.cu`, step by step (16-byte
+/// chunks, the masks, the three accumulators, the padded shared layout,
+/// the lane split and the warp sum), minus the activation sum: the integer
+/// the GPU computes for one row. `row` is the normalized row (K / 4 bytes),
+/// `q` the K quantized activations.
+pub fn i2s_dot_gpu_emulated(row: &[u8], q: &[i8]) -> i32 {
+    let k = q.len();
+    let mut shared = vec![0u8; shared_q_index(k.max(1) - 1) + 1 + 32];
+    for (i, &v) in q.iter().enumerate() {
+        shared[shared_q_index(i)] = v as u8;
+    }
+    let word = |bytes: &[u8], at: usize| {
+        u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+    };
+    let nchunk = k / 64;
+    let mut total = 0i32;
+    for lane in 0..32 {
+        let (mut a16, mut a4, mut a1) = (0i32, 0i32, 0i32);
+        let mut c = lane;
+        while c < nchunk {
+            let qb = (c >> 1) * 160 + (c & 1) * 16;
+            for wi in 0..4 {
+                let w = word(row, c * 16 + wi * 4);
+                let q0 = word(&shared, qb + wi * 4);
+                let q1 = word(&shared, qb + 32 + wi * 4);
+                let q2 = word(&shared, qb + 64 + wi * 4);
+                let q3 = word(&shared, qb + 96 + wi * 4);
+                a16 = dp4a((w >> 2) & 0x3030_3030, q0, a16);
+                a16 = dp4a(w & 0x3030_3030, q1, a16);
+                a4 = dp4a(w & 0x0c0c_0c0c, q2, a4);
+                a1 = dp4a(w & 0x0303_0303, q3, a1);
+            }
+            c += 32;
+        }
+        total += a16 / 16 + a4 / 4 + a1;
+    }
+    total
+}
+
+/// Bytes of an I2_S row of `cols` weights.
+pub const fn i2s_row_bytes(cols: usize) -> usize {
+    cols / I2S_BLOCK_LEN * I2S_BLOCK_BYTES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitnet_core::quant::i2s::{i2s_dot_i32, quantize_i2s};
+
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *state >> 33
+    }
+
+    #[test]
+    fn gpu_i2s_integers_equal_the_cpu_contract() {
+        let mut st = 7u64;
+        for &k in &[128usize, 256, 512, 1536, 2560, 6912] {
+            let rows = 3;
+            let w: Vec<i8> = (0..rows * k)
+                .map(|_| (lcg(&mut st) % 3) as i8 - 1)
+                .collect();
+            let mut t = quantize_i2s(&w, 0.5, rows, k).unwrap();
+            // Plant unused code 3 in a few bytes: it must read as weight 0.
+            for j in 0..8 {
+                let at = (lcg(&mut st) as usize) % (rows * k / 4);
+                t[at] |= 3 << (2 * (j % 4));
+            }
+            let body = &t[..rows * k / 4];
+            let norm = normalize_i2s_codes(body);
+            let q: Vec<i8> = (0..k).map(|_| (lcg(&mut st) % 256) as u8 as i8).collect();
+            let sumq: i32 = q.iter().map(|&v| i32::from(v)).sum();
+            let rb = i2s_row_bytes(k);
+            for r in 0..rows {
+                let cpu = i2s_dot_i32(&body[r * rb..(r + 1) * rb], &q).unwrap();
+                let gpu = i2s_dot_gpu_emulated(&norm[r * rb..(r + 1) * rb], &q) - sumq;
+                assert_eq!(cpu, gpu, "K={k} row {r}");
+                // The normalized bytes are the same weights for the CPU too.
+                assert_eq!(cpu, i2s_dot_i32(&norm[r * rb..(r + 1) * rb], &q).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn normalization_only_touches_code_three() {
+        assert_eq!(normalize_i2s_codes(&[0xff]), vec![0x55]);
+        assert_eq!(normalize_i2s_codes(&[0b1001_0010]), vec![0b1001_0010]);
+        assert_eq!(normalize_i2s_codes(&[0b0011_1100]), vec![0b0001_0100]);
+    }
+
+    #[test]
+    fn kernel_source_defines_every_entry_point() {
+        for name in KERNEL_NAMES {
+            let defined = KERNELS_CU
+                .lines()
+                .any(|l| l.contains("__global__") && l.contains(&format!(" {name}(")));
+            let defined = defined || KERNELS_CU.contains(&format!(") {name}("));
+            assert!(defined, "{name} missing from kernels.cu");
+        }
+        // Standard CUDA C++ only: no host headers NVRTC lacks.
+        assert!(!KERNELS_CU.contains("#include"));
+        assert_eq!(nvrtc_arch(9, 0).unwrap(), "compute_90");
+        assert!(nvrtc_arch(1, 0).is_err());
+    }
+
+    #[test]
+    fn detection_without_cuda_is_none_not_a_panic() {
+        // On machines with a GPU this is Some; either way it must not panic.
+        let _ = detect();
+    }
+}

@@ -1,0 +1,111 @@
+// Browser test driver for `cargo xtask wasm --test` (which sets the
+// environment): opens the demo page in headless Chromium, loads the
+// built-in model, generates greedily, compares the token ids with the
+// native engine's, checks the text is on screen, takes a screenshot, then
+// measures decode speed without per-token messages.
+"use strict";
+const { chromium } = require("playwright-core");
+
+const env = (k) => {
+  const v = process.env[k];
+  if (v === undefined) throw new Error(`${k} is not set (run through cargo xtask wasm --test)`);
+  return v;
+};
+
+async function main() {
+  const expectIds = env("BITNET_EXPECT_IDS").split(",").map(Number);
+  const expectText = env("BITNET_EXPECT_TEXT");
+  const browser = await chromium.launchPersistentContext(env("BITNET_PROFILE"), {
+    executablePath: env("BITNET_CHROMIUM"),
+    headless: true,
+    viewport: { width: 1280, height: 900 },
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--no-first-run",
+      "--disable-quic",
+      "--disable-sync",
+    ],
+  });
+  let failed = false;
+  try {
+    const page = browser.pages()[0] || (await browser.newPage());
+    page.on("console", (m) => console.error(`page: ${m.text()}`));
+    page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+    await page.goto(env("BITNET_URL"));
+    await page.waitForFunction(() => window.bitnetDemo && !document.getElementById("builtin").disabled);
+    const isolated = await page.evaluate(() => self.crossOriginIsolated);
+    console.error(`crossOriginIsolated: ${isolated}`);
+
+    await page.click("#builtin");
+    await page.waitForFunction(() => ["loaded", "error"].includes(window.bitnetDemo.state), null, { timeout: 60000 });
+    const loadError = await page.evaluate(() => window.bitnetDemo.error);
+    if (loadError) throw new Error(loadError);
+
+    await page.fill("#maxTokens", env("BITNET_TOKENS"));
+    await page.fill("#temperature", "0");
+    await page.uncheck("#stopAtEos");
+    await page.click("#generate");
+    await page.waitForFunction(() => ["done", "error"].includes(window.bitnetDemo.state), null, { timeout: 60000 });
+    const run = await page.evaluate(() => window.bitnetDemo.lastRun);
+    if (!run) throw new Error(await page.evaluate(() => window.bitnetDemo.error));
+
+    const same = run.ids.length === expectIds.length && run.ids.every((id, i) => id === expectIds[i]);
+    console.log(`wasm ids:   ${run.ids.join(",")}`);
+    console.log(`native ids: ${expectIds.join(",")}`);
+    console.log(`token ids equal: ${same}`);
+    if (!same) failed = true;
+
+    const shown = await page.locator("#out-text").textContent();
+    const visible = await page.locator("#out-text").isVisible();
+    console.log(`shown text: ${JSON.stringify(shown)}`);
+    if (!visible || shown !== expectText) {
+      console.log(`expected text: ${JSON.stringify(expectText)} (visible: ${visible})`);
+      failed = true;
+    }
+    const receipt = JSON.parse(run.receipt);
+    console.log(`receipt: backend ${receipt.backend}, compute_path ${receipt.compute_path}, kernels ${receipt.kernels.map((k) => k.id).join("+")}`);
+    if (receipt.backend !== "wasm" || receipt.tokens.generated !== expectIds.length) failed = true;
+    console.log(`page tokens/s (streamed): ${run.tokensPerSec.toFixed(1)}`);
+
+    await page.locator("#output").scrollIntoViewIfNeeded();
+    await page.screenshot({ path: env("BITNET_SCREENSHOT"), fullPage: true });
+
+    // Decode speed, engine only (no per-token messages): one warm-up run
+    // (the browser compiles hot wasm in tiers), then the measured runs.
+    for (const line of env("BITNET_PERF_MODELS").split("\n")) {
+      const [url, prompt] = line.split("|");
+      await page.evaluate((u) => window.bitnetDemo.loadUrl(u), url);
+      await page.waitForFunction(() => ["loaded", "error"].includes(window.bitnetDemo.state), null, { timeout: 60000 });
+      const err = await page.evaluate(() => window.bitnetDemo.error);
+      if (err) throw new Error(err);
+      await page.fill("#prompt", prompt);
+      await page.fill("#maxTokens", env("BITNET_BENCH_TOKENS"));
+      await page.fill("#temperature", "0");
+      await page.uncheck("#stopAtEos");
+      const speeds = [];
+      for (let i = 0; i <= Number(env("BITNET_BENCH_RUNS")); i++) {
+        await page.evaluate(() => window.bitnetDemo.bench());
+        await page.waitForFunction(() => ["done", "error"].includes(window.bitnetDemo.state), null, { timeout: 120000 });
+        const b = await page.evaluate(() => window.bitnetDemo.lastBench);
+        if (!b) throw new Error(await page.evaluate(() => window.bitnetDemo.error));
+        if (i > 0) speeds.push(b.tokensPerSec);
+      }
+      speeds.sort((a, b) => a - b);
+      const name = url.split("/").pop();
+      console.log(`wasm decode tokens/s runs ${name}: ${speeds.map((s) => s.toFixed(1)).join(" ")}`);
+      console.log(`wasm decode tokens/s ${name}: ${speeds[Math.floor(speeds.length / 2)].toFixed(1)}`);
+    }
+  } finally {
+    await browser.close();
+  }
+  if (failed) process.exit(1);
+}
+
+main().catch((e) => {
+  console.error(`browser test: ${e.stack || e}`);
+  process.exit(1);
+});
