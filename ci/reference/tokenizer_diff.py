@@ -120,9 +120,9 @@ def make_corpus(data):
         "∑∫√∞≠≤≥", "€100 £5 ¥30 ₹7", "<|endoftext|>", "<|eot_id|>",
         "<s> </s> <unk>", "<0x41>",
     ]
-    # Llama-3 tokens that no merge builds (e.g. " nghiệ", "ерату", "ující"):
-    # tiktoken reaches them inside longer words, llama.cpp's merge list cannot.
-    # Known, recorded differences (core/tests/tokenizer_diff.rs KNOWN).
+    # Llama-3 tokens reachable only through a merge whose side ranks above
+    # the result (e.g. " nghiệ", "ерату", "ující" inside longer words): they
+    # need the complete merge list that Vocab::from_tiktoken derives.
     corpus += [" nghiệs", "xерату", "xující"]
     # Tinyshakespeare with runs of blank lines.
     corpus.append("\n\n".join(lines[200:210]))

@@ -1,14 +1,21 @@
 //! Building a byte-level BPE [`Vocab`] from a tiktoken rank file
 //! (`base64-token rank` per line, as Llama-3's `tokenizer.model`).
 //!
-//! Ids are ranks. Merges follow from the ranks as in the conversion scripts
-//! of Hugging Face / llama.cpp (`convert_hf_to_gguf.py`, which calls
-//! `bpe(mergeable_ranks, token, max_rank=rank)`): each multi-byte token is
-//! split by running BPE on its bytes with only lower-ranked tokens; when that
-//! leaves exactly two parts, the pair is the token's merge. Otherwise the
-//! token gets no merge (678 such tokens in Llama-3, e.g. `.:.:`); like the
-//! Hugging Face conversion we skip it: BPE cannot produce it, only the
-//! whole-word look-up of Llama-3's `ignore_merges` can.
+//! Ids are ranks. The merge list is the one Hugging Face's conversion of
+//! tiktoken vocabularies writes (`TikTokenConverter` in `transformers`, and
+//! so the `tokenizer.json` and GGUF files of Llama-3 models): for each token,
+//! in rank order, EVERY split `left right` where both sides are tokens (of
+//! any rank: 49630 of Llama-3's merges have a side ranked above the result,
+//! e.g. `Ġ ĠĠĠ`), splits ordered by the rank of `left`. Llama-3 gets 280147
+//! merges, as its `tokenizer.json`.
+//!
+//! With that list, llama.cpp's BPE (lowest merge rank first, ties leftmost)
+//! does what tiktoken does: tiktoken merges the adjacent pair whose
+//! concatenation has the lowest rank, and every such pair is listed at that
+//! token's place. One merge per token (the split `bpe(token, max_rank)`
+//! finds) is not enough: 678 Llama-3 tokens would then only be reachable as
+//! a whole word, never inside a longer one (`" nghiệs"` is `" nghiệ" "s"` in
+//! tiktoken).
 
 use super::TokenizerError;
 use super::unicode::byte_to_char;
@@ -54,20 +61,8 @@ impl Vocab {
             .enumerate()
             .map(|(r, t)| (t.as_slice(), r))
             .collect();
-        let mut merges = Vec::new();
-        for (rank, token) in ranked.iter().enumerate() {
-            if token.len() < 2 {
-                continue;
-            }
-            let Some((left, right)) = split_by_lower_ranks(token, rank, &rank_of) else {
-                continue;
-            };
-            let mut m = mapped(left);
-            m.push(' ');
-            m.push_str(&mapped(right));
-            merges.push(m);
-        }
         let mut tokens: Vec<String> = ranked.iter().map(|t| mapped(t)).collect();
+        let merges = all_merges(&ranked, &rank_of, &tokens);
         let mut types = alloc::vec![1i32; tokens.len()];
         tokens.extend(special_tokens.iter().cloned());
         types.resize(tokens.len(), 3);
@@ -163,39 +158,37 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Run BPE on `token` using only tokens of rank below `max_rank`; returns the
-/// two parts if it stops at exactly two.
-fn split_by_lower_ranks<'a>(
-    token: &'a [u8],
-    max_rank: usize,
+/// Every merge `left right` whose two sides and their concatenation are all
+/// tokens, ordered by the rank of the concatenation, then by the rank of
+/// `left` (the split point; `right` follows from it).
+fn all_merges(
+    ranked: &[Vec<u8>],
     rank_of: &HashMap<&[u8], usize>,
-) -> Option<(&'a [u8], &'a [u8])> {
-    // Part boundaries: part k is token[bounds[k]..bounds[k+1]].
-    let mut bounds: Vec<usize> = (0..=token.len()).collect();
-    loop {
-        let mut best: Option<(usize, usize)> = None; // (rank, k)
-        for k in 0..bounds.len().saturating_sub(2) {
-            let (Some(&a), Some(&c)) = (bounds.get(k), bounds.get(k + 2)) else {
+    mapped_tokens: &[String],
+) -> Vec<String> {
+    let mut merges = Vec::new();
+    let mut splits: Vec<(usize, usize)> = Vec::new();
+    for token in ranked {
+        splits.clear();
+        for cut in 1..token.len() {
+            let (left, right) = token.split_at(cut);
+            if let (Some(&l), Some(&r)) = (rank_of.get(left), rank_of.get(right)) {
+                splits.push((l, r));
+            }
+        }
+        splits.sort_unstable();
+        for &(l, r) in &splits {
+            let (Some(left), Some(right)) = (mapped_tokens.get(l), mapped_tokens.get(r)) else {
                 continue;
             };
-            if let Some(&r) = token.get(a..c).and_then(|p| rank_of.get(p))
-                && r < max_rank
-                && best.is_none_or(|(br, _)| r < br)
-            {
-                best = Some((r, k));
-            }
-        }
-        match best {
-            Some((_, k)) => {
-                bounds.remove(k + 1);
-            }
-            None => break,
+            let mut m = String::with_capacity(left.len() + right.len() + 1);
+            m.push_str(left);
+            m.push(' ');
+            m.push_str(right);
+            merges.push(m);
         }
     }
-    match bounds.as_slice() {
-        [a, m, c] => Some((token.get(*a..*m)?, token.get(*m..*c)?)),
-        _ => None,
-    }
+    merges
 }
 
 #[cfg(test)]
@@ -242,10 +235,23 @@ mod tests {
     }
 
     #[test]
-    fn token_without_merge_is_skipped() {
-        // "abc" cannot be made from "a", "b", "c" by one merge: no merge for it.
+    fn token_without_split_has_no_merge() {
+        // "abc" has no split into two tokens: no merge for it.
         let v = Vocab::from_tiktoken("YQ== 0\nYg== 1\nYw== 2\nYWJj 3\n", &[]).unwrap();
         assert_eq!(v.tokens.len(), 4);
         assert!(v.merges.is_empty());
+    }
+
+    #[test]
+    fn every_split_is_a_merge() {
+        // Ranks: a b c bc ab abc. "abc" splits as "a bc" and "ab c", ordered
+        // by the rank of the left side; "bc" ranks above "a" yet "a bc" is
+        // still listed, as are splits with a side ranked above the result.
+        let text = "YQ== 0\nYg== 1\nYw== 2\nYmM= 3\nYWI= 4\nYWJj 5\n";
+        let v = Vocab::from_tiktoken(text, &[]).unwrap();
+        assert_eq!(v.merges, ["b c", "a b", "a bc", "ab c"]);
+        // Ranks: a aa aaa. "aa" = "a a"; "aaa" = "a aa", "aa a".
+        let v = Vocab::from_tiktoken("YQ== 0\nYWFh 1\nYWE= 2\n", &[]).unwrap();
+        assert_eq!(v.merges, ["a aa", "aa a", "a a"]);
     }
 }
