@@ -338,6 +338,8 @@ pub fn receipt_run(
     };
     let receipt = ReceiptBuilder::new(run)
         .build(s.counters())
-        .map_err(|e| Error::Usage(e.to_string()))?;
+        .map_err(|e| Error::Usage(e.to_string()))?
+        .with_prompt_ids(prompt)
+        .map_err(|e| Error::Usage(format!("receipt: {e:?}")))?;
     Ok(ReceiptRun { receipt, generated })
 }

@@ -47,8 +47,16 @@ pub fn verify_receipt(
     path: &Path,
     require_gpu_kernels: bool,
     allowlist: Option<&Path>,
+    recompute_model: Option<&Path>,
 ) -> ExitCode {
-    match verify_file(path, require_gpu_kernels, allowlist) {
+    let result =
+        verify_file(path, require_gpu_kernels, allowlist).and_then(
+            |summary| match recompute_model {
+                Some(m) => recompute(path, m).map(|r| format!("{summary}; {r}")),
+                None => Ok(summary),
+            },
+        );
+    match result {
         Ok(summary) => {
             println!("{}: {summary}", path.display());
             ExitCode::SUCCESS
@@ -63,10 +71,127 @@ pub fn verify_receipt(
     }
 }
 
+/// Exit code when `--recompute` generates other tokens than the receipt's.
+pub const EXIT_RECOMPUTE_MISMATCH: u8 = 29;
+/// Exit code when `--recompute` cannot re-run the receipt (no prompt ids,
+/// another model file, a backend this build lacks).
+pub const EXIT_RECOMPUTE_IMPOSSIBLE: u8 = 30;
+
+/// Re-runs the model from the receipt's settings (prompt ids, requested
+/// tokens, threads, seed, greedy or not) on `model` and checks that the
+/// generated-token hash is the receipt's: a challenge a third party can run.
+pub fn recompute(path: &Path, model: &Path) -> Result<String, (u8, String)> {
+    use bitnet_core::kernels::KernelChoice;
+    use bitnet_std::ModelFile;
+    use bitnet_std::bench::{ReceiptRunSpec, receipt_run};
+    use bitnet_std::engine::{Loaded, platform};
+    use bitnet_std::receipt::sha256;
+
+    let impossible = |m: String| (EXIT_RECOMPUTE_IMPOSSIBLE, m);
+    let r = read_receipt(path).map_err(|e| impossible(e.to_string()))?;
+    if r.backend.as_str() != "cpu" {
+        return Err(impossible(format!(
+            "backend '{}' cannot be re-run here (cpu only)",
+            r.backend
+        )));
+    }
+    let prompt: Vec<u32> = r
+        .prompt_ids
+        .as_ref()
+        .ok_or_else(|| impossible("the receipt records no prompt_ids".into()))?
+        .to_vec();
+    let file = ModelFile::open(model).map_err(|e| impossible(e.to_string()))?;
+    let digest: String = sha256(file.bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if digest != r.model.sha256.as_str() {
+        return Err(impossible(format!(
+            "{} has sha256 {digest}, the receipt's model has {}",
+            model.display(),
+            r.model.sha256
+        )));
+    }
+    let loaded = Loaded::new(&file).map_err(|e| impossible(e.to_string()))?;
+    let spec = ReceiptRunSpec {
+        n_gen: r.tokens.requested as usize,
+        threads: r.threads.max(1) as usize,
+        platform: platform(KernelChoice::Auto).map_err(|e| impossible(e.to_string()))?,
+        deterministic: r.deterministic,
+        seed: r.seed,
+        load_ms: 0.0,
+    };
+    let run =
+        receipt_run(&file, &loaded.model, &prompt, &spec).map_err(|e| impossible(e.to_string()))?;
+    let (got, want) = (
+        run.receipt.tokens.generated_ids_fnv1a64.as_str(),
+        r.tokens.generated_ids_fnv1a64.as_str(),
+    );
+    if got != want {
+        return Err((
+            EXIT_RECOMPUTE_MISMATCH,
+            format!("re-run generated token hash {got}, the receipt says {want}"),
+        ));
+    }
+    Ok(format!(
+        "recomputed {} tokens: hash {got} matches",
+        run.generated.len()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::root;
+
+    #[test]
+    fn recompute_checks_the_token_hash() {
+        use bitnet_core::kernels::KernelChoice;
+        use bitnet_std::ModelFile;
+        use bitnet_std::bench::{ReceiptRunSpec, receipt_run};
+        use bitnet_std::engine::{Loaded, platform};
+        use bitnet_std::receipt::write_receipt;
+
+        let model = root().join(crate::benchmark::DEFAULT_MODEL);
+        let file = ModelFile::open(&model).unwrap();
+        let loaded = Loaded::new(&file).unwrap();
+        let spec = ReceiptRunSpec {
+            n_gen: 16,
+            threads: 2,
+            platform: platform(KernelChoice::Auto).unwrap(),
+            deterministic: true,
+            seed: 42,
+            load_ms: 1.0,
+        };
+        let run = receipt_run(&file, &loaded.model, &[1023, 813, 58], &spec).unwrap();
+        let dir = std::env::temp_dir().join(format!("xtask-recompute-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.json");
+        write_receipt(&good, &run.receipt).unwrap();
+        assert!(recompute(&good, &model).is_ok());
+        // Another prompt (a receipt whose tokens came from elsewhere).
+        let mut other = run.receipt.clone();
+        other.prompt_ids = Some(heapless::Vec::from_slice(&[1023, 813, 59]).unwrap());
+        let p = dir.join("other.json");
+        write_receipt(&p, &other).unwrap();
+        assert_eq!(
+            recompute(&p, &model).unwrap_err().0,
+            EXIT_RECOMPUTE_MISMATCH
+        );
+        // No prompt ids, or another model file: cannot recompute.
+        other.prompt_ids = None;
+        write_receipt(&p, &other).unwrap();
+        assert_eq!(
+            recompute(&p, &model).unwrap_err().0,
+            EXIT_RECOMPUTE_IMPOSSIBLE
+        );
+        let stories = root().join("tests/models/stories260K.gguf");
+        assert_eq!(
+            recompute(&good, &stories).unwrap_err().0,
+            EXIT_RECOMPUTE_IMPOSSIBLE
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn exit_codes_of_the_command() {

@@ -246,7 +246,19 @@ impl Receipt {
             weight_bytes_per_token: counters.weight_bytes_per_token(),
             fingerprint: Some(fingerprint),
             corrections: None,
+            prompt_ids: None,
         })
+    }
+
+    /// Records the prompt token ids (for `--recompute`); a prompt longer
+    /// than [`super::schema::MAX_PROMPT_IDS`] is an error.
+    pub fn with_prompt_ids(mut self, ids: &[u32]) -> Result<Self, BuildError> {
+        let list = Vec::from_slice(ids).map_err(|_| BuildError::FieldTooLong {
+            field: "prompt_ids",
+            len: ids.len(),
+        })?;
+        self.prompt_ids = Some(list);
+        Ok(self)
     }
 
     /// Records the model corrections the run applied (`kind`, `target`,

@@ -56,6 +56,9 @@ pub const FINGERPRINT_LINE_CAP: usize = 128;
 pub const VERSION_CAP: usize = 32;
 /// Corrections one receipt records.
 pub const MAX_CORRECTIONS: usize = 16;
+/// Most prompt token ids a receipt records (for `--recompute`); longer
+/// prompts are not recorded.
+pub const MAX_PROMPT_IDS: usize = 256;
 /// `corrections[].kind` ("rescale", "force_activation").
 pub const CORRECTION_KIND_CAP: usize = 24;
 /// `corrections[].target`: a tensor name or "ffn_activation".
@@ -106,6 +109,11 @@ pub struct Receipt {
     /// parse unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corrections: Option<Vec<CorrectionRecord, MAX_CORRECTIONS>>,
+    /// The prompt token ids, so a third party can re-run the model and
+    /// check the generated-token hash (`verify-receipt --recompute`).
+    /// Optional in every schema version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_ids: Option<Vec<u32, MAX_PROMPT_IDS>>,
 }
 
 /// One applied model correction.
