@@ -38,6 +38,7 @@ use bitnet_core::quant::i2s::quantize_i2s;
 use bitnet_core::quant::tq1_0::quantize_row_tq1_0;
 use bitnet_core::quant::tq2_0::quantize_row_tq2_0;
 use bitnet_core::sample::Rng;
+use bitnet_core::tokenizer::Vocab;
 use half::f16;
 
 /// Shape and metadata of one generated model.
@@ -340,9 +341,22 @@ pub fn gen_tiny(out_dir: &Path, vocab_path: &Path, seeds: [u64; 2]) -> Result<()
 
 /// The 2B-4T-shaped model (hidden 2560, 30 layers, 20/5 heads, FFN 6912,
 /// vocab 128256, F16 tied embedding) as I2_S and as TQ2_0 (same weights),
-/// streamed tensor by tensor into `out_dir`. No tokenizer metadata.
-pub fn gen_full(out_dir: &Path, seed: u64) -> Result<(), String> {
+/// streamed tensor by tensor into `out_dir`, both with the Llama-3
+/// vocabulary built from the tiktoken file `llama3_model` (128256 tokens,
+/// `pre = llama-bpe`, as the real 2B-4T file).
+///
+/// The I2_S file has arch `bitnet-b1.58` (the real model's). The TQ2_0 file
+/// has arch `bitnet`, the one upstream llama.cpp loads (it has no
+/// `bitnet-b1.58`): same tensors and shapes, SiLU instead of relu^2 in the
+/// FFN, so the same matmul work; it is the llama.cpp side of
+/// `cargo xtask bench-compare`.
+pub fn gen_full(out_dir: &Path, seed: u64, llama3_model: &Path) -> Result<(), String> {
     std::fs::create_dir_all(out_dir).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(llama3_model)
+        .map_err(|e| format!("{}: {e}", llama3_model.display()))?;
+    let mut vocab = Vocab::llama3_from_tiktoken(&text)
+        .map_err(|e| format!("{}: {e}", llama3_model.display()))?;
+    vocab.pre = Some("llama-bpe".to_string());
     let shape = Shape {
         arch: "bitnet-b1.58",
         dim: 2560,
@@ -354,12 +368,28 @@ pub fn gen_full(out_dir: &Path, seed: u64) -> Result<(), String> {
         ctx: 4096,
         rope_base: 500000.0,
     };
-    for (name, proj) in [
-        ("bitnet-b1.58-2B-shape-i2s", Proj::I2s),
-        ("bitnet-b1.58-2B-shape-tq2_0", Proj::Tq2WithScaleTensors),
+    if vocab.tokens.len() != shape.vocab {
+        return Err(format!(
+            "{}: {} tokens, the 2B-4T shape needs {}",
+            llama3_model.display(),
+            vocab.tokens.len(),
+            shape.vocab
+        ));
+    }
+    for (name, arch, proj) in [
+        ("bitnet-b1.58-2B-shape-i2s", "bitnet-b1.58", Proj::I2s),
+        (
+            "bitnet-b1.58-2B-shape-tq2_0",
+            "bitnet",
+            Proj::Tq2WithScaleTensors,
+        ),
     ] {
         let path = out_dir.join(format!("{name}.gguf"));
-        stream_model(&path, &shape, seed, proj, name)?;
+        let shape = Shape { arch, ..shape };
+        stream_model(&path, &shape, seed, proj, name, &vocab)?;
+        // Load it back (mapped, zero-copy) through the engine's own loader.
+        let file = bitnet_std::ModelFile::open(&path).map_err(|e| e.to_string())?;
+        bitnet_std::engine::Loaded::new(&file).map_err(|e| format!("{name}: {e}"))?;
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -368,7 +398,14 @@ pub fn gen_full(out_dir: &Path, seed: u64) -> Result<(), String> {
 /// Writes a GGUF v3 file without holding the tensor data: a first pass
 /// collects names, types and dims (generating and dropping each tensor), the
 /// header is written, then a second pass regenerates and writes the data.
-fn stream_model(path: &Path, s: &Shape, seed: u64, proj: Proj, name: &str) -> Result<(), String> {
+fn stream_model(
+    path: &Path,
+    s: &Shape,
+    seed: u64,
+    proj: Proj,
+    name: &str,
+    vocab: &Vocab,
+) -> Result<(), String> {
     const ALIGN: u64 = 32;
     let mut infos: Vec<(String, GgmlType, Vec<u64>, u64)> = Vec::new();
     for_each_tensor(s, seed, proj, Emb::F16, |t| {
@@ -377,6 +414,7 @@ fn stream_model(path: &Path, s: &Shape, seed: u64, proj: Proj, name: &str) -> Re
     })?;
     let mut header = GgufWriter::new();
     metadata(&mut header, s, name);
+    vocab.write_gguf(&mut header);
     // The writer serializes metadata; the tensor table is appended by hand.
     let meta = header.to_bytes().map_err(|e| e.to_string())?;
     // `meta` is magic, version, n_tensors (0), n_kv, kvs, then padding.
@@ -416,27 +454,48 @@ fn stream_model(path: &Path, s: &Shape, seed: u64, proj: Proj, name: &str) -> Re
     f.flush().map_err(io)
 }
 
-/// End offset of the `n_kv` metadata entries that start at byte 24 (only
-/// the scalar and string types `metadata` writes).
+/// End offset of the `n_kv` metadata entries that start at byte 24 of a
+/// header our own writer produced (so well-formed; bounds are still checked).
 fn kv_section_end(b: &[u8], n_kv: u64) -> Result<usize, String> {
     let rd = |at: usize, n: usize| b.get(at..at + n).ok_or("truncated header");
+    let u32_at = |at: usize| -> Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            rd(at, 4)?.try_into().map_err(|_| "bad")?,
+        ))
+    };
     let u64_at = |at: usize| -> Result<usize, String> {
         Ok(u64::from_le_bytes(rd(at, 8)?.try_into().map_err(|_| "bad")?) as usize)
     };
+    // Bytes of one value of type `ty` at `at` (GGUF value type ids).
+    fn value_len(
+        ty: u32,
+        at: usize,
+        u32_at: &dyn Fn(usize) -> Result<u32, String>,
+        u64_at: &dyn Fn(usize) -> Result<usize, String>,
+    ) -> Result<usize, String> {
+        Ok(match ty {
+            0 | 1 | 7 => 1,       // u8, i8, bool
+            2 | 3 => 2,           // u16, i16
+            4..=6 => 4,           // u32, i32, f32
+            10..=12 => 8,         // u64, i64, f64
+            8 => 8 + u64_at(at)?, // string
+            9 => {
+                let (elem, n) = (u32_at(at)?, u64_at(at + 4)?);
+                let mut len = 12;
+                for _ in 0..n {
+                    len += value_len(elem, at + len, u32_at, u64_at)?;
+                }
+                len
+            }
+            t => return Err(format!("unknown metadata type {t} in the header")),
+        })
+    }
     let mut at = 24;
     for _ in 0..n_kv {
         at += 8 + u64_at(at)?; // key
-        let ty = u32::from_le_bytes(rd(at, 4)?.try_into().map_err(|_| "bad")?);
+        let ty = u32_at(at)?;
         at += 4;
-        at += match ty {
-            4..=6 => 4,           // u32, i32, f32
-            8 => 8 + u64_at(at)?, // string
-            t => {
-                return Err(format!(
-                    "unexpected metadata type {t} in the full-model header"
-                ));
-            }
-        };
+        at += value_len(ty, at, &u32_at, &u64_at)?;
     }
     Ok(at)
 }
