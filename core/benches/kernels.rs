@@ -10,6 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use bitnet_core::kernels::Platform;
+use bitnet_core::quant::tl::{TL_TABLE_BYTES, TlKind, TlMatrix, tl_build_tables};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// Bytes of weight copies cycled through for cache-cold runs (above the
@@ -76,6 +77,80 @@ fn i2s_gemm(c: &mut Criterion) {
     g.finish();
 }
 
+/// TL1 / TL2 GEMV (weights repacked from I2_S, cache-cold) with the table
+/// build included, and TL GEMM at the I2_S GEMM shape; throughput in bytes
+/// of the *I2_S* weights (`M * K / 4`) so the numbers compare with
+/// `i2s_gemv` directly (TL2 reads 5/6 of them).
+fn tl_gemv_gemm(c: &mut Criterion) {
+    for (m, k) in [(2560, 2560), (6912, 2560), (2560, 6912)] {
+        let bytes = m * k / 4;
+        let copies = COLD_BYTES.div_ceil(bytes);
+        let q: Vec<i8> = data(k, 99).into_iter().map(|b| b as i8).collect();
+        let mut out = vec![0i32; m];
+        let mut g = c.benchmark_group(format!("tl_gemv_{m}x{k}"));
+        let mut seen = std::collections::HashSet::new();
+        g.throughput(Throughput::Bytes(bytes as u64));
+        for kind in [TlKind::Tl1, TlKind::Tl2] {
+            let packed: Vec<TlMatrix> = (0..copies)
+                .map(|i| {
+                    let mut w = data(bytes, i as u64);
+                    w.extend_from_slice(&[0; 32]);
+                    TlMatrix::from_i2s(&w, m, k, kind).unwrap()
+                })
+                .collect();
+            let mut tables = vec![0i8; kind.groups(k) * TL_TABLE_BYTES];
+            for p in Platform::available() {
+                let mut i = 0;
+                let id = p.tl_gemm(&packed[0], 0..m, &tables, &mut out).unwrap();
+                // TL1 on the AVX-512 tier is the AVX2 kernel: measured once.
+                if !seen.insert(id) {
+                    continue;
+                }
+                g.bench_function(id, |b| {
+                    b.iter(|| {
+                        i = (i + 1) % copies;
+                        tl_build_tables(kind, &q, &mut tables).unwrap();
+                        p.tl_gemm(black_box(&packed[i]), 0..m, &tables, &mut out)
+                            .unwrap();
+                        black_box(&out);
+                    })
+                });
+            }
+        }
+        g.finish();
+    }
+    let (m, k, batch) = (2560, 2560, 16);
+    let mut w = data(m * k / 4, 1);
+    w.extend_from_slice(&[0; 32]);
+    let q: Vec<i8> = data(batch * k, 2).into_iter().map(|b| b as i8).collect();
+    let mut out = vec![0i32; m * batch];
+    let mut g = c.benchmark_group(format!("tl_gemm_{m}x{k}_batch{batch}"));
+    let mut seen = std::collections::HashSet::new();
+    g.throughput(Throughput::Elements((m * k * batch) as u64));
+    for kind in [TlKind::Tl1, TlKind::Tl2] {
+        let packed = TlMatrix::from_i2s(&w, m, k, kind).unwrap();
+        let per = kind.groups(k) * TL_TABLE_BYTES;
+        let mut tables = vec![0i8; batch * per];
+        for p in Platform::available() {
+            let id = p.tl_gemm(&packed, 0..m, &tables, &mut out).unwrap();
+            if !seen.insert(id) {
+                continue;
+            }
+            g.bench_function(id, |b| {
+                b.iter(|| {
+                    for (qt, t) in q.chunks_exact(k).zip(tables.chunks_exact_mut(per)) {
+                        tl_build_tables(kind, qt, t).unwrap();
+                    }
+                    p.tl_gemm(black_box(&packed), 0..m, &tables, &mut out)
+                        .unwrap();
+                    black_box(&out);
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -86,6 +161,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = i2s_gemv, i2s_gemm
+    targets = i2s_gemv, i2s_gemm, tl_gemv_gemm
 }
 criterion_main!(benches);

@@ -6,14 +6,18 @@
 //! kernels keep the portable operation order).
 //!
 //! Run it also with `--features no_avx512` and `--features no_avx2` so that
-//! one machine exercises every dispatch path (.ci/run does).
+//! one machine exercises every dispatch path (.ci/run does), and under
+//! `cargo xtask cross-test aarch64` (NEON, qemu) and `cargo xtask
+//! cross-test wasm32` (simd128, Node WASI).
 
 use core::ops::Range;
 
 use bitnet_core::kernels::{Isa, KernelChoice, Platform, ids};
 use bitnet_core::quant::f16::dot_f16_f32;
 use bitnet_core::quant::i2s::{i2s_dot_i32, quantize_act_i2s, quantize_i2s};
+use bitnet_core::quant::q8_head::Q8Rows;
 use bitnet_core::quant::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
+use bitnet_core::quant::tl::{TL_TABLE_BYTES, TlKind, TlMatrix, tl_build_tables};
 use bitnet_core::quant::tq1_0::{BlockTq1_0, vec_dot_tq1_0_q8_k};
 use bitnet_core::quant::tq2_0::{BlockTq2_0, vec_dot_tq2_0_q8_k};
 use bitnet_core::quant::{ActScratch, QuantError, QuantType, QuantizedLinear};
@@ -113,6 +117,10 @@ fn i2s_id(isa: Isa, gemm: bool) -> &'static str {
         (Isa::Avx2, true) => ids::I2S_GEMM_AVX2,
         (Isa::Avx512, false) => ids::I2S_GEMV_AVX512VNNI,
         (Isa::Avx512, true) => ids::I2S_GEMM_AVX512VNNI,
+        (Isa::Neon, false) => ids::I2S_GEMV_NEON,
+        (Isa::Neon, true) => ids::I2S_GEMM_NEON,
+        (Isa::Simd128, false) => ids::I2S_GEMV_SIMD128,
+        (Isa::Simd128, true) => ids::I2S_GEMM_SIMD128,
     }
 }
 
@@ -415,7 +423,12 @@ fn linear_forward_every_tier_equals_portable() {
                         want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                         "{qtype} {id} batch={batch}"
                     );
-                    if p.isa() != Isa::Scalar {
+                    // NEON has I2_S, TQ2_0 (and TL) kernels only so far; simd128 I2_S.
+                    if p.isa() != Isa::Scalar
+                        && (p.isa() != Isa::Neon
+                            || matches!(qtype, QuantType::I2S | QuantType::TQ2_0))
+                        && (p.isa() != Isa::Simd128 || qtype == QuantType::I2S)
+                    {
                         assert_ne!(id, qtype.scalar_kernel_id(), "{qtype} on {p:?}");
                     }
                 }
@@ -466,7 +479,7 @@ fn detection_and_choice() {
         (KernelChoice::Avx512, Isa::Avx512),
     ] {
         let got = Platform::with_choice(choice);
-        if isa <= best.isa() {
+        if platforms().iter().any(|p| p.isa() == isa) {
             assert_eq!(got.map(Platform::isa), Ok(isa));
         } else {
             let e = got.unwrap_err();
@@ -501,4 +514,126 @@ fn detection_and_choice() {
     assert_eq!(best.isa(), Isa::Scalar);
     #[cfg(all(feature = "no_avx512", not(feature = "no_avx2")))]
     assert!(best.isa() <= Isa::Avx2);
+}
+
+/// A TL1 / TL2 GEMV/GEMM dispatch entry (`Platform::tl_gemm`).
+type TlKernel =
+    fn(Platform, &TlMatrix, Range<usize>, &[i8], &mut [i32]) -> Result<&'static str, QuantError>;
+
+/// Runs the TL kernel of `p` for `kind` on `rows` of the I2_S tensor `w`
+/// (repacked) against the readable I2_S reference, with `q` (`batch x k`).
+fn check_tl(p: Platform, kind: TlKind, w: &[u8], m: usize, k: usize, rows: Range<usize>, q: &[i8]) {
+    let kernel: TlKernel = Platform::tl_gemm;
+    let packed = TlMatrix::from_i2s(w, m, k, kind).unwrap();
+    let batch = q.len() / k;
+    let per = kind.groups(k) * TL_TABLE_BYTES;
+    let mut tables = vec![0i8; batch * per];
+    for (qt, t) in q.chunks_exact(k).zip(tables.chunks_exact_mut(per)) {
+        tl_build_tables(kind, qt, t).unwrap();
+    }
+    let mut out = vec![i32::MIN; rows.len() * batch];
+    let id = kernel(p, &packed, rows.clone(), &tables, &mut out).unwrap();
+    assert!(id.starts_with(kind.name()), "{id}");
+    // wasm has no TL kernels: its TL path is the portable one.
+    if !matches!(p.isa(), Isa::Scalar | Isa::Simd128) {
+        assert!(!id.ends_with("scalar"), "{id} on {p:?}");
+    }
+    for (i, r) in rows.clone().enumerate() {
+        let row = &w[r * k / 4..(r + 1) * k / 4];
+        for (t, qt) in q.chunks_exact(k).enumerate() {
+            assert_eq!(
+                out[i * batch + t],
+                i2s_dot_ref(row, qt),
+                "{id} k={k} m={m} rows={rows:?} r={r} t={t}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tl_gemv_gemm_every_tier_equals_i2s() {
+    let mut rng = Rng(16);
+    for k in I2S_KS {
+        for m in ROWS.into_iter().chain([64, 65, 97]) {
+            // Random bytes: every code including the unused 3.
+            let mut w = rng.bytes(m * k / 4);
+            w.extend_from_slice(&[0; 32]);
+            for batch in [1, 2, 3, 4, 5, 9] {
+                let q = rng.i8s(batch * k);
+                for p in platforms() {
+                    for kind in [TlKind::Tl1, TlKind::Tl2] {
+                        check_tl(p, kind, &w, m, k, 0..m, &q);
+                        check_tl(p, kind, &w, m, k, m / 3..m, &q);
+                        check_tl(p, kind, &w, m, k, m / 2..m / 2 + 1, &q);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tl_extreme_values_every_tier() {
+    // All +1 / all -1 / all code 3 against -128 and 127: the largest sums
+    // and the largest i16 chunk accumulations.
+    for k in I2S_KS {
+        for byte in [0x00u8, 0xaa, 0xff, 0x55, 0xe4, 0x1b] {
+            let mut w = vec![byte; 33 * k / 4];
+            w.extend_from_slice(&[0; 32]);
+            for v in [-128i8, 127, -1] {
+                let q = vec![v; 4 * k];
+                for p in platforms() {
+                    for kind in [TlKind::Tl1, TlKind::Tl2] {
+                        check_tl(p, kind, &w, 33, k, 0..33, &q);
+                        check_tl(p, kind, &w, 33, k, 0..33, &q[..k]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tl_rejects_bad_shapes() {
+    let w = [0u8; 64];
+    assert!(TlMatrix::from_i2s(&w, 1, 100, TlKind::Tl2).is_err());
+    assert!(TlMatrix::from_i2s(&w[..63], 1, 128, TlKind::Tl1).is_err());
+    let packed = TlMatrix::from_i2s(&w, 1, 128, TlKind::Tl2).unwrap();
+    let t = vec![0i8; TlKind::Tl2.groups(128) * TL_TABLE_BYTES];
+    for p in platforms() {
+        assert!(p.tl_gemm(&packed, 0..2, &t, &mut [0; 2]).is_err());
+        assert!(p.tl_gemm(&packed, 0..1, &t[..32], &mut [0; 1]).is_err());
+        assert!(p.tl_gemm(&packed, 0..1, &t, &mut [0; 2]).is_err());
+        assert!(p.tl_gemm(&packed, 0..1, &[], &mut []).is_err());
+    }
+}
+
+#[test]
+fn q8_head_gemv_every_tier() {
+    let mut rng = Rng(17);
+    for k in FLOAT_LENS {
+        for m in [1, 2, 3, 5, 17] {
+            let wf: Vec<u8> = (0..m * k)
+                .flat_map(|_| half::f16::from_f32(rng.unit()).to_bits().to_le_bytes())
+                .collect();
+            let w = Q8Rows::from_float(&wf, QuantType::F16, m, k).unwrap();
+            for q in [rng.i8s(k), vec![-128; k], vec![127; k]] {
+                for p in platforms() {
+                    for rows in [0..m, m / 2..m] {
+                        let mut out = vec![i32::MIN; rows.len()];
+                        let id = p.q8_head_gemv(&w, rows.clone(), &q, &mut out).unwrap();
+                        for (i, r) in rows.clone().enumerate() {
+                            let row = &w.qs()[r * k..(r + 1) * k];
+                            let want: i64 = row
+                                .iter()
+                                .zip(&q)
+                                .map(|(&a, &b)| i64::from(a) * i64::from(b))
+                                .sum();
+                            assert_eq!(i64::from(out[i]), want, "{id} k={k} r={r}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -9,7 +9,8 @@ use bitnet_core::sample::{Sampler, SamplerParams};
 use bitnet_core::tokenizer::{DecodeOptions, EncodeOptions, StreamDecoder, Tokenizer};
 use bitnet_std::bench::{BenchSpec, bench};
 use bitnet_std::engine::{
-    Loaded, ThreadJoin, default_threads, parse_kernel, platform, with_threads,
+    LmHead, Loaded, ThreadJoin, default_threads, parse_kernel, parse_lm_head, platform, prepare,
+    prepare_head, with_threads,
 };
 use bitnet_std::receipt::{ReceiptBuilder, write_receipt};
 use bitnet_std::validate_cmd::ValidationOptions;
@@ -49,9 +50,14 @@ pub struct ModelOpts {
     /// Worker threads (default: every core).
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
-    /// Kernel tier: auto, scalar, avx2, avx512 (results are identical).
+    /// Kernel: auto, scalar, avx2, avx512, or the lookup-table families tl1,
+    /// tl2 (I2_S weights repacked at load); results are identical.
     #[arg(long, default_value = "auto", value_parser = parse_kernel)]
     pub kernel: bitnet_core::kernels::KernelChoice,
+    /// LM head: f16 (exact, the default) or q8 (int8 per row; CHANGES
+    /// NUMERICS, recorded as q8_head_* kernels in receipts).
+    #[arg(long = "lm-head", default_value = "f16", value_parser = parse_lm_head)]
+    pub lm_head: LmHead,
     #[command(flatten)]
     pub validation: ValidationFlags,
 }
@@ -190,7 +196,9 @@ fn prompt_ids(
 /// Runs `bitnet run`.
 pub fn run(a: RunArgs) -> Result<(), Error> {
     let file = ModelFile::open(a.model.path())?;
-    let l = a.model.validation.load(&file)?;
+    let mut l = a.model.validation.load(&file)?;
+    prepare(&mut l.model, a.model.kernel)?;
+    prepare_head(&mut l.model, a.model.lm_head)?;
     let ids = prompt_ids(&l, a.prompt.as_deref(), a.tokens.as_deref())?;
     let n_ctx = ctx_len(&l.model, a.ctx);
     if ids.len() + a.n_predict > n_ctx {
@@ -304,7 +312,9 @@ pub fn npy_f32(data: &[f32], rows: usize, cols: usize) -> Vec<u8> {
 /// Runs `bitnet logits`.
 pub fn logits(a: LogitsArgs) -> Result<(), Error> {
     let file = ModelFile::open(a.model.path())?;
-    let l = a.model.validation.load(&file)?;
+    let mut l = a.model.validation.load(&file)?;
+    prepare(&mut l.model, a.model.kernel)?;
+    prepare_head(&mut l.model, a.model.lm_head)?;
     let n = a.tokens.len();
     if n == 0 {
         return Err(Error::Usage("--tokens is empty".into()));
@@ -396,7 +406,9 @@ fn reply(
 /// Runs `bitnet chat`: reads user lines from stdin until EOF.
 pub fn chat(a: ChatArgs) -> Result<(), Error> {
     let file = ModelFile::open(a.model.path())?;
-    let l = a.model.validation.load(&file)?;
+    let mut l = a.model.validation.load(&file)?;
+    prepare(&mut l.model, a.model.kernel)?;
+    prepare_head(&mut l.model, a.model.lm_head)?;
     let tok = l.tokenizer()?;
     let n_ctx = ctx_len(&l.model, a.ctx);
     let mut state = l.model.new_state(PREFILL_BATCH, n_ctx)?;
@@ -464,9 +476,12 @@ pub struct BenchArgs {
     /// Worker threads (default: every core).
     #[arg(short = 't', long = "threads")]
     threads: Option<usize>,
-    /// Kernel tier: auto, scalar, avx2, avx512.
+    /// Kernel: auto, scalar, avx2, avx512, tl1, tl2.
     #[arg(long, default_value = "auto", value_parser = parse_kernel)]
     kernel: bitnet_core::kernels::KernelChoice,
+    /// LM head: f16 (exact) or q8 (int8 per row; changes numerics).
+    #[arg(long = "lm-head", default_value = "f16", value_parser = parse_lm_head)]
+    lm_head: LmHead,
     /// Output format: md or json.
     #[arg(short = 'o', long = "output", default_value = "md")]
     output: String,
@@ -491,7 +506,9 @@ pub fn bench_cmd(a: BenchArgs) -> Result<(), Error> {
     let t_load = Instant::now();
     let path = model_path(&a.model);
     let file = ModelFile::open(&path)?;
-    let (l, report) = Loaded::checked(&file, &a.validation.options()?)?;
+    let (mut l, report) = Loaded::checked(&file, &a.validation.options()?)?;
+    prepare(&mut l.model, a.kernel)?;
+    prepare_head(&mut l.model, a.lm_head)?;
     let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
     let threads = a.threads.unwrap_or_else(default_threads).max(1);
     let spec = BenchSpec {
@@ -590,7 +607,9 @@ pub struct PerplexityArgs {
 /// Runs `bitnet perplexity` (llama-perplexity's convention and output).
 pub fn perplexity(a: PerplexityArgs) -> Result<(), Error> {
     let file = ModelFile::open(a.model.path())?;
-    let l = a.model.validation.load(&file)?;
+    let mut l = a.model.validation.load(&file)?;
+    prepare(&mut l.model, a.model.kernel)?;
+    prepare_head(&mut l.model, a.model.lm_head)?;
     let tok = l.tokenizer()?;
     let text = std::fs::read_to_string(&a.file).map_err(|source| Error::Io {
         path: a.file.clone(),

@@ -89,15 +89,18 @@ impl<'f> Loaded<'f> {
     }
 }
 
-/// Parses a `--kernel` value: `auto`, `scalar`, `avx2`, `avx512`.
+/// Parses a `--kernel` value: `auto`, `scalar`, `avx2`, `avx512`, `tl1`,
+/// `tl2`.
 pub fn parse_kernel(s: &str) -> Result<KernelChoice, String> {
     match s {
         "auto" => Ok(KernelChoice::Auto),
         "scalar" | "portable" => Ok(KernelChoice::Scalar),
         "avx2" => Ok(KernelChoice::Avx2),
         "avx512" | "avx512vnni" => Ok(KernelChoice::Avx512),
+        "tl1" => Ok(KernelChoice::Tl1),
+        "tl2" => Ok(KernelChoice::Tl2),
         other => Err(format!(
-            "unknown kernel '{other}' (expected auto, scalar, avx2 or avx512)"
+            "unknown kernel '{other}' (expected auto, scalar, avx2, avx512, tl1 or tl2)"
         )),
     }
 }
@@ -106,6 +109,46 @@ pub fn parse_kernel(s: &str) -> Result<KernelChoice, String> {
 /// lacks.
 pub fn platform(choice: KernelChoice) -> Result<Platform, Error> {
     Platform::with_choice(choice).map_err(|e| Error::Usage(e.to_string()))
+}
+
+/// Prepares `model` for a `--kernel` choice: for `tl1` / `tl2` repacks its
+/// I2_S projections into the lookup-table layout (owned copies; results
+/// stay identical). Returns the number of matrices repacked.
+pub fn prepare(model: &mut Model<'_>, choice: KernelChoice) -> Result<usize, Error> {
+    match choice.lut() {
+        Some(kind) => Ok(model.weights.repack_tl(kind)?),
+        None => Ok(0),
+    }
+}
+
+/// The LM head's numerics (`--lm-head`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LmHead {
+    /// The file's head as stored (F16 for the tied embedding): exact.
+    #[default]
+    Exact,
+    /// Int8 per row, quantized at load (**changes numerics**; the kernel
+    /// ids `q8_head_gemv_*` in receipts say so).
+    Q8,
+}
+
+/// Parses a `--lm-head` value: `f16` / `exact`, or `q8`.
+pub fn parse_lm_head(s: &str) -> Result<LmHead, String> {
+    match s {
+        "f16" | "exact" => Ok(LmHead::Exact),
+        "q8" => Ok(LmHead::Q8),
+        other => Err(format!("unknown LM head '{other}' (expected f16 or q8)")),
+    }
+}
+
+/// Applies a `--lm-head` choice to `model` (q8: quantizes a float head to
+/// int8 per row; embedding look-ups stay exact). Returns whether the head
+/// changed.
+pub fn prepare_head(model: &mut Model<'_>, head: LmHead) -> Result<bool, Error> {
+    match head {
+        LmHead::Exact => Ok(false),
+        LmHead::Q8 => Ok(model.weights.quantize_lm_head_q8()?),
+    }
 }
 
 /// Runs `f` with `threads` worker threads (0: one per core) for

@@ -1,6 +1,8 @@
 //! `cargo xtask <command>`: project automation.
 
+mod bench_compare;
 mod benchmark;
+mod cross;
 mod ctests;
 mod fixtures;
 mod golden_receipts;
@@ -27,6 +29,14 @@ enum Cmd {
     /// Build bitnet-core for a bare-metal target and for wasm32 (installs
     /// the rustup targets when missing).
     NoStdCheck,
+    /// Run bitnet-core's kernel harness and fixture tests for another
+    /// architecture under emulation (`aarch64`: qemu-aarch64, installing
+    /// qemu-user, the cross gcc and the rustup target when missing;
+    /// `wasm32`: wasm32-wasip1 + simd128 under Node's WASI).
+    CrossTest {
+        /// The architecture: aarch64 or wasm32.
+        arch: String,
+    },
     /// Run every fuzz target for a short time (installs nightly and
     /// cargo-fuzz when missing).
     FuzzSmoke {
@@ -80,6 +90,11 @@ enum Cmd {
         #[arg(long, default_value = "ci/inference.json")]
         out: PathBuf,
     },
+    /// Our engine (I2_S and TQ2_0) against llama.cpp's llama-bench (TQ2_0)
+    /// on the 2B-4T-shaped models of `gen-fixtures --full`: pp / tg mean ±
+    /// sd, ratios, memory read bandwidth, decode % of roofline, time to
+    /// first token.
+    BenchCompare(bench_compare::Args),
     /// Check a receipt (DESIGN.md §7); exit 0 when accepted, else the
     /// rule's own code (10 unparseable, 11.. one per rule; see
     /// xtask/src/receipts.rs).
@@ -94,6 +109,13 @@ enum Cmd {
         /// ci/known_fast_gpus.yml).
         #[arg(long)]
         allowlist: Option<PathBuf>,
+        /// Re-run the model from the receipt's settings and check the
+        /// generated-token hash (exit 29 on a mismatch, 30 if impossible).
+        #[arg(long)]
+        recompute: bool,
+        /// The model file for --recompute (default: the shipped model).
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
     /// Regenerate the verifier's golden inputs in tests/golden/receipts/
     /// from a synthetic I2_S workload run on this host.
@@ -153,11 +175,24 @@ fn main() -> ExitCode {
             path,
             require_gpu_kernels,
             allowlist,
-        } => return receipts::verify_receipt(&path, require_gpu_kernels, allowlist.as_deref()),
+            recompute,
+            model,
+        } => {
+            let model =
+                recompute.then(|| model.unwrap_or_else(|| root().join(benchmark::DEFAULT_MODEL)));
+            return receipts::verify_receipt(
+                &path,
+                require_gpu_kernels,
+                allowlist.as_deref(),
+                model.as_deref(),
+            );
+        }
         Cmd::GenGoldenReceipts { out_dir } => golden_receipts::gen_golden_receipts(
             &out_dir.unwrap_or_else(|| root().join("tests/golden/receipts")),
         ),
+        Cmd::BenchCompare(args) => bench_compare::bench_compare(&args),
         Cmd::NoStdCheck => tools::no_std_check(),
+        Cmd::CrossTest { arch } => cross::cross_test(&arch),
         Cmd::CTests(args) => ctests::c_tests(&args),
         Cmd::FuzzSmoke { seconds, target } => tools::fuzz_smoke(seconds, target.as_deref()),
         Cmd::GenFixtures {
@@ -193,6 +228,13 @@ fn root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// The shared data folder: $BITNET_SHARED_DATA, else ../shared/data.
+fn shared_data() -> PathBuf {
+    std::env::var_os("BITNET_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"))
+}
+
 /// `cargo xtask gen-fixtures`.
 fn gen_fixtures(
     out_dir: Option<PathBuf>,
@@ -201,12 +243,7 @@ fn gen_fixtures(
     full_dir: Option<PathBuf>,
 ) -> Result<(), String> {
     let out_dir = out_dir.unwrap_or_else(|| root().join("tests/models"));
-    let vocab = vocab.unwrap_or_else(|| {
-        std::env::var_os("BITNET_SHARED_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root().join("../shared/data"))
-            .join("stories260K.gguf")
-    });
+    let vocab = vocab.unwrap_or_else(|| shared_data().join("stories260K.gguf"));
     fixtures::gen_tiny(&out_dir, &vocab, seeds)?;
     if let Some(dir) = full_dir {
         let dir = if dir.is_absolute() {
@@ -214,7 +251,11 @@ fn gen_fixtures(
         } else {
             root().join(dir)
         };
-        fixtures::gen_full(&dir, seeds[1])?;
+        fixtures::gen_full(
+            &dir,
+            seeds[1],
+            &shared_data().join("llama3-tokenizer.model"),
+        )?;
     }
     Ok(())
 }

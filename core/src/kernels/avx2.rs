@@ -386,3 +386,223 @@ pub(super) unsafe fn quantize_act_i2s(x: &[f32], q: &mut [i8]) -> f32 {
     }
     s
 }
+
+/// Broadcasts 16 bytes to both 128-bit lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn bcast16(b: &[u8; 16]) -> __m256i {
+    // SAFETY: `b` is 16 readable bytes; unaligned load.
+    _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(b.as_ptr().cast()) })
+}
+
+/// The two 16-byte halves of a TL activation table, each broadcast to both
+/// lanes (`pshufb` tables).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tl_table(t: &[i8; 32]) -> (__m256i, __m256i) {
+    // SAFETY: `t` is 32 readable bytes; unaligned loads of both halves.
+    let (lo, hi) = unsafe {
+        (
+            _mm_loadu_si128(t.as_ptr().cast()),
+            _mm_loadu_si128(t.as_ptr().add(16).cast()),
+        )
+    };
+    (
+        _mm256_broadcastsi128_si256(lo),
+        _mm256_broadcastsi128_si256(hi),
+    )
+}
+
+/// Groups per i16 accumulation chunk: |group sum| <= 384, 64 of them fit.
+pub(super) const TL_CHUNK: usize = 64;
+
+/// Widens the i16 per-row sums of a chunk into `acc` (tile rows 0..32):
+/// `lo` holds rows 0..8 | 16..24, `hi` rows 8..16 | 24..32 (the lane order of
+/// `punpck{l,h}bw`).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn tl_widen(acc: &mut [__m256i; 4], lo: __m256i, hi: __m256i) {
+    let parts = [
+        _mm256_castsi256_si128(lo),
+        _mm256_castsi256_si128(hi),
+        _mm256_extracti128_si256::<1>(lo),
+        _mm256_extracti128_si256::<1>(hi),
+    ];
+    for (a, p) in acc.iter_mut().zip(parts) {
+        *a = _mm256_add_epi32(*a, _mm256_cvtepi16_epi32(p));
+    }
+}
+
+/// Stores the four 8-row accumulators of a tile.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn tl_store(acc: &[__m256i; 4], out: &mut [i32; 32]) {
+    for (o, a) in out.chunks_exact_mut(8).zip(acc) {
+        // SAFETY: `o` is 8 writable i32; unaligned store.
+        unsafe { _mm256_storeu_si256(o.as_mut_ptr().cast(), *a) };
+    }
+}
+
+/// TL1 / TL2 dot of one 32-row tile with `N` tokens by `pshufb` look-ups,
+/// equal to the portable [`crate::quant::tl`] tile dot (module docs there):
+/// per group, the 4-bit indices of the 32 rows select from the low and high
+/// table halves, TL2's sign bits negate the bytes (`psignb`), and one
+/// `pmaddubsw` by `(1, 16)` recombines `lo + 16 * hi` as i16.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tl_tile<const SIGNED: bool, const N: usize>(
+    index: &[[u8; 16]],
+    signs: &[[u8; 4]],
+    tables: [&[[i8; 32]]; N],
+    out: [&mut [i32; 32]; N],
+) {
+    let shifts = _mm256_setr_epi64x(0, 0, 4, 4);
+    let low4 = _mm256_set1_epi8(15);
+    let comb = _mm256_set1_epi16(0x1001);
+    let sel = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
+        3, 3,
+    );
+    let bits = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+    let one = _mm256_set1_epi8(1);
+    let mut acc = [[_mm256_setzero_si256(); 4]; N];
+    let mut g0 = 0;
+    while g0 < index.len() {
+        let g1 = (g0 + TL_CHUNK).min(index.len());
+        let mut lo = [_mm256_setzero_si256(); N];
+        let mut hi = [_mm256_setzero_si256(); N];
+        for (g, rec) in index.iter().enumerate().take(g1).skip(g0) {
+            // Rows are contiguous tiles: prefetch ahead once per cache line
+            // (a prefetch never faults; `wrapping_add` keeps it defined).
+            if g % 4 == 0 {
+                _mm_prefetch::<_MM_HINT_T0>(rec.as_ptr().wrapping_add(PREFETCH_BYTES).cast());
+            }
+            // Rows 0..16 from the low nibbles (lane 0), 16..32 from the high.
+            let idx = _mm256_and_si256(_mm256_srlv_epi64(bcast16(rec), shifts), low4);
+            let sg = if SIGNED {
+                let s =
+                    _mm256_set1_epi32(i32::from_le_bytes(signs.get(g).copied().unwrap_or([0; 4])));
+                let m =
+                    _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(s, sel), bits), bits);
+                _mm256_or_si256(m, one)
+            } else {
+                one
+            };
+            for t in 0..N {
+                let Some(tab) = tables[t].get(g) else {
+                    continue;
+                };
+                let (tl, th) = tl_table(tab);
+                let mut a = _mm256_shuffle_epi8(tl, idx);
+                let mut b = _mm256_shuffle_epi8(th, idx);
+                if SIGNED {
+                    a = _mm256_sign_epi8(a, sg);
+                    b = _mm256_sign_epi8(b, sg);
+                }
+                lo[t] = _mm256_add_epi16(
+                    lo[t],
+                    _mm256_maddubs_epi16(comb, _mm256_unpacklo_epi8(a, b)),
+                );
+                hi[t] = _mm256_add_epi16(
+                    hi[t],
+                    _mm256_maddubs_epi16(comb, _mm256_unpackhi_epi8(a, b)),
+                );
+            }
+        }
+        for t in 0..N {
+            tl_widen(&mut acc[t], lo[t], hi[t]);
+        }
+        g0 = g1;
+    }
+    for (a, o) in acc.iter().zip(out) {
+        tl_store(a, o);
+    }
+}
+
+/// TL dot of one tile with up to 4 tokens: `tile` is one tile of
+/// `groups` groups, `tables` holds `out.len()` tokens of `groups * 32`
+/// bytes; `out[t]` gets the 32 row dots of token `t`.
+///
+/// # Safety
+/// The CPU must support AVX2. `tile.len()` is `groups * 16` (TL1) or
+/// `groups * 20` (TL2, `signed`), `tables.len() == out.len() * groups * 32`,
+/// `1 <= out.len() <= 4` (checked by the dispatch).
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn tl_tile_dot(
+    signed: bool,
+    tile: &[u8],
+    groups: usize,
+    tables: &[i8],
+    out: &mut [[i32; 32]],
+) {
+    let (tabs, _) = tables.as_chunks::<32>();
+    let (index, signs) = tile.split_at(groups * 16);
+    let (index, _) = index.as_chunks::<16>();
+    let (signs, _) = signs.as_chunks::<4>();
+    let tok = |b: usize| tabs.get(b * groups..(b + 1) * groups).unwrap_or(&[]);
+    match (signed, out) {
+        (true, [o0, o1, o2, o3]) => {
+            tl_tile::<true, 4>(
+                index,
+                signs,
+                [tok(0), tok(1), tok(2), tok(3)],
+                [o0, o1, o2, o3],
+            );
+        }
+        (false, [o0, o1, o2, o3]) => {
+            tl_tile::<false, 4>(
+                index,
+                signs,
+                [tok(0), tok(1), tok(2), tok(3)],
+                [o0, o1, o2, o3],
+            );
+        }
+        (true, [o0, o1, o2]) => {
+            tl_tile::<true, 3>(index, signs, [tok(0), tok(1), tok(2)], [o0, o1, o2])
+        }
+        (false, [o0, o1, o2]) => {
+            tl_tile::<false, 3>(index, signs, [tok(0), tok(1), tok(2)], [o0, o1, o2])
+        }
+        (true, [o0, o1]) => tl_tile::<true, 2>(index, signs, [tok(0), tok(1)], [o0, o1]),
+        (false, [o0, o1]) => tl_tile::<false, 2>(index, signs, [tok(0), tok(1)], [o0, o1]),
+        (true, [o0]) => tl_tile::<true, 1>(index, signs, [tok(0)], [o0]),
+        (false, [o0]) => tl_tile::<false, 1>(index, signs, [tok(0)], [o0]),
+        _ => {}
+    }
+}
+
+/// Int8 x int8 GEMV for the q8 LM head: `out[r]` is the exact dot of row
+/// `r` of `w` (`k` codes in `-127..=127` each) with `q`, equal to
+/// [`crate::quant::q8_head::q8_dot_i32`]. `pmaddubsw(|q|, sign(w, q))`:
+/// products <= 128 * 127, pairs <= 32512, so no i16 saturation.
+///
+/// # Safety
+/// The CPU must support AVX2; `k == q.len() > 0`, `w.len() == out.len() *
+/// k`, every code of `w` in `-127..=127` (checked by the dispatch / built by
+/// `Q8Rows`).
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn q8_head_gemv(w: &[i8], k: usize, q: &[i8], out: &mut [i32]) {
+    let ones = _mm256_set1_epi16(1);
+    let (qc, qt) = q.as_chunks::<32>();
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(k)) {
+        let (wc, wt) = row.as_chunks::<32>();
+        let mut acc = _mm256_setzero_si256();
+        for (wv, qv) in wc.iter().zip(qc) {
+            // SAFETY: both are 32 readable bytes; unaligned loads.
+            let (a, b) = unsafe {
+                (
+                    _mm256_loadu_si256(qv.as_ptr().cast()),
+                    _mm256_loadu_si256(wv.as_ptr().cast()),
+                )
+            };
+            let p = _mm256_maddubs_epi16(_mm256_abs_epi8(a), _mm256_sign_epi8(b, a));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+        }
+        let tail: i32 = wt
+            .iter()
+            .zip(qt)
+            .map(|(&a, &b)| i32::from(a) * i32::from(b))
+            .sum();
+        *o = hsum_i32(acc) + tail;
+    }
+}

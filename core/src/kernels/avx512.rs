@@ -11,6 +11,7 @@ use core::arch::x86_64::*;
 
 use half::f16;
 
+use super::avx2::{TL_CHUNK, tl_store, tl_widen};
 use super::{PREFETCH_BYTES, act_scale, sum_i8};
 use crate::quant::q8_k::BlockQ8K;
 use crate::quant::tq2_0::BlockTq2_0;
@@ -223,4 +224,103 @@ pub(super) unsafe fn quantize_act_i2s(x: &[f32], q: &mut [i8]) -> f32 {
     // written, and they are in bounds.
     unsafe { _mm_mask_storeu_epi8(qt.as_mut_ptr().cast(), tail_mask, r) };
     s
+}
+
+/// TL2 dot of one 32-row tile with `N` tokens, as the AVX2 kernel
+/// (`pshufb` look-ups, `pmaddubsw` recombination) but applying the sign
+/// bits directly as an AVX-512 mask (`vpsubb` under `k`): bit `r` of a sign
+/// record negates byte `r`, which is tile row `r`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn tl2_tile<const N: usize>(
+    index: &[[u8; 16]],
+    signs: &[[u8; 4]],
+    tables: [&[[i8; 32]]; N],
+    out: [&mut [i32; 32]; N],
+) {
+    let shifts = _mm256_setr_epi64x(0, 0, 4, 4);
+    let low4 = _mm256_set1_epi8(15);
+    let comb = _mm256_set1_epi16(0x1001);
+    let zero = _mm256_setzero_si256();
+    let mut acc = [[zero; 4]; N];
+    let mut g0 = 0;
+    while g0 < index.len() {
+        let g1 = (g0 + TL_CHUNK).min(index.len());
+        let mut lo = [zero; N];
+        let mut hi = [zero; N];
+        for (g, rec) in index.iter().enumerate().take(g1).skip(g0) {
+            if g % 4 == 0 {
+                // A prefetch never faults; `wrapping_add` keeps it defined.
+                _mm_prefetch::<_MM_HINT_T0>(rec.as_ptr().wrapping_add(PREFETCH_BYTES).cast());
+            }
+            // SAFETY: `rec` is 16 readable bytes; unaligned load.
+            let v = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(rec.as_ptr().cast()) });
+            let idx = _mm256_and_si256(_mm256_srlv_epi64(v, shifts), low4);
+            let k: __mmask32 = u32::from_le_bytes(signs.get(g).copied().unwrap_or([0; 4]));
+            for t in 0..N {
+                let Some(tab) = tables[t].get(g) else {
+                    continue;
+                };
+                // SAFETY: `tab` is 32 readable bytes; unaligned loads.
+                let (tl, th) = unsafe {
+                    (
+                        _mm256_broadcastsi128_si256(_mm_loadu_si128(tab.as_ptr().cast())),
+                        _mm256_broadcastsi128_si256(_mm_loadu_si128(tab.as_ptr().add(16).cast())),
+                    )
+                };
+                let a = _mm256_shuffle_epi8(tl, idx);
+                let b = _mm256_shuffle_epi8(th, idx);
+                let a = _mm256_mask_sub_epi8(a, k, zero, a);
+                let b = _mm256_mask_sub_epi8(b, k, zero, b);
+                lo[t] = _mm256_add_epi16(
+                    lo[t],
+                    _mm256_maddubs_epi16(comb, _mm256_unpacklo_epi8(a, b)),
+                );
+                hi[t] = _mm256_add_epi16(
+                    hi[t],
+                    _mm256_maddubs_epi16(comb, _mm256_unpackhi_epi8(a, b)),
+                );
+            }
+        }
+        for t in 0..N {
+            tl_widen(&mut acc[t], lo[t], hi[t]);
+        }
+        g0 = g1;
+    }
+    for (a, o) in acc.iter().zip(out) {
+        tl_store(a, o);
+    }
+}
+
+/// TL2 dot of one tile with up to 4 tokens (contract of the AVX2
+/// `tl_tile_dot` with `signed`).
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL and AVX2. `tile.len() == groups *
+/// 20`, `tables.len() == out.len() * groups * 32`, `1 <= out.len() <= 4`
+/// (checked by the dispatch).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+pub(super) unsafe fn tl2_tile_dot(
+    tile: &[u8],
+    groups: usize,
+    tables: &[i8],
+    out: &mut [[i32; 32]],
+) {
+    let (tabs, _) = tables.as_chunks::<32>();
+    let (index, signs) = tile.split_at(groups * 16);
+    let (index, _) = index.as_chunks::<16>();
+    let (signs, _) = signs.as_chunks::<4>();
+    let tok = |b: usize| tabs.get(b * groups..(b + 1) * groups).unwrap_or(&[]);
+    match out {
+        [o0, o1, o2, o3] => tl2_tile::<4>(
+            index,
+            signs,
+            [tok(0), tok(1), tok(2), tok(3)],
+            [o0, o1, o2, o3],
+        ),
+        [o0, o1, o2] => tl2_tile::<3>(index, signs, [tok(0), tok(1), tok(2)], [o0, o1, o2]),
+        [o0, o1] => tl2_tile::<2>(index, signs, [tok(0), tok(1)], [o0, o1]),
+        [o0] => tl2_tile::<1>(index, signs, [tok(0)], [o0]),
+        _ => {}
+    }
 }

@@ -17,7 +17,15 @@
 //! |----------|--------------------------------------------|
 //! | `Avx512` | AVX-512 F, BW, VL, VNNI (+ the AVX2 tier)  |
 //! | `Avx2`   | AVX2, F16C                                 |
+//! | `Neon`   | AArch64 (NEON is base ISA; compile-time)   |
+//! | `Simd128`| wasm32 built with `+simd128` (compile-time) |
 //! | `Scalar` | none (the portable kernels)                |
+//!
+//! `Neon` has I2_S, TQ2_0 and TL1/TL2 (`tbl`) kernels, `Simd128` I2_S only;
+//! other formats fall back to the portable kernels there, and the returned
+//! id says so. The TL1/TL2 families ([`Platform::tl_gemm`]) run on weights
+//! repacked at load ([`crate::quant::tl`]); `--kernel tl1|tl2`
+//! ([`KernelChoice::Tl1`]) asks the loader for that repacking.
 //!
 //! Feature detection is a small CPUID/XGETBV routine here rather than the
 //! `cpufeatures` crate: its 0.3 release knows neither `avx512vnni` nor `f16c`,
@@ -36,7 +44,9 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use crate::quant::QuantError;
 use crate::quant::f16::dot_f16_f32;
 use crate::quant::i2s::{I2S_BLOCK_BYTES, I2S_BLOCK_LEN, I2S_MAX_K, i2s_dot_i32, quantize_act_i2s};
+use crate::quant::q8_head::{Q8Rows, q8_dot_i32};
 use crate::quant::q8_k::{BlockQ8K, QK_K};
+use crate::quant::tl::{TL_TABLE_BYTES, TL_TILE_ROWS, TlKind, TlMatrix, check_tables, tl_tile_dot};
 use crate::quant::tq1_0::{BlockTq1_0, vec_dot_tq1_0_q8_k};
 use crate::quant::tq2_0::{BlockTq2_0, vec_dot_tq2_0_q8_k};
 
@@ -46,6 +56,10 @@ mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod detect;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128;
 
 /// Stable kernel ids, as recorded in receipts.
 pub mod ids {
@@ -79,6 +93,40 @@ pub mod ids {
     pub const F16_GEMV_SCALAR: &str = "f16_gemv_scalar";
     /// F16C + AVX F16 x f32 (8 lanes, the portable order).
     pub const F16_GEMV_F16C: &str = "f16_gemv_f16c";
+    /// Portable TL1 (pair tables, look-ups in a scalar loop).
+    pub const TL1_GEMV_SCALAR: &str = "tl1_gemv_scalar";
+    /// AVX2 TL1 GEMV (`pshufb` look-ups).
+    pub const TL1_GEMV_AVX2: &str = "tl1_gemv_avx2";
+    /// AVX2 TL1 GEMM (4 tokens per tile pass).
+    pub const TL1_GEMM_AVX2: &str = "tl1_gemm_avx2";
+    /// Portable TL2 (triple tables + sign, look-ups in a scalar loop).
+    pub const TL2_GEMV_SCALAR: &str = "tl2_gemv_scalar";
+    /// AVX2 TL2 GEMV (`pshufb` look-ups, `psignb` signs).
+    pub const TL2_GEMV_AVX2: &str = "tl2_gemv_avx2";
+    /// AVX2 TL2 GEMM (4 tokens per tile pass).
+    pub const TL2_GEMM_AVX2: &str = "tl2_gemm_avx2";
+    /// NEON I2_S GEMV (`smull`/`smlal` + `sadalp`).
+    pub const I2S_GEMV_NEON: &str = "i2s_gemv_neon";
+    /// NEON I2_S GEMM (token by token over each row).
+    pub const I2S_GEMM_NEON: &str = "i2s_gemm_neon";
+    /// wasm simd128 I2_S GEMV (`i16x8.extmul` + `extadd_pairwise`).
+    pub const I2S_GEMV_SIMD128: &str = "i2s_gemv_simd128";
+    /// wasm simd128 I2_S GEMM (token by token).
+    pub const I2S_GEMM_SIMD128: &str = "i2s_gemm_simd128";
+    /// NEON TQ2_0 x Q8_K.
+    pub const TQ2_0_GEMV_NEON: &str = "tq2_0_gemv_neon";
+    /// NEON TL1 GEMV (`tbl` look-ups).
+    pub const TL1_GEMV_NEON: &str = "tl1_gemv_neon";
+    /// NEON TL2 GEMV (`tbl` look-ups, sign bits by `cmtst`).
+    pub const TL2_GEMV_NEON: &str = "tl2_gemv_neon";
+    /// AVX-512 TL2 GEMV (`pshufb` look-ups, signs as `k` masks).
+    pub const TL2_GEMV_AVX512: &str = "tl2_gemv_avx512";
+    /// AVX-512 TL2 GEMM (4 tokens per tile pass).
+    pub const TL2_GEMM_AVX512: &str = "tl2_gemm_avx512";
+    /// Portable int8 LM head (`--lm-head q8`, changes numerics).
+    pub const Q8_HEAD_GEMV_SCALAR: &str = "q8_head_gemv_scalar";
+    /// AVX2 int8 LM head (`--lm-head q8`, changes numerics).
+    pub const Q8_HEAD_GEMV_AVX2: &str = "q8_head_gemv_avx2";
 }
 
 /// An instruction-set tier, lowest first.
@@ -90,6 +138,10 @@ pub enum Isa {
     Avx2,
     /// AVX-512 F/BW/VL/VNNI (and the AVX2 tier).
     Avx512,
+    /// AArch64 NEON (always present on AArch64).
+    Neon,
+    /// wasm32 simd128 (when the build enables it).
+    Simd128,
 }
 
 impl Isa {
@@ -99,11 +151,15 @@ impl Isa {
             Self::Scalar => "scalar",
             Self::Avx2 => "avx2",
             Self::Avx512 => "avx512",
+            Self::Neon => "neon",
+            Self::Simd128 => "simd128",
         }
     }
 
     const fn from_u8(v: u8) -> Self {
         match v {
+            4 => Self::Simd128,
+            3 => Self::Neon,
             2 => Self::Avx512,
             1 => Self::Avx2,
             _ => Self::Scalar,
@@ -124,6 +180,23 @@ pub enum KernelChoice {
     Avx2,
     /// The AVX-512 tier.
     Avx512,
+    /// The TL1 lookup-table kernels (weights repacked at load by the
+    /// caller, [`crate::model::Weights::repack_tl`]) on the best tier.
+    Tl1,
+    /// The TL2 lookup-table kernels (as [`Tl1`](Self::Tl1)).
+    Tl2,
+}
+
+impl KernelChoice {
+    /// The lookup-table family this choice asks the loader to repack
+    /// into, if any.
+    pub const fn lut(self) -> Option<TlKind> {
+        match self {
+            Self::Tl1 => Some(TlKind::Tl1),
+            Self::Tl2 => Some(TlKind::Tl2),
+            _ => None,
+        }
+    }
 }
 
 /// A forced [`KernelChoice`] asked for a tier this CPU (or this build's
@@ -164,7 +237,15 @@ static DETECTED: AtomicU8 = AtomicU8::new(u8::MAX);
 fn detect_uncached() -> Isa {
     #[cfg(target_arch = "x86_64")]
     let isa = detect::best_isa();
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    let isa = Isa::Neon;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let isa = Isa::Simd128;
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )))]
     let isa = Isa::Scalar;
     #[cfg(feature = "no_avx512")]
     let isa = isa.min(Isa::Avx2);
@@ -197,12 +278,12 @@ impl Platform {
     pub fn with_choice(choice: KernelChoice) -> Result<Self, KernelUnavailable> {
         let detected = Self::detect();
         let requested = match choice {
-            KernelChoice::Auto => return Ok(detected),
+            KernelChoice::Auto | KernelChoice::Tl1 | KernelChoice::Tl2 => return Ok(detected),
             KernelChoice::Scalar => Isa::Scalar,
             KernelChoice::Avx2 => Isa::Avx2,
             KernelChoice::Avx512 => Isa::Avx512,
         };
-        if requested <= detected.isa {
+        if Self::available().any(|p| p.isa == requested) {
             Ok(Self { isa: requested })
         } else {
             Err(KernelUnavailable {
@@ -215,10 +296,16 @@ impl Platform {
     /// Every tier available here, lowest first (for tests and benchmarks).
     pub fn available() -> impl Iterator<Item = Self> {
         let best = Self::detect().isa;
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512]
-            .into_iter()
-            .filter(move |&isa| isa <= best)
-            .map(|isa| Self { isa })
+        // This architecture's tiers, lowest first.
+        let tiers: &[Isa] = if cfg!(target_arch = "aarch64") {
+            &[Isa::Scalar, Isa::Neon]
+        } else if cfg!(target_arch = "wasm32") {
+            &[Isa::Scalar, Isa::Simd128]
+        } else {
+            &[Isa::Scalar, Isa::Avx2, Isa::Avx512]
+        };
+        let n = tiers.iter().position(|&t| t == best).map_or(1, |i| i + 1);
+        tiers[..n].iter().map(|&isa| Self { isa })
     }
 
     /// The tier this platform dispatches to.
@@ -289,6 +376,20 @@ impl Platform {
                 unsafe { avx2::i2s_gemm(w, row_bytes, q, out) };
                 Ok(ids::I2S_GEMV_AVX2)
             }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                // SAFETY: a Neon platform is only built on AArch64, where
+                // NEON is always present; shapes checked above.
+                unsafe { neon::i2s_gemm(w, row_bytes, q, out) };
+                Ok(ids::I2S_GEMV_NEON)
+            }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => {
+                // SAFETY: a Simd128 platform is only built when this build
+                // enables simd128; shapes checked above.
+                unsafe { simd128::i2s_gemm(w, row_bytes, q, out) };
+                Ok(ids::I2S_GEMV_SIMD128)
+            }
             _ => {
                 for (row, o) in w.chunks_exact(row_bytes).zip(out.iter_mut()) {
                     *o = i2s_dot_i32(row, q)?;
@@ -335,6 +436,20 @@ impl Platform {
                 unsafe { avx2::i2s_gemm(w, row_bytes, q, out) };
                 Ok(ids::I2S_GEMM_AVX2)
             }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                // SAFETY: a Neon platform is only built on AArch64, where
+                // NEON is always present; shapes checked above.
+                unsafe { neon::i2s_gemm(w, row_bytes, q, out) };
+                Ok(ids::I2S_GEMM_NEON)
+            }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => {
+                // SAFETY: a Simd128 platform is only built when this build
+                // enables simd128; shapes checked above.
+                unsafe { simd128::i2s_gemm(w, row_bytes, q, out) };
+                Ok(ids::I2S_GEMM_SIMD128)
+            }
             _ => {
                 for (row, ob) in w
                     .chunks_exact(row_bytes)
@@ -375,6 +490,13 @@ impl Platform {
                 // SAFETY: Avx2 platform => AVX2 detected; shapes checked above.
                 unsafe { avx2::tq2_0_gemv(w, row_bytes, act, out) };
                 Ok(ids::TQ2_0_GEMV_AVX2)
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                // SAFETY: a Neon platform is only built on AArch64, where
+                // NEON is always present; shapes checked above.
+                unsafe { neon::tq2_0_gemv(w, row_bytes, act, out) };
+                Ok(ids::TQ2_0_GEMV_NEON)
             }
             _ => {
                 for (row, o) in w.chunks_exact(row_bytes).zip(out.iter_mut()) {
@@ -452,6 +574,128 @@ impl Platform {
                     *o = dot_f16_f32(row, x)?;
                 }
                 Ok(ids::F16_GEMV_SCALAR)
+            }
+        }
+    }
+}
+
+impl Platform {
+    /// TL1 / TL2 GEMV (one token) or GEMM on a row range of a repacked
+    /// matrix: `tables` holds `batch` tokens' activation tables
+    /// ([`crate::quant::tl::tl_build_tables`]), and `out[i * batch + b]`
+    /// becomes the integer dot of row `rows.start + i` with token `b`,
+    /// equal to [`i2s_dot_i32`] of the I2_S row it was repacked from.
+    pub fn tl_gemm(
+        self,
+        w: &TlMatrix,
+        rows: Range<usize>,
+        tables: &[i8],
+        out: &mut [i32],
+    ) -> Result<&'static str, QuantError> {
+        let groups = check_tables(w, tables.len())?;
+        let per_token = groups * TL_TABLE_BYTES;
+        let batch = tables.len() / per_token;
+        if rows.start > rows.end || rows.end > w.rows() {
+            return Err(QuantError::LengthMismatch {
+                what: "TL row range end",
+                expected: w.rows(),
+                actual: rows.end,
+            });
+        }
+        check_eq("outputs for the row range", rows.len() * batch, out.len())?;
+        let tile_bytes = w.tile_bytes();
+        let id = match (w.kind(), self.isa, batch == 1) {
+            (TlKind::Tl1, Isa::Scalar, _) => ids::TL1_GEMV_SCALAR,
+            (TlKind::Tl1, Isa::Neon, _) => ids::TL1_GEMV_NEON,
+            (TlKind::Tl1, Isa::Simd128, _) => ids::TL1_GEMV_SCALAR,
+            (TlKind::Tl2, Isa::Simd128, _) => ids::TL2_GEMV_SCALAR,
+            (TlKind::Tl2, Isa::Neon, _) => ids::TL2_GEMV_NEON,
+            (TlKind::Tl1, _, true) => ids::TL1_GEMV_AVX2,
+            (TlKind::Tl1, _, false) => ids::TL1_GEMM_AVX2,
+            (TlKind::Tl2, Isa::Scalar, _) => ids::TL2_GEMV_SCALAR,
+            (TlKind::Tl2, Isa::Avx2, true) => ids::TL2_GEMV_AVX2,
+            (TlKind::Tl2, Isa::Avx2, false) => ids::TL2_GEMM_AVX2,
+            (TlKind::Tl2, Isa::Avx512, true) => ids::TL2_GEMV_AVX512,
+            (TlKind::Tl2, Isa::Avx512, false) => ids::TL2_GEMM_AVX512,
+        };
+        let mut buf = [[0i32; TL_TILE_ROWS]; 4];
+        for tile in rows.start / TL_TILE_ROWS..rows.end.div_ceil(TL_TILE_ROWS) {
+            let td = &w.data()[tile * tile_bytes..(tile + 1) * tile_bytes];
+            let r0 = tile * TL_TILE_ROWS;
+            let (lo, hi) = (rows.start.max(r0), rows.end.min(r0 + TL_TILE_ROWS));
+            let mut b0 = 0;
+            while b0 < batch {
+                let n = (batch - b0).min(4);
+                let tt = &tables[b0 * per_token..(b0 + n) * per_token];
+                let o = &mut buf[..n];
+                match self.isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 if w.kind() == TlKind::Tl2 => {
+                        // SAFETY: Avx512 platform => AVX-512 F/BW/VL and AVX2
+                        // detected; the tile, tables and outputs have the
+                        // shapes checked above (TlMatrix built them).
+                        unsafe { avx512::tl2_tile_dot(td, groups, tt, o) };
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 | Isa::Avx512 => {
+                        // SAFETY: Avx2 and Avx512 platforms => AVX2
+                        // detected; shapes as checked above.
+                        unsafe { avx2::tl_tile_dot(w.kind() == TlKind::Tl2, td, groups, tt, o) };
+                    }
+                    #[cfg(target_arch = "aarch64")]
+                    Isa::Neon => {
+                        for (ot, tab) in o.iter_mut().zip(tt.chunks_exact(per_token)) {
+                            // SAFETY: NEON is always present on AArch64;
+                            // shapes as checked above.
+                            unsafe {
+                                neon::tl_tile_dot(w.kind() == TlKind::Tl2, td, groups, tab, ot)
+                            };
+                        }
+                    }
+                    _ => {
+                        for (ot, tab) in o.iter_mut().zip(tt.chunks_exact(per_token)) {
+                            tl_tile_dot(w.kind(), td, tab, ot);
+                        }
+                    }
+                }
+                for r in lo..hi {
+                    for (t, ot) in o.iter().enumerate() {
+                        out[(r - rows.start) * batch + b0 + t] = ot[r - r0];
+                    }
+                }
+                b0 += n;
+            }
+        }
+        Ok(id)
+    }
+
+    /// Int8 LM-head GEMV on a row range (`--lm-head q8`): `out[i]` is the
+    /// exact integer dot of row `rows.start + i` of `w` with the token `q`
+    /// ([`q8_dot_i32`]). The AVX-512 tier runs the AVX2 kernel.
+    pub fn q8_head_gemv(
+        self,
+        w: &Q8Rows,
+        rows: Range<usize>,
+        q: &[i8],
+        out: &mut [i32],
+    ) -> Result<&'static str, QuantError> {
+        let k = w.cols();
+        check_eq("q8 head activations", k, q.len())?;
+        check_rows(w.qs().len(), k, &rows, out.len(), 1)?;
+        let ws = &w.qs()[rows.start * k..rows.end * k];
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::Avx512 => {
+                // SAFETY: Avx2 and Avx512 platforms => AVX2 detected;
+                // shapes checked above; Q8Rows codes are in -127..=127.
+                unsafe { avx2::q8_head_gemv(ws, k, q, out) };
+                Ok(ids::Q8_HEAD_GEMV_AVX2)
+            }
+            _ => {
+                for (o, row) in out.iter_mut().zip(ws.chunks_exact(k)) {
+                    *o = q8_dot_i32(row, q);
+                }
+                Ok(ids::Q8_HEAD_GEMV_SCALAR)
             }
         }
     }
@@ -552,7 +796,11 @@ const PREFETCH_BYTES: usize = 1024;
 
 /// `sum q` of one token, the I2_S kernels' correction term
 /// (`|sum| <= 128 * I2S_MAX_K` fits an i32).
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
 fn sum_i8(q: &[i8]) -> i32 {
     q.iter().map(|&v| i32::from(v)).sum()
 }

@@ -2,10 +2,11 @@
 
 use alloc::vec::Vec;
 
+use super::attention::{AttnShape, attention};
 use super::config::{Config, FfnActivation, RopeStyle};
 use super::error::{ModelError, mul, zeroed};
 use super::kv_cache::KvCache;
-use super::math::{dot, rmsnorm, rope_cache, rope_head, silu, softmax};
+use super::math::{rmsnorm, rope_cache, rope_head, silu};
 use super::weights::{Linear, Weights};
 use crate::gguf::Gguf;
 use crate::kernels::Platform;
@@ -55,7 +56,7 @@ pub struct RunState {
     att_out: Vec<f32>,
     /// Sub-normed attention output, `[max_batch x q_dim]`.
     att_normed: Vec<f32>,
-    /// Attention scores of one head, `[n_ctx]`.
+    /// Attention scores, one row per head, `[n_heads x n_ctx]`.
     att: Vec<f32>,
     /// FFN gate (then activation), `[max_batch x hidden_dim]`.
     hb: Vec<f32>,
@@ -103,7 +104,7 @@ impl RunState {
             v: b(cfg.kv_dim())?,
             att_out: b(cfg.q_dim())?,
             att_normed: b(cfg.q_dim())?,
-            att: zeroed(n_ctx)?,
+            att: mul("run state", cfg.n_heads, n_ctx).and_then(zeroed::<f32>)?,
             hb: b(cfg.hidden_dim)?,
             hb2: b(cfg.hidden_dim)?,
             rope_cos: b(cfg.n_rot / 2)?,
@@ -162,7 +163,7 @@ fn matmul<J: Join>(
 ) -> Result<(), ModelError> {
     let (k, m) = (lin.matrix.cols(), lin.matrix.rows());
     let id = lin.forward_in::<J>(platform, &x[..batch * k], &mut out[..batch * m], scratch)?;
-    counters.record(id, lin.matrix.weight().len() as u64);
+    counters.record(id, lin.matrix.weight_bytes() as u64);
     Ok(())
 }
 
@@ -349,27 +350,24 @@ impl<'a> Model<'a> {
                 kv.store(l, pos + b, kb, &v[b * kv_dim..(b + 1) * kv_dim]);
             }
 
-            // Causal attention: position pos + b sees 0..=pos + b.
-            for b in 0..nb {
-                let n_seen = pos + b + 1;
-                let (keys, values) = kv.layer(l, n_seen);
-                for h in 0..c.n_heads {
-                    let qh = &q[b * q_dim + h * hd..b * q_dim + (h + 1) * hd];
-                    let kvh = (h / group) * hd;
-                    let scores = &mut att[..n_seen];
-                    for (t, sc) in scores.iter_mut().enumerate() {
-                        let kt = &keys[t * kv_dim + kvh..t * kv_dim + kvh + hd];
-                        *sc = dot(qh, kt) * c.attn_scale;
-                    }
-                    softmax(scores);
-                    let out = &mut att_out[b * q_dim + h * hd..b * q_dim + (h + 1) * hd];
-                    out.fill(0.0);
-                    for (t, &p) in scores.iter().enumerate() {
-                        let vt = &values[t * kv_dim + kvh..t * kv_dim + kvh + hd];
-                        for (o, &vv) in out.iter_mut().zip(vt) {
-                            *o += p * vv;
-                        }
-                    }
+            // Causal attention: position pos + b sees 0..=pos + b; heads
+            // split over threads, written head-major into `att_normed`
+            // (free until the sub-norm), then laid out batch-major.
+            let (keys, values) = kv.layer(l, pos + nb);
+            let shape = AttnShape {
+                n_heads: c.n_heads,
+                group,
+                head_dim: hd,
+                q_dim,
+                kv_dim,
+                scale: c.attn_scale,
+            };
+            attention::<J>(q, keys, values, nb, pos, &shape, att, att_normed);
+            for h in 0..c.n_heads {
+                for b in 0..nb {
+                    let src = (h * nb + b) * hd;
+                    att_out[b * q_dim + h * hd..b * q_dim + (h + 1) * hd]
+                        .copy_from_slice(&att_normed[src..src + hd]);
                 }
             }
 

@@ -18,6 +18,7 @@
 //! Every projection runs through [`crate::quant::QuantizedLinear`]: weight
 //! matrices are never dequantized.
 
+mod attention;
 mod config;
 mod error;
 mod forward;

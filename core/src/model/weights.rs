@@ -26,7 +26,7 @@ use crate::quant::{ActScratch, QuantType, QuantizedLinear};
 
 /// A projection: a borrowed weight matrix and an optional per-tensor scale
 /// (`blk.N.<proj>.scale`, `bitnet` archs) multiplied onto its output.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Linear<'a> {
     /// Tensor name (for errors).
     pub name: &'a str,
@@ -282,6 +282,59 @@ impl<'a> Weights<'a> {
             output_norm,
             lm_head,
         })
+    }
+}
+
+impl Weights<'_> {
+    /// Repacks every I2_S projection of the blocks into `kind`'s
+    /// lookup-table layout (owned buffers; see
+    /// [`QuantizedLinear::repack_tl`]) so that the matmuls run the TL
+    /// kernels with identical results. Other formats (and the LM head) stay
+    /// as they are. Returns how many matrices were repacked.
+    pub fn repack_tl(&mut self, kind: crate::quant::tl::TlKind) -> Result<usize, ModelError> {
+        let mut n = 0;
+        for l in &mut self.layers {
+            for lin in [
+                &mut l.wq,
+                &mut l.wk,
+                &mut l.wv,
+                &mut l.wo,
+                &mut l.w_gate,
+                &mut l.w_up,
+                &mut l.w_down,
+            ] {
+                let name = lin.name;
+                if lin
+                    .matrix
+                    .repack_tl(kind)
+                    .map_err(|source| ModelError::Quant {
+                        name: name.to_string(),
+                        source,
+                    })?
+                {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Weights<'_> {
+    /// `--lm-head q8`: quantizes a float LM head (the tied F16 embedding or
+    /// `output.weight`) to int8 per row for the output projection only;
+    /// embedding look-ups stay exact. **Changes numerics** (see
+    /// [`crate::quant::q8_head`]). Returns `false` when the head is not a
+    /// float matrix (then nothing changes).
+    pub fn quantize_lm_head_q8(&mut self) -> Result<bool, ModelError> {
+        let name = self.lm_head.name;
+        self.lm_head
+            .matrix
+            .quantize_q8()
+            .map_err(|source| ModelError::Quant {
+                name: name.to_string(),
+                source,
+            })
     }
 }
 

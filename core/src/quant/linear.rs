@@ -1,13 +1,16 @@
 //! [`QuantizedLinear`]: `y = W x` for a weight matrix borrowed in its file
 //! format, never dequantized.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::bf16::dot_bf16_f32;
 use super::f32::dot_f32;
 use super::i2s::{I2S_MAX_K, i2s_output, i2s_scale};
 use super::q8_0::{BlockQ8_0, QK8_0, quantize_row_q8_0, vec_dot_q8_0_q8_0};
+use super::q8_head::Q8Rows;
 use super::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
+use super::tl::{TL_TABLE_BYTES, TlKind, TlMatrix, tl_build_tables};
 use super::{QuantError, QuantType, blocks_of, check_len, mul_size};
 use crate::kernels::Platform;
 use crate::parallel::{Join, SerialJoin, for_each_chunk_mut};
@@ -68,6 +71,8 @@ pub struct ActScratch {
     q8_0: Vec<BlockQ8_0>,
     /// I2_S: integer dots, `M x batch` (row-major by weight row).
     dots: Vec<i32>,
+    /// TL1 / TL2: activation tables, `batch x groups x 32`.
+    tl_tables: Vec<i8>,
 }
 
 impl ActScratch {
@@ -79,6 +84,7 @@ impl ActScratch {
             q8k: Vec::new(),
             q8_0: Vec::new(),
             dots: Vec::new(),
+            tl_tables: Vec::new(),
         }
     }
 }
@@ -100,8 +106,10 @@ fn grow<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) -> Result<&mut [T], QuantE
 ///
 /// The bytes are borrowed, typically from a memory-mapped GGUF file; the
 /// constructor checks their length against the shape, so
-/// [`forward`](Self::forward) cannot index out of bounds.
-#[derive(Debug, Clone, Copy)]
+/// [`forward`](Self::forward) cannot index out of bounds. An I2_S matrix
+/// can additionally own a TL1/TL2 repacking ([`repack_tl`](Self::repack_tl));
+/// the zero-copy bytes stay the default.
+#[derive(Debug, Clone)]
 pub struct QuantizedLinear<'a> {
     /// Weight bytes, `QuantType::tensor_bytes(rows, cols)` long.
     weight: &'a [u8],
@@ -115,6 +123,12 @@ pub struct QuantizedLinear<'a> {
     row_bytes: usize,
     /// The per-tensor scale for I2_S (1.0, unused, for other types).
     i2s_scale: f32,
+    /// An owned TL1/TL2 repacking of an I2_S matrix; when present the
+    /// matmul runs the TL kernels on it (same integers).
+    tl: Option<Arc<TlMatrix>>,
+    /// An owned int8-per-row copy of a float matrix (`--lm-head q8`); when
+    /// present the matmul runs on it instead (changes numerics).
+    q8: Option<Arc<Q8Rows>>,
 }
 
 impl<'a> QuantizedLinear<'a> {
@@ -154,7 +168,56 @@ impl<'a> QuantizedLinear<'a> {
             cols,
             row_bytes,
             i2s_scale,
+            tl: None,
+            q8: None,
         })
+    }
+
+    /// Repacks an I2_S matrix into `kind`'s lookup-table layout (owned,
+    /// about `M * K / 4` or `M * K * 5 / 24` bytes) so that the matmul runs
+    /// the TL kernels; outputs stay bit-identical. Returns `false` (and
+    /// changes nothing) for other formats.
+    pub fn repack_tl(&mut self, kind: TlKind) -> Result<bool, QuantError> {
+        if self.qtype != QuantType::I2S {
+            return Ok(false);
+        }
+        let packed = TlMatrix::from_i2s(self.weight, self.rows, self.cols, kind)?;
+        self.tl = Some(Arc::new(packed));
+        Ok(true)
+    }
+
+    /// Quantizes a float matrix (F32/F16/BF16) to int8 per row
+    /// ([`crate::quant::q8_head`]) and runs the matmul on that from now
+    /// on. **Changes numerics**; meant for the LM head only. Returns `false`
+    /// (and changes nothing) for other formats.
+    pub fn quantize_q8(&mut self) -> Result<bool, QuantError> {
+        if !matches!(
+            self.qtype,
+            QuantType::F32 | QuantType::F16 | QuantType::BF16
+        ) {
+            return Ok(false);
+        }
+        let q8 = Q8Rows::from_float(self.weight, self.qtype, self.rows, self.cols)?;
+        self.q8 = Some(Arc::new(q8));
+        Ok(true)
+    }
+
+    /// The int8 copy, if any.
+    pub fn q8(&self) -> Option<&Q8Rows> {
+        self.q8.as_deref()
+    }
+
+    /// The TL repacking, if any.
+    pub fn tl(&self) -> Option<&TlMatrix> {
+        self.tl.as_deref()
+    }
+
+    /// The weight bytes one matmul reads: the TL repacking when present,
+    /// else the borrowed bytes.
+    pub fn weight_bytes(&self) -> usize {
+        self.tl
+            .as_ref()
+            .map_or(self.weight.len(), |t| t.data().len())
     }
 
     /// The borrowed weight bytes.
@@ -222,6 +285,27 @@ impl<'a> QuantizedLinear<'a> {
         let batch = blocks_of("activations", x.len(), self.cols)?;
         check_len("output", mul_size("output", batch, self.rows)?, out.len())?;
         let k = self.cols;
+        if let Some(h) = self.q8.as_deref() {
+            let q = grow(&mut scratch.i8s, batch * k, 0)?;
+            let scales = grow(&mut scratch.scales, batch, 0.0)?;
+            let dots = grow(&mut scratch.dots, self.rows, 0)?;
+            let mut id = "";
+            for ((xt, qt), (s, ot)) in x
+                .chunks_exact(k)
+                .zip(q.chunks_exact_mut(k))
+                .zip(scales.iter_mut().zip(out.chunks_exact_mut(self.rows)))
+            {
+                *s = platform.i2s_quantize_act(xt, qt)?.0;
+                let qt = &*qt;
+                id = run_rows::<J, _, _>(dots, self.rows, 1, |rows, d| {
+                    platform.q8_head_gemv(h, rows, qt, d)
+                })?;
+                for ((o, &dot), &d) in ot.iter_mut().zip(dots.iter()).zip(h.scales()) {
+                    *o = i2s_output(dot, *s, d);
+                }
+            }
+            return Ok(id);
+        }
         match self.qtype {
             QuantType::I2S => {
                 let q = grow(&mut scratch.i8s, batch * k, 0)?;
@@ -234,14 +318,30 @@ impl<'a> QuantizedLinear<'a> {
                     *s = platform.i2s_quantize_act(xt, qt)?.0;
                 }
                 let dots = grow(&mut scratch.dots, batch * self.rows, 0)?;
-                let (w, q) = (self.weight, &*q);
-                let id = run_rows::<J, _, _>(dots, self.rows, batch, |rows, d| {
-                    if batch == 1 {
-                        platform.i2s_gemv(w, k, rows, q, d)
-                    } else {
-                        platform.i2s_gemm(w, k, rows, q, d)
+                let id = if let Some(tl) = self.tl.as_deref() {
+                    let per = mul_size("TL tables", tl.groups(), TL_TABLE_BYTES)?;
+                    let tables = grow(
+                        &mut scratch.tl_tables,
+                        mul_size("TL tables", per, batch)?,
+                        0,
+                    )?;
+                    for (qt, t) in q.chunks_exact(k).zip(tables.chunks_exact_mut(per)) {
+                        tl_build_tables(tl.kind(), qt, t)?;
                     }
-                })?;
+                    let tables = &*tables;
+                    run_rows::<J, _, _>(dots, self.rows, batch, |rows, d| {
+                        platform.tl_gemm(tl, rows, tables, d)
+                    })?
+                } else {
+                    let (w, q) = (self.weight, &*q);
+                    run_rows::<J, _, _>(dots, self.rows, batch, |rows, d| {
+                        if batch == 1 {
+                            platform.i2s_gemv(w, k, rows, q, d)
+                        } else {
+                            platform.i2s_gemm(w, k, rows, q, d)
+                        }
+                    })?
+                };
                 for (m, dm) in dots.chunks_exact(batch.max(1)).enumerate() {
                     for (b, (&dot, &s)) in dm.iter().zip(scales.iter()).enumerate() {
                         out[b * self.rows + m] = i2s_output(dot, s, self.i2s_scale);

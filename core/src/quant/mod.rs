@@ -29,7 +29,9 @@ pub mod f32;
 pub mod i2s;
 mod linear;
 pub mod q8_0;
+pub mod q8_head;
 pub mod q8_k;
+pub mod tl;
 pub mod tq1_0;
 pub mod tq2_0;
 

@@ -1,0 +1,387 @@
+//! TL1 / TL2: our lookup-table (LUT) layouts for ternary weights
+//! (DESIGN.md §4), repacked at load time from I2_S and multiplied by table
+//! look-ups (`pshufb` on x86). They are kernel families, not file formats:
+//! bitnet.cpp's TL files depend on a per-shape build configuration, so we
+//! never read them; we only borrow the idea (bitnet.cpp `src/ggml-bitnet-lut.cpp`,
+//! `utils/codegen_tl2.py`: weight groups index per-activation tables).
+//!
+//! The integer contract is [`crate::quant::i2s::i2s_dot_i32`]: for every row
+//! and token the TL dot is exactly `sum_k w_k * q_k` with the same int8
+//! activations ([`crate::quant::i2s::quantize_act_i2s`]) and the same weights
+//! (I2_S code 3 reads as weight 0), so outputs are bit-identical to the I2_S
+//! path.
+//!
+//! # Weight groups and indices
+//!
+//! * **TL1**: a row is cut into `G = K / 2` pairs `(w0, w1) = (w[2g],
+//!   w[2g + 1])`; the pair's index is `3 * (w0 + 1) + (w1 + 1)` in `0..9`
+//!   (4 bits, 2 bits per weight).
+//! * **TL2**: a row is cut into `G = ceil(K / 3)` triples `(w0, w1, w2) =
+//!   (w[3g], w[3g + 1], w[3g + 2])`; weights past `K` (the remainder when
+//!   `3` does not divide `K`) are 0 and meet zero activations, which keeps the
+//!   remainder exact. The triple's value `v = 9 w0 + 3 w1 + w2` lies in
+//!   `-13..=13`; it is stored as a magnitude `|v|` in `0..14` (4 bits) and a
+//!   sign bit (`v < 0`), 5 bits per 3 weights (1.67 bits per weight). The
+//!   weights of `-v` are the negated weights of `v`, so one 14-entry table
+//!   of sums serves both signs.
+//!
+//! # Byte layout (one [`TlMatrix`])
+//!
+//! Rows are grouped into tiles of [`TL_TILE_ROWS`] = 32 (the last tile is
+//! padded with all-zero rows). Tiles follow each other; a tile is
+//!
+//! * `G` index records of 16 bytes: byte `j` of record `g` holds the 4-bit
+//!   index (TL1) or magnitude (TL2) of group `g` of tile row `j` in bits
+//!   3..0 and that of tile row `16 + j` in bits 7..4;
+//! * TL2 only: then `G` sign records of 4 bytes: the little-endian u32 of
+//!   record `g` has bit `r` set when group `g` of tile row `r` is negative.
+//!
+//! So a TL1 tile is `16 G` bytes (2 bits per weight) and a TL2 tile `20 G`
+//! bytes (`20 / 96` bytes per weight, 1.67 bits).
+//!
+//! # Activation tables
+//!
+//! Per token and group, one 32-byte table [`TL_TABLE_BYTES`]: the sums
+//! `sum_i w_i * a_i` for every index, split exactly in two int8 halves by
+//! splitting each activation `q = 16 * qh + ql` (`ql = q & 15` in `0..16`,
+//! `qh = q >> 4` in `-8..8`): bytes `0..16` hold the sums over `ql`
+//! (|.| <= 45), bytes `16..32` the sums over `qh` (|.| <= 24), unused
+//! indices 0. The group's sum is `lo[i] + 16 * hi[i]`, negated for a TL2
+//! sign bit. Both halves fit a `pshufb` table and survive a byte negation,
+//! so the SIMD kernels combine them with one `pmaddubsw` by `(1, 16)`.
+
+use alloc::vec::Vec;
+
+use super::i2s::{I2S_BLOCK_BYTES, I2S_BLOCK_LEN, I2S_MAX_K, i2s_scale};
+use super::{QuantError, blocks_of, check_len, mul_size};
+
+/// Rows per tile.
+pub const TL_TILE_ROWS: usize = 32;
+/// Bytes of one group's activation table (16 low-part + 16 high-part sums).
+pub const TL_TABLE_BYTES: usize = 32;
+/// Bytes of one group's index record in a tile.
+pub const TL_INDEX_BYTES: usize = 16;
+/// Bytes of one group's TL2 sign record in a tile.
+pub const TL2_SIGN_BYTES: usize = 4;
+
+/// Which lookup-table family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlKind {
+    /// Pairs, 9-entry tables, 2 bits per weight.
+    Tl1,
+    /// Triples, sign + 14-entry tables, 1.67 bits per weight.
+    Tl2,
+}
+
+impl TlKind {
+    /// Weights per group (2 or 3).
+    pub const fn group_len(self) -> usize {
+        match self {
+            Self::Tl1 => 2,
+            Self::Tl2 => 3,
+        }
+    }
+
+    /// Groups per row of `k` weights.
+    pub const fn groups(self, k: usize) -> usize {
+        k.div_ceil(self.group_len())
+    }
+
+    /// Bytes of one tile of a row length `k`.
+    pub const fn tile_bytes(self, k: usize) -> usize {
+        let per_group = match self {
+            Self::Tl1 => TL_INDEX_BYTES,
+            Self::Tl2 => TL_INDEX_BYTES + TL2_SIGN_BYTES,
+        };
+        self.groups(k) * per_group
+    }
+
+    /// Lower-case name (`tl1`, `tl2`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Tl1 => "tl1",
+            Self::Tl2 => "tl2",
+        }
+    }
+}
+
+/// The weights of group index `idx` (TL1 index, or TL2 magnitude), low
+/// weight first; `None` for indices the family never writes.
+pub const fn group_weights(kind: TlKind, idx: u8) -> Option<[i8; 3]> {
+    match kind {
+        TlKind::Tl1 if idx < 9 => Some([(idx / 3) as i8 - 1, (idx % 3) as i8 - 1, 0]),
+        TlKind::Tl2 if idx < 14 => {
+            // Balanced ternary digits of idx, least significant last.
+            let m = idx as i8;
+            let w2 = (m + 1) % 3 - 1;
+            let d = (m - w2) / 3;
+            let w1 = (d + 1) % 3 - 1;
+            let w0 = (d - w1) / 3;
+            Some([w0, w1, w2])
+        }
+        _ => None,
+    }
+}
+
+/// A ternary matrix repacked into a TL layout (see the module docs); owns
+/// its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlMatrix {
+    kind: TlKind,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+}
+
+impl TlMatrix {
+    /// Repacks a complete I2_S tensor (`rows x cols`, with its tail) into
+    /// `kind`'s layout. Code 3 becomes weight 0, as in
+    /// [`crate::quant::i2s::i2s_dot_i32`].
+    pub fn from_i2s(
+        tensor: &[u8],
+        rows: usize,
+        cols: usize,
+        kind: TlKind,
+    ) -> Result<Self, QuantError> {
+        if rows == 0 || cols == 0 {
+            return Err(QuantError::EmptyShape { rows, cols });
+        }
+        if cols > I2S_MAX_K {
+            return Err(QuantError::TooLarge {
+                what: "I2_S row length",
+                value: cols,
+                max: I2S_MAX_K,
+            });
+        }
+        // Checks the shape and the byte length (tail included).
+        i2s_scale(tensor, rows, cols)?;
+        let blocks = blocks_of("I2_S row length", cols, I2S_BLOCK_LEN)?;
+        let row_bytes = blocks * I2S_BLOCK_BYTES;
+        let tiles = rows.div_ceil(TL_TILE_ROWS);
+        let tile_bytes = kind.tile_bytes(cols);
+        let total = mul_size("TL matrix bytes", tiles, tile_bytes)?;
+        let mut data = Vec::new();
+        data.try_reserve_exact(total)
+            .map_err(|_| QuantError::AllocFailed { bytes: total })?;
+        data.resize(total, 0);
+        let groups = kind.groups(cols);
+        let glen = kind.group_len();
+        let mut w = Vec::new();
+        w.try_reserve_exact(groups * glen)
+            .map_err(|_| QuantError::AllocFailed {
+                bytes: groups * glen,
+            })?;
+        for r in 0..rows {
+            w.clear();
+            let row = &tensor[r * row_bytes..(r + 1) * row_bytes];
+            for block in row.chunks_exact(I2S_BLOCK_BYTES) {
+                for j in 0..4 {
+                    let shift = 6 - 2 * j;
+                    for &byte in block {
+                        let code = (byte >> shift) & 3;
+                        w.push(if code == 3 { 0 } else { code as i8 - 1 });
+                    }
+                }
+            }
+            w.resize(groups * glen, 0);
+            let tile = &mut data[(r / TL_TILE_ROWS) * tile_bytes..][..tile_bytes];
+            let (tr, shift) = (r % 16, 4 * ((r % TL_TILE_ROWS) / 16));
+            let (index, signs) = tile.split_at_mut(groups * TL_INDEX_BYTES);
+            for (g, ws) in w.chunks_exact(glen).enumerate() {
+                let (nib, neg) = match kind {
+                    TlKind::Tl1 => (3 * (ws[0] + 1) + (ws[1] + 1), false),
+                    TlKind::Tl2 => {
+                        let v = 9 * ws[0] + 3 * ws[1] + ws[2];
+                        (v.abs(), v < 0)
+                    }
+                };
+                index[g * TL_INDEX_BYTES + tr] |= (nib as u8) << shift;
+                if neg {
+                    let bit = r % TL_TILE_ROWS;
+                    signs[g * TL2_SIGN_BYTES + bit / 8] |= 1 << (bit % 8);
+                }
+            }
+        }
+        Ok(Self {
+            kind,
+            rows,
+            cols,
+            data,
+        })
+    }
+
+    /// The family.
+    pub fn kind(&self) -> TlKind {
+        self.kind
+    }
+
+    /// Output features M.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input features K.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Groups per row.
+    pub fn groups(&self) -> usize {
+        self.kind.groups(self.cols)
+    }
+
+    /// The packed bytes (all tiles).
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Bytes of one tile.
+    pub fn tile_bytes(&self) -> usize {
+        self.kind.tile_bytes(self.cols)
+    }
+}
+
+/// The weights of every index of `kind` (unused indices all zero), low
+/// weight first: the table-building constants.
+const fn weight_table(kind: TlKind) -> [[i8; 3]; 16] {
+    let mut t = [[0i8; 3]; 16];
+    let mut i = 0;
+    while i < 16 {
+        if let Some(w) = group_weights(kind, i as u8) {
+            t[i] = w;
+        }
+        i += 1;
+    }
+    t
+}
+
+const TL1_WEIGHTS: [[i8; 3]; 16] = weight_table(TlKind::Tl1);
+const TL2_WEIGHTS: [[i8; 3]; 16] = weight_table(TlKind::Tl2);
+
+/// Builds the activation tables of one token: `q` holds `K` int8
+/// activations, `tables` receives `groups(K) * 32` bytes (module docs).
+pub fn tl_build_tables(kind: TlKind, q: &[i8], tables: &mut [i8]) -> Result<(), QuantError> {
+    let groups = kind.groups(q.len());
+    check_len(
+        "TL activation tables",
+        mul_size("TL tables", groups, TL_TABLE_BYTES)?,
+        tables.len(),
+    )?;
+    let glen = kind.group_len();
+    let weights = match kind {
+        TlKind::Tl1 => &TL1_WEIGHTS,
+        TlKind::Tl2 => &TL2_WEIGHTS,
+    };
+    let full = q.len() / glen;
+    let (body, rest) = tables.split_at_mut(full * TL_TABLE_BYTES);
+    for (t, qg) in body
+        .chunks_exact_mut(TL_TABLE_BYTES)
+        .zip(q.chunks_exact(glen))
+    {
+        let mut a = [0i8; 3];
+        a[..glen].copy_from_slice(qg);
+        fill_table(weights, a, t);
+    }
+    // The remainder group: activations past K are 0.
+    if let Some(t) = rest.get_mut(..TL_TABLE_BYTES) {
+        let mut a = [0i8; 3];
+        for (v, &x) in a.iter_mut().zip(&q[full * glen..]) {
+            *v = x;
+        }
+        fill_table(weights, a, t);
+    }
+    Ok(())
+}
+
+/// One group's table from its three activations `a` (module docs).
+#[inline]
+fn fill_table(weights: &[[i8; 3]; 16], a: [i8; 3], t: &mut [i8]) {
+    let lo = a.map(|v| v & 15);
+    let hi = a.map(|v| v >> 4);
+    let (tl, th) = t.split_at_mut(16);
+    for ((l, h), w) in tl.iter_mut().zip(th.iter_mut()).zip(weights) {
+        // |lo sum| <= 45 and |hi sum| <= 24 (module docs): no i8 overflow.
+        *l = w[0] * lo[0] + w[1] * lo[1] + w[2] * lo[2];
+        *h = w[0] * hi[0] + w[1] * hi[1] + w[2] * hi[2];
+    }
+}
+
+/// Portable TL dot of one tile: `out[r]` = the integer dot of tile row `r`
+/// with the token whose tables are `tables`, by table look-ups.
+pub(crate) fn tl_tile_dot(kind: TlKind, tile: &[u8], tables: &[i8], out: &mut [i32; 32]) {
+    let groups = tables.len() / TL_TABLE_BYTES;
+    let (index, signs) = tile.split_at(groups * TL_INDEX_BYTES);
+    *out = [0; 32];
+    for (g, t) in tables.chunks_exact(TL_TABLE_BYTES).enumerate() {
+        let rec = &index[g * TL_INDEX_BYTES..][..TL_INDEX_BYTES];
+        let neg = match kind {
+            TlKind::Tl1 => 0,
+            TlKind::Tl2 => {
+                let s = &signs[g * TL2_SIGN_BYTES..][..TL2_SIGN_BYTES];
+                u32::from_le_bytes([s[0], s[1], s[2], s[3]])
+            }
+        };
+        for (r, o) in out.iter_mut().enumerate() {
+            let idx = usize::from((rec[r % 16] >> (4 * (r / 16))) & 15);
+            let v = i32::from(t[idx]) + 16 * i32::from(t[16 + idx]);
+            *o += if neg >> r & 1 == 1 { -v } else { v };
+        }
+    }
+}
+
+/// Checks `tables` (one token) against `w` and returns the group count.
+pub(crate) fn check_tables(w: &TlMatrix, tables_len: usize) -> Result<usize, QuantError> {
+    let groups = w.groups();
+    let per_token = mul_size("TL tables", groups, TL_TABLE_BYTES)?;
+    if tables_len == 0 || per_token == 0 || tables_len % per_token != 0 {
+        return Err(QuantError::NotBlockMultiple {
+            what: "TL activation tables",
+            len: tables_len,
+            block: per_token,
+        });
+    }
+    Ok(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tl2_magnitudes_cover_every_triple() {
+        let mut seen = [false; 27];
+        for m in 0..14u8 {
+            let [a, b, c] = group_weights(TlKind::Tl2, m).unwrap();
+            assert_eq!(i32::from(9 * a + 3 * b + c), i32::from(m));
+            for s in [1i8, -1] {
+                let v = 9 * a * s + 3 * b * s + c * s + 13;
+                seen[v as usize] = true;
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+        assert_eq!(group_weights(TlKind::Tl2, 14), None);
+        assert_eq!(group_weights(TlKind::Tl1, 9), None);
+        assert_eq!(group_weights(TlKind::Tl1, 0), Some([-1, -1, 0]));
+    }
+
+    #[test]
+    fn table_halves_fit_and_recombine() {
+        let q = [-128i8, 127, -128, 127, 127, -128];
+        for kind in [TlKind::Tl1, TlKind::Tl2] {
+            let mut t = alloc::vec![0i8; kind.groups(6) * TL_TABLE_BYTES];
+            tl_build_tables(kind, &q, &mut t).unwrap();
+            for (g, tg) in t.chunks_exact(TL_TABLE_BYTES).enumerate() {
+                for idx in 0..14u8 {
+                    let Some(ws) = group_weights(kind, idx) else {
+                        continue;
+                    };
+                    let want: i32 = (0..kind.group_len())
+                        .map(|i| i32::from(ws[i]) * i32::from(q[g * kind.group_len() + i]))
+                        .sum();
+                    let i = usize::from(idx);
+                    assert_eq!(i32::from(tg[i]) + 16 * i32::from(tg[16 + i]), want);
+                }
+            }
+        }
+    }
+}

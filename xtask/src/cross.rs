@@ -1,0 +1,107 @@
+//! `cargo xtask cross-test aarch64|wasm32`: bitnet-core's kernel harness
+//! and the fixture tests built for aarch64-unknown-linux-gnu and run under
+//! qemu-aarch64, or built for wasm32-wasip1 with simd128 and run under
+//! Node's WASI (ci/wasi-run.mjs), so the NEON and simd128 kernels are
+//! proven to give the same integers (and the same greedy tokens) as the x86
+//! and portable ones.
+
+use std::process::Command;
+
+use crate::root;
+use crate::tools::{Result, run};
+
+const TARGET: &str = "aarch64-unknown-linux-gnu";
+
+/// Test binaries of bitnet-core run on the foreign architecture.
+const TESTS: [&str; 3] = ["kernels_harness", "model_tl", "model_bitnet"];
+
+fn have(program: &str) -> bool {
+    Command::new(program).arg("--version").output().is_ok()
+}
+
+/// Installs (idempotently) what the aarch64 run needs: Debian's
+/// qemu-user and gcc-aarch64-linux-gnu, and the rustup target.
+fn ensure_aarch64_tools() -> Result<()> {
+    if !have("qemu-aarch64") || !have("aarch64-linux-gnu-gcc") {
+        run(Command::new("apt-get").arg("update"))?;
+        run(Command::new("apt-get").args([
+            "install",
+            "-y",
+            "qemu-user",
+            "gcc-aarch64-linux-gnu",
+            "libc6-dev-arm64-cross",
+        ]))?;
+    }
+    let listed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == TARGET)
+        })
+        .unwrap_or(false);
+    if !listed {
+        run(Command::new("rustup").args(["target", "add", TARGET]))?;
+    }
+    Ok(())
+}
+
+/// The wasm32-wasip1 run: simd128 enabled, Node's WASI as the runner.
+fn wasm32() -> Result<()> {
+    const WASM: &str = "wasm32-wasip1";
+    if !have("node") {
+        return Err("cross-test wasm32 needs node (Node.js >= 20) on PATH".into());
+    }
+    let listed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == WASM)
+        })
+        .unwrap_or(false);
+    if !listed {
+        run(Command::new("rustup").args(["target", "add", WASM]))?;
+    }
+    let runner = format!("node {}", root().join("ci/wasi-run.mjs").display());
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root())
+        .env("CARGO_TARGET_WASM32_WASIP1_RUNNER", runner)
+        .env("RUSTFLAGS", "-C target-feature=+simd128")
+        .args(["test", "--release", "-p", "bitnet-core", "--target", WASM]);
+    for t in TESTS {
+        cmd.args(["--test", t]);
+    }
+    run(&mut cmd)
+}
+
+/// Runs the cross-architecture tests for `arch` (`aarch64` or `wasm32`).
+pub fn cross_test(arch: &str) -> Result<()> {
+    match arch {
+        "aarch64" => {}
+        "wasm32" => return wasm32(),
+        _ => {
+            return Err(format!(
+                "cross-test: unknown architecture '{arch}' (supported: aarch64, wasm32)"
+            ));
+        }
+    }
+    ensure_aarch64_tools()?;
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root())
+        .env(
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
+            "aarch64-linux-gnu-gcc",
+        )
+        .env(
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER",
+            "qemu-aarch64 -L /usr/aarch64-linux-gnu",
+        )
+        .args(["test", "--release", "-p", "bitnet-core", "--target", TARGET]);
+    for t in TESTS {
+        cmd.args(["--test", t]);
+    }
+    run(&mut cmd)
+}
