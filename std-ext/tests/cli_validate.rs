@@ -51,8 +51,14 @@ fn variant(
     for t in tensors {
         w.tensor(t);
     }
+    // Several tests build the same variants in parallel while others run
+    // `bitnet` on them, which maps the file: write a private file and rename
+    // it into place, so a mapped file is never truncated under a reader
+    // (that would be SIGBUS).
     let path = scratch(out);
-    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+    let tmp = scratch(&format!("{out}.{:?}.tmp", std::thread::current().id()));
+    std::fs::write(&tmp, w.to_bytes().unwrap()).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
     path
 }
 
