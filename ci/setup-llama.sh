@@ -8,11 +8,20 @@
 #                                         bin/llama-tokenize, bin/*.so (libllama, libggml*)
 #   $BITNET_CACHE/llama.cpp-$VER/env.sh   exports LLAMA_CPP_LIB_PATH, PYTHONPATH, LLAMA_CPP_DIR
 # Prints the env.sh path on stdout.
+#
+# The vendored llama.cpp gets one patch of ours before building,
+# ci/crossval/llama-relu2.patch (its `bitnet` arch honours the GGUF string
+# `bitnet.hidden_act` = "relu2"; without that key nothing changes). The stamp
+# carries the patch's hash, so a changed patch is re-applied (the old one is
+# reversed first) and the build redone incrementally.
 set -euo pipefail
 VER=0.3.36
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PATCH="$HERE/crossval/llama-relu2.patch"
+PATCH_HASH=$(sha256sum "$PATCH" | cut -c1-16)
 CACHE="${BITNET_CACHE:-$HOME/.cache/bitnet}"
 DIR="$CACHE/llama.cpp-$VER"
-STAMP="$DIR/.built"
+STAMP="$DIR/.built-$PATCH_HASH"
 if [ -f "$STAMP" ]; then echo "$DIR/env.sh"; exit 0; fi
 mkdir -p "$DIR"
 log() { echo "setup-llama: $*" >&2; }
@@ -32,6 +41,18 @@ if [ ! -d "$DIR/src/vendor/llama.cpp" ]; then
   tar xzf "$tmp"/llama_cpp_python-$VER.tar.gz -C "$DIR/src" --strip-components=1
   rm -rf "$tmp"
 fi
+APPLIED="$DIR/src/.bitnet-applied.patch"
+if [ -f "$APPLIED" ] && ! cmp -s "$APPLIED" "$PATCH"; then
+  log "reverting the previous llama.cpp patch"
+  patch -R -p1 -d "$DIR/src/vendor/llama.cpp" < "$APPLIED" >&2
+  rm -f "$APPLIED"
+fi
+if [ ! -f "$APPLIED" ]; then
+  log "applying $(basename "$PATCH")"
+  patch -p1 -d "$DIR/src/vendor/llama.cpp" < "$PATCH" >&2
+  cp "$PATCH" "$APPLIED"
+fi
+rm -f "$DIR"/.built*
 log "building llama.cpp (CPU only; a few minutes on 2 cores)"
 cmake -S "$DIR/src/vendor/llama.cpp" -B "$DIR/build" -G Ninja \
   -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON \
