@@ -3,6 +3,7 @@
 mod bench_compare;
 mod benchmark;
 mod cross;
+mod crossval;
 mod ctests;
 mod fixtures;
 mod golden_receipts;
@@ -126,6 +127,10 @@ enum Cmd {
     },
     /// Check include/bitnet.h; run the C/C++ tests plain, under Valgrind and ASAN.
     CTests(ctests::Args),
+    /// Our engine against llama.cpp (built from the llama-cpp-python sdist,
+    /// with our relu² patch) on every fixture and any --model: per-position
+    /// logits and greedy tokens through the C++ harness; summary table.
+    Crossval(crossval::Args),
     /// Write a Llama-3 GGUF vocabulary (tokens, merges, special tokens,
     /// pre = llama-bpe) built from a tiktoken rank file.
     GenVocab {
@@ -194,6 +199,7 @@ fn main() -> ExitCode {
         Cmd::NoStdCheck => tools::no_std_check(),
         Cmd::CrossTest { arch } => cross::cross_test(&arch),
         Cmd::CTests(args) => ctests::c_tests(&args),
+        Cmd::Crossval(args) => crossval::crossval(&args),
         Cmd::FuzzSmoke { seconds, target } => tools::fuzz_smoke(seconds, target.as_deref()),
         Cmd::GenFixtures {
             out_dir,
