@@ -42,14 +42,24 @@ if [ ! -d "$DIR/src/vendor/llama.cpp" ]; then
   rm -rf "$tmp"
 fi
 APPLIED="$DIR/src/.bitnet-applied.patch"
+# apply_patch [-R] FILE: `patch` where installed, else `git apply` (outside
+# any repository it applies to plain files).
+apply_patch() {
+  local vendor="$DIR/src/vendor/llama.cpp"
+  if command -v patch >/dev/null; then
+    patch $1 -p1 -d "$vendor" < "$2" >&2
+  else
+    git -C "$vendor" apply $1 -p1 "$2" >&2
+  fi
+}
 if [ -f "$APPLIED" ] && ! cmp -s "$APPLIED" "$PATCH"; then
   log "reverting the previous llama.cpp patch"
-  patch -R -p1 -d "$DIR/src/vendor/llama.cpp" < "$APPLIED" >&2
+  apply_patch -R "$APPLIED"
   rm -f "$APPLIED"
 fi
 if [ ! -f "$APPLIED" ]; then
   log "applying $(basename "$PATCH")"
-  patch -p1 -d "$DIR/src/vendor/llama.cpp" < "$PATCH" >&2
+  apply_patch "" "$PATCH"
   cp "$PATCH" "$APPLIED"
 fi
 rm -f "$DIR"/.built*
