@@ -1,12 +1,15 @@
 //! [`CudaModel`]: weights on the device, the decode step as a CUDA graph.
 //!
 //! One step (one position, batch 1) is: `embed_*` (token from device
-//! memory), per layer `i2s_gemv` (RMSNorm + quantization + q|k|v),
-//! `attention_rope` (RoPE, KV store, attention), `i2s_gemv` (sub-norm +
-//! Wo, added to the residual), `i2s_gemv` (norm + gate/up + relu²·up),
-//! `i2s_gemv` (sub-norm + Wdown, added), then `f16_gemv_rmsnorm` (final
-//! norm + LM head) and `argmax_next` (greedy token, written back to device
-//! memory with the next position). The step reads the token and position
+//! memory), then per layer: `quantize_act` (RMSNorm + int8 quantization of
+//! the block input, once) and `i2s_gemv` (q|k|v); `attention_rope` (RoPE,
+//! KV store, attention split over heads x slices of 64 positions);
+//! `quantize_act` (combine of the slices + sub-norm + quantization) and
+//! `i2s_gemv` (Wo, added to the residual); `quantize_act` (norm) and
+//! `i2s_gemv_glu` (gate/up + relu²·up); `quantize_act` (sub-norm) and
+//! `i2s_gemv` (Wdown, added). Then `f16_gemv_rmsnorm` (final norm + LM
+//! head) and `argmax_next` (greedy token, written back to device memory
+//! with the next position). The step reads the token and position
 //! from device memory, so the same graph serves every position; a greedy
 //! decode replays it with no host work between tokens.
 
@@ -14,7 +17,10 @@ use std::sync::Arc;
 
 use bitnet_core::model::{Arch, Config, Model, RopeStyle};
 use bitnet_core::quant::QuantType;
-use bitnet_core::quant::i2s::i2s_scale;
+use bitnet_core::quant::i2s::{i2s_dot_i32, i2s_output, i2s_scale};
+use bitnet_core::quant::q8_k::BlockQ8K;
+use bitnet_core::quant::tq2_0::BlockTq2_0;
+use bitnet_core::quant::tq2_0::vec_dot_tq2_0_q8_k;
 use bitnet_core::receipt::KernelCounters;
 use cudarc::driver::sys::{CUevent_flags, CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{
@@ -30,31 +36,68 @@ use crate::receipt::GpuInfo;
 pub const ID_GEMV: &str = "i2s_gemv_cuda_dp4a";
 /// Gate and up projections with the activation, one launch.
 pub const ID_GEMV_GLU: &str = "i2s_gemv_glu_cuda_dp4a";
+/// TQ2_0 x Q8_K projection (dp4a, exact block integers).
+pub const ID_TQ2: &str = "tq2_gemv_cuda_dp4a";
+/// TQ2_0 gate and up projections with the activation.
+pub const ID_TQ2_GLU: &str = "tq2_gemv_glu_cuda_dp4a";
+/// RMSNorm + int8 activation quantization of one matmul input.
+pub const ID_QUANT: &str = "quantize_act_cuda";
 /// RoPE + KV store + attention.
 pub const ID_ATTN: &str = "attention_rope_cuda";
 /// Embedding gather.
 pub const ID_EMBED: &str = "embed_cuda";
 /// Final RMSNorm + F16 LM head.
 pub const ID_HEAD: &str = "f16_gemv_rmsnorm_cuda";
+/// Final RMSNorm + F32 LM head.
+pub const ID_HEAD_F32: &str = "f32_gemv_rmsnorm_cuda";
 /// Greedy token on the device.
 pub const ID_ARGMAX: &str = "argmax_cuda";
 
-/// Threads of a GEMV block (8 warps).
-const GEMV_THREADS: u32 = 256;
-/// Largest context the attention kernel's shared memory takes.
+/// Threads of an I2_S GEMV block (4 warps).
+const GEMV_THREADS: u32 = 128;
+/// Rows each GEMV warp computes at once (`GEMV_RPW` in kernels.cu).
+const GEMV_RPW: usize = 4;
+/// Threads of the F16 head GEMV block (8 warps).
+const HEAD_THREADS: u32 = 256;
+/// Threads and per-thread registers of `quantize_act` (`QA_THREADS`,
+/// `QA_PER_THREAD`): the largest matmul input it takes.
+const QA_THREADS: u32 = 1024;
+const QA_MAX_K: usize = 1024 * 8;
+/// Positions per attention slice (`ATT_CHUNK` in kernels.cu).
+const ATT_CHUNK: usize = 64;
+/// Bytes per 128 quantized activations (`QBLOCK_STRIDE`).
+const QBLOCK_STRIDE: usize = 160;
+/// Largest context the GPU path takes.
 pub const MAX_GPU_CTX: usize = 8192;
 
-/// An I2_S projection on the host: the tensor body (`rows * cols / 4`
-/// bytes), its tensor scale and the optional projection scale.
+/// How a projection's weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// I2_S: 2-bit codes, one tensor scale; int8 activations per tensor.
+    I2s,
+    /// TQ2_0: 2-bit codes and an f16 scale per 256 values; Q8_K
+    /// activations.
+    Tq2_0,
+}
+
+/// Bytes of one TQ2_0 block (64 code bytes + f16 scale).
+const TQ2_BLOCK_BYTES: usize = BlockTq2_0::BYTES;
+
+/// A projection on the host: the tensor body, its tensor scale (I2_S) and
+/// the optional projection scale.
 #[derive(Debug, Clone, Copy)]
 pub struct HostLinear<'a> {
-    /// Codes, rows of `cols / 4` bytes.
+    /// I2_S: codes, rows of `cols / 4` bytes. TQ2_0: the whole tensor
+    /// (rows of `cols / 256` blocks of 66 bytes).
     pub body: &'a [u8],
+    /// Storage format.
+    pub format: WeightFormat,
     /// Output features.
     pub rows: usize,
     /// Input features.
     pub cols: usize,
-    /// The I2_S tensor scale.
+    /// The I2_S tensor scale (unused for TQ2_0, whose scales are in the
+    /// blocks).
     pub weight_scale: f32,
     /// The `.scale` tensor, if any.
     pub proj_scale: Option<f32>,
@@ -92,16 +135,26 @@ pub struct HostLayer<'a> {
 /// The token embedding as the GPU takes it.
 #[derive(Debug, Clone)]
 pub enum HostEmbedding<'a> {
-    /// The F16 LM head is the embedding table (tied): one copy on the GPU.
-    TiedF16Head,
+    /// The LM head is the embedding table (tied): one copy on the GPU, in
+    /// the head's format.
+    TiedHead,
     /// A separate F16 table, `vocab x dim`.
     F16(&'a [u8]),
     /// Rows decoded to f32 on the host, `vocab x dim`.
     F32(Vec<f32>),
 }
 
-/// A model as the GPU path takes it: I2_S projections, f32 norms, an F16
-/// LM head. Made from a [`Model`] ([`HostModel::from_model`]) or built in
+/// The LM head's storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadFormat {
+    /// F16 rows.
+    F16,
+    /// F32 rows.
+    F32,
+}
+
+/// A model as the GPU path takes it: I2_S or TQ2_0 projections, f32 norms,
+/// an F16 or F32 LM head. Made from a [`Model`] ([`HostModel::from_model`]) or built in
 /// memory (the synthetic benchmark model).
 #[derive(Debug, Clone)]
 pub struct HostModel<'a> {
@@ -111,27 +164,41 @@ pub struct HostModel<'a> {
     pub layers: Vec<HostLayer<'a>>,
     /// `output_norm`.
     pub output_norm: &'a [f32],
-    /// LM head, F16, `vocab x dim`.
-    pub head_f16: &'a [u8],
+    /// LM head, `vocab x dim` rows in `head_format`.
+    pub head: &'a [u8],
+    /// The head's element type.
+    pub head_format: HeadFormat,
     /// Token embedding.
     pub embedding: HostEmbedding<'a>,
 }
 
 fn host_linear<'a>(l: &bitnet_core::model::Linear<'a>) -> Result<HostLinear<'a>, CudaError> {
     let m = &l.matrix;
+    let (rows, cols) = (m.rows(), m.cols());
+    let w = m.weight();
+    if m.qtype() == QuantType::TQ2_0 {
+        return Ok(HostLinear {
+            body: w,
+            format: WeightFormat::Tq2_0,
+            rows,
+            cols,
+            weight_scale: 1.0,
+            proj_scale: l.scale,
+            counted_bytes: w.len() as u64,
+        });
+    }
     if m.qtype() != QuantType::I2S {
         return Err(CudaError::Unsupported(format!(
-            "{} is {:?}; the CUDA backend runs I2_S projections (TQ1_0/TQ2_0/F32 are CPU-only)",
+            "{} is {:?}; the CUDA backend runs I2_S and TQ2_0 projections (TQ1_0/F32 are CPU-only)",
             l.name,
             m.qtype()
         )));
     }
-    let (rows, cols) = (m.rows(), m.cols());
-    let w = m.weight();
     let scale =
         i2s_scale(w, rows, cols).map_err(|e| CudaError::Unsupported(format!("{}: {e}", l.name)))?;
     Ok(HostLinear {
         body: &w[..rows * cols / 4],
+        format: WeightFormat::I2s,
         rows,
         cols,
         weight_scale: scale,
@@ -146,13 +213,16 @@ impl<'a> HostModel<'a> {
         let c = &m.config;
         let w = &m.weights;
         let head = &w.lm_head;
-        if head.matrix.qtype() != QuantType::F16 {
-            return Err(CudaError::Unsupported(format!(
-                "LM head {} is {:?}; the CUDA backend runs an F16 head",
-                head.name,
-                head.matrix.qtype()
-            )));
-        }
+        let head_format = match head.matrix.qtype() {
+            QuantType::F16 => HeadFormat::F16,
+            QuantType::F32 => HeadFormat::F32,
+            other => {
+                return Err(CudaError::Unsupported(format!(
+                    "LM head {} is {other:?}; the CUDA backend runs an F16 or F32 head",
+                    head.name
+                )));
+            }
+        };
         let mut layers = Vec::with_capacity(w.layers.len());
         for lw in &w.layers {
             layers.push(HostLayer {
@@ -170,7 +240,7 @@ impl<'a> HostModel<'a> {
             });
         }
         let embedding = if head.name == "token_embd.weight" {
-            HostEmbedding::TiedF16Head
+            HostEmbedding::TiedHead
         } else {
             let mut table = vec![0.0f32; c.vocab_size * c.dim];
             for (t, row) in table.chunks_exact_mut(c.dim).enumerate() {
@@ -184,7 +254,8 @@ impl<'a> HostModel<'a> {
             config: c.clone(),
             layers,
             output_norm: &w.output_norm,
-            head_f16: head.matrix.weight(),
+            head: head.matrix.weight(),
+            head_format,
             embedding,
         })
     }
@@ -206,8 +277,9 @@ struct DevLayer {
     vc: u64,
 }
 
-/// Device pointers of one (possibly fused) I2_S matrix and its per-row
-/// scales.
+/// Device pointers of one (possibly fused) matrix and its scales: `ws` is
+/// the I2_S tensor scale per row, or the TQ2_0 block scales (f32) per row
+/// and block; `ps` the projection scale per row.
 #[derive(Debug, Clone, Copy)]
 struct DevLinear {
     w: u64,
@@ -216,6 +288,44 @@ struct DevLinear {
     rows: usize,
     cols: usize,
     bytes: u64,
+    format: WeightFormat,
+}
+
+/// A (possibly fused) matrix uploaded: codes at `w`, scales on the host.
+struct Fused {
+    w: u64,
+    rows: usize,
+    bytes: u64,
+    scales: Vec<f32>,
+    format: WeightFormat,
+}
+
+/// Appends a TQ2_0 tensor's codes (64 bytes per 256-value block, rows of
+/// `cols / 4` bytes, so the GPU's 16-byte loads are aligned) to `codes` and
+/// its block scales (f16 -> f32, exact) to `scales`.
+fn split_tq2_0(
+    p: &HostLinear<'_>,
+    codes: &mut Vec<u8>,
+    scales: &mut Vec<f32>,
+) -> Result<(), CudaError> {
+    let nb = p.cols / 256;
+    if p.cols % 256 != 0 || p.body.len() != p.rows * nb * TQ2_BLOCK_BYTES {
+        return Err(CudaError::Unsupported(format!(
+            "TQ2_0 tensor of {} x {} with {} bytes",
+            p.rows,
+            p.cols,
+            p.body.len()
+        )));
+    }
+    for blk in p.body.chunks_exact(TQ2_BLOCK_BYTES) {
+        let b = BlockTq2_0::from_bytes(
+            blk.try_into()
+                .map_err(|_| CudaError::Unsupported("TQ2_0 block of the wrong size".into()))?,
+        );
+        codes.extend_from_slice(&b.qs);
+        scales.push(b.d.to_f32());
+    }
+    Ok(())
 }
 
 /// Time of one kernel launch (median over repetitions).
@@ -235,6 +345,10 @@ pub struct CudaModel {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     f_gemv: CudaFunction,
+    f_glu: CudaFunction,
+    f_tq2: CudaFunction,
+    f_tq2_glu: CudaFunction,
+    f_quant: CudaFunction,
     f_attn: CudaFunction,
     f_embed: CudaFunction,
     f_head: CudaFunction,
@@ -252,17 +366,28 @@ pub struct CudaModel {
     embed: u64,
     head: u64,
     head_bytes: u64,
+    head_format: HeadFormat,
     output_norm: u64,
     x: u64,
     qkv: u64,
-    att: u64,
     hb: u64,
+    /// Quantized activations (padded layout) and their scale / sum.
+    qact: u64,
+    qmeta: u64,
+    /// Attention partials: `[heads][n_split][hd]` f32 and `[heads][n_split]`
+    /// (max, sum) f64.
+    part_o: u64,
+    part_ml: u64,
+    n_split: usize,
     logits: u64,
     params_ptr: u64,
     out_tokens_ptr: u64,
     rope_cos: u64,
     rope_sin: u64,
     logits_buf: CudaSlice<f32>,
+    qkv_buf: CudaSlice<f32>,
+    qact_buf: CudaSlice<u8>,
+    qmeta_buf: CudaSlice<i32>,
     graph: Option<CudaGraph>,
     /// Kernels one step launches, recorded as they were captured.
     step_kernels: Vec<(&'static str, u64)>,
@@ -301,8 +426,24 @@ fn rope_tables(c: &Config, n_ctx: usize) -> (Vec<f32>, Vec<f32>) {
     (cos, sin)
 }
 
+/// The receipt id of a GEMV launch on `a` (`glu`: gate|up).
+fn gemv_id(a: &DevLinear, glu: bool) -> &'static str {
+    match (a.format, glu) {
+        (WeightFormat::I2s, false) => ID_GEMV,
+        (WeightFormat::I2s, true) => ID_GEMV_GLU,
+        (WeightFormat::Tq2_0, false) => ID_TQ2,
+        (WeightFormat::Tq2_0, true) => ID_TQ2_GLU,
+    }
+}
+
+/// Blocks of a GEMV: one group of `GEMV_RPW` rows per warp.
+fn gemv_grid(rows: usize) -> u32 {
+    let rows_per_block = (GEMV_THREADS / 32) as usize * GEMV_RPW;
+    rows.div_ceil(rows_per_block).max(1) as u32
+}
+
 fn grid_for(rows: usize, sm_count: usize) -> u32 {
-    let warps = (GEMV_THREADS / 32) as usize;
+    let warps = (HEAD_THREADS / 32) as usize;
     let cap = (sm_count * 4).max(1);
     let per_warp = rows.div_ceil(warps * cap).max(1);
     rows.div_ceil(warps * per_warp).max(1) as u32
@@ -325,6 +466,11 @@ impl CudaModel {
             return Err(CudaError::Unsupported(
                 "dimensions must be multiples of 128 (I2_S blocks)".into(),
             ));
+        }
+        if c.dim.max(c.hidden_dim).max(c.q_dim()) > QA_MAX_K {
+            return Err(CudaError::Unsupported(format!(
+                "matmul inputs of more than {QA_MAX_K} features"
+            )));
         }
         if c.dim * 4 > 48 * 1024 {
             return Err(CudaError::Unsupported(format!(
@@ -357,11 +503,21 @@ impl CudaModel {
         .map_err(|e| CudaError::Compile(format!("{e:?}")))?;
         let module = ctx.load_module(ptx)?;
         let f_gemv = module.load_function("i2s_gemv")?;
+        let f_glu = module.load_function("i2s_gemv_glu")?;
+        let f_tq2 = module.load_function("tq2_gemv")?;
+        let f_tq2_glu = module.load_function("tq2_gemv_glu")?;
+        let f_quant = module.load_function("quantize_act")?;
         let f_attn = module.load_function("attention_rope")?;
         let f_head = module.load_function("f16_gemv_rmsnorm")?;
         let f_argmax = module.load_function("argmax_next")?;
-        let f_embed = match m.embedding {
-            HostEmbedding::F32(_) => module.load_function("embed_f32")?,
+        let f_head = match m.head_format {
+            HeadFormat::F16 => f_head,
+            HeadFormat::F32 => module.load_function("f32_gemv_rmsnorm")?,
+        };
+        let f_embed = match (&m.embedding, m.head_format) {
+            (HostEmbedding::F32(_), _) | (HostEmbedding::TiedHead, HeadFormat::F32) => {
+                module.load_function("embed_f32")?
+            }
             _ => module.load_function("embed_f16")?,
         };
 
@@ -373,22 +529,54 @@ impl CudaModel {
             keep_u8.push(s);
             Ok(p)
         };
-        let head = up_u8(m.head_f16)?;
+        let head_row = c.dim
+            * match m.head_format {
+                HeadFormat::F16 => 2,
+                HeadFormat::F32 => 4,
+            };
+        if m.head.len() != c.vocab_size * head_row {
+            return Err(CudaError::Unsupported(format!(
+                "LM head of {} bytes for {} x {}",
+                m.head.len(),
+                c.vocab_size,
+                c.dim
+            )));
+        }
+        let head = up_u8(m.head)?;
         let embed = match &m.embedding {
-            HostEmbedding::TiedF16Head => head,
+            HostEmbedding::TiedHead => head,
             HostEmbedding::F16(b) => up_u8(b)?,
             HostEmbedding::F32(_) => 0,
         };
-        let mut fused = |parts: &[&HostLinear<'_>]| -> Result<(u64, usize, u64), CudaError> {
+        let mut fused = |parts: &[&HostLinear<'_>]| -> Result<Fused, CudaError> {
+            let format = parts[0].format;
+            let cols = parts[0].cols;
+            let mut f = Fused {
+                w: 0,
+                rows: 0,
+                bytes: 0,
+                scales: Vec::new(),
+                format,
+            };
             let mut body = Vec::new();
-            let mut rows = 0;
-            let mut bytes = 0;
             for p in parts {
-                body.extend_from_slice(&normalize_i2s_codes(p.body));
-                rows += p.rows;
-                bytes += p.counted_bytes;
+                if p.format != format || p.cols != cols {
+                    return Err(CudaError::Unsupported(
+                        "projections fed by one input must share their format and width".into(),
+                    ));
+                }
+                match format {
+                    WeightFormat::I2s => {
+                        body.extend_from_slice(&normalize_i2s_codes(p.body));
+                        f.scales.extend(std::iter::repeat_n(p.weight_scale, p.rows));
+                    }
+                    WeightFormat::Tq2_0 => split_tq2_0(p, &mut body, &mut f.scales)?,
+                }
+                f.rows += p.rows;
+                f.bytes += p.counted_bytes;
             }
-            Ok((up_u8(&body)?, rows, bytes))
+            f.w = up_u8(&body)?;
+            Ok(f)
         };
         let mut weights = Vec::new();
         for l in &m.layers {
@@ -410,36 +598,37 @@ impl CudaModel {
             HostEmbedding::F32(t) => up_f32(t)?,
             _ => embed,
         };
-        let scales = |parts: &[&HostLinear<'_>]| -> (Vec<f32>, Vec<f32>) {
-            let mut ws = Vec::new();
+        let proj_scales = |parts: &[&HostLinear<'_>]| -> Vec<f32> {
             let mut ps = Vec::new();
             for p in parts {
-                ws.extend(std::iter::repeat_n(p.weight_scale, p.rows));
                 ps.extend(std::iter::repeat_n(p.proj_scale.unwrap_or(1.0), p.rows));
             }
-            (ws, ps)
+            ps
         };
         let kv_dim = c.kv_dim();
         let mut layers = Vec::new();
         for (l, w) in m.layers.iter().zip(&weights) {
-            let mut dl = |parts: &[&HostLinear<'_>],
-                          (wp, rows, bytes): (u64, usize, u64)|
-             -> Result<DevLinear, CudaError> {
-                let (ws, ps) = scales(parts);
+            let mut dl = |parts: &[&HostLinear<'_>], f: &Fused| -> Result<DevLinear, CudaError> {
                 Ok(DevLinear {
-                    w: wp,
-                    ws: up_f32(&ws)?,
-                    ps: up_f32(&ps)?,
-                    rows,
+                    w: f.w,
+                    ws: up_f32(&f.scales)?,
+                    ps: up_f32(&proj_scales(parts))?,
+                    rows: f.rows,
                     cols: parts[0].cols,
-                    bytes,
+                    bytes: f.bytes,
+                    format: f.format,
                 })
             };
-            let qkv = dl(&[&l.wq, &l.wk, &l.wv], w[0])?;
-            let o = dl(&[&l.wo], w[1])?;
-            let gate = dl(&[&l.w_gate], w[2])?;
-            let up = dl(&[&l.w_up], w[3])?;
-            let down = dl(&[&l.w_down], w[4])?;
+            let qkv = dl(&[&l.wq, &l.wk, &l.wv], &w[0])?;
+            let o = dl(&[&l.wo], &w[1])?;
+            let gate = dl(&[&l.w_gate], &w[2])?;
+            let up = dl(&[&l.w_up], &w[3])?;
+            if gate.format != up.format {
+                return Err(CudaError::Unsupported(
+                    "gate and up projections in different formats".into(),
+                ));
+            }
+            let down = dl(&[&l.w_down], &w[4])?;
             let attn_norm = up_f32(l.attn_norm)?;
             let attn_sub_norm = match l.attn_sub_norm {
                 Some(n) => up_f32(n)?,
@@ -469,9 +658,19 @@ impl CudaModel {
         }
         let output_norm = up_f32(m.output_norm)?;
         let x = up_f32(&vec![0.0; c.dim])?;
-        let qkv = up_f32(&vec![0.0; c.q_dim() + 2 * kv_dim])?;
-        let att = up_f32(&vec![0.0; c.q_dim()])?;
+        let qkv_buf = stream.clone_htod(&vec![0.0f32; c.q_dim() + 2 * kv_dim])?;
+        let qkv = ptr_f32(&qkv_buf, &stream);
         let hb = up_f32(&vec![0.0; c.hidden_dim])?;
+        let n_split = n_ctx.div_ceil(ATT_CHUNK);
+        let part_o = up_f32(&vec![0.0; c.n_heads * n_split * c.head_dim])?;
+        // f64 pairs, allocated as f32 words.
+        let part_ml = up_f32(&vec![0.0; c.n_heads * n_split * 4])?;
+        let max_k = c.dim.max(c.hidden_dim).max(c.q_dim());
+        let qact_buf = stream.clone_htod(&vec![0u8; max_k.div_ceil(128) * QBLOCK_STRIDE])?;
+        let qact = ptr_u8(&qact_buf, &stream);
+        // I2_S: scale and sum; Q8_K: (d, sum) for up to 32 blocks.
+        let qmeta_buf = stream.clone_htod(&[0i32; 2 + 2 * QA_MAX_K / 256])?;
+        let qmeta = ptr_i32(&qmeta_buf, &stream);
         let logits_buf = stream.clone_htod(&vec![0.0f32; c.vocab_size])?;
         let logits = ptr_f32(&logits_buf, &stream);
         let (cs, sn) = rope_tables(&c, n_ctx);
@@ -482,11 +681,15 @@ impl CudaModel {
         let params_ptr = ptr_i32(&params, &stream);
         let out_tokens_ptr = ptr_i32(&out_tokens, &stream);
         stream.synchronize()?;
-        let head_bytes = m.head_f16.len() as u64;
+        let head_bytes = m.head.len() as u64;
         let mut me = Self {
             ctx,
             stream,
             f_gemv,
+            f_glu,
+            f_tq2,
+            f_tq2_glu,
+            f_quant,
             f_attn,
             f_embed,
             f_head,
@@ -503,17 +706,25 @@ impl CudaModel {
             embed,
             head,
             head_bytes,
+            head_format: m.head_format,
             output_norm,
             x,
             qkv,
-            att,
             hb,
+            qact,
+            qmeta,
+            part_o,
+            part_ml,
+            n_split,
             logits,
             params_ptr,
             out_tokens_ptr,
             rope_cos,
             rope_sin,
             logits_buf,
+            qkv_buf,
+            qact_buf,
+            qmeta_buf,
             graph: None,
             step_kernels: Vec::new(),
             counters: KernelCounters::new(),
@@ -563,47 +774,122 @@ impl CudaModel {
         self.keep_u8.len() + self.keep_f32.len()
     }
 
-    fn gemv(
+    /// `quantize_act` of `x` (K floats; with `norm` != 0 RMSNorm first),
+    /// or with `combine` of the attention partials.
+    fn k_quant(
         &self,
-        a: &DevLinear,
-        b: Option<&DevLinear>,
         x: u64,
+        combine: bool,
         norm: u64,
-        out: u64,
-        mode: i32,
+        k: usize,
+        format: WeightFormat,
     ) -> Result<(), CudaError> {
-        let k = a.cols;
         let cfg = LaunchConfig {
-            grid_dim: (grid_for(a.rows, self.sm_count), 1, 1),
-            block_dim: (GEMV_THREADS, 1, 1),
-            shared_mem_bytes: (k / 128 * 160) as u32,
+            grid_dim: (1, 1, 1),
+            block_dim: (QA_THREADS, 1, 1),
+            shared_mem_bytes: 0,
         };
-        let (w2, ws2, ps2) = b.map_or((0u64, 0u64, 0u64), |b| (b.w, b.ws, b.ps));
+        let (po, pml) = if combine {
+            (self.part_o, self.part_ml)
+        } else {
+            (0u64, 0u64)
+        };
+        let (hd, ns, kk) = (self.cfg.head_dim as i32, self.n_split as i32, k as i32);
         let eps = self.cfg.norm_eps;
-        let (kk, rows) = (k as i32, a.rows as i32);
-        let act: i32 = match self.cfg.arch {
-            Arch::BitnetB158 => 0,
-            Arch::Bitnet | Arch::Llama => 1,
+        let fmt: i32 = match format {
+            WeightFormat::I2s => 0,
+            WeightFormat::Tq2_0 => 1,
         };
-        let mut l = self.stream.launch_builder(&self.f_gemv);
-        l.arg(&a.w)
-            .arg(&w2)
-            .arg(&a.ws)
-            .arg(&a.ps)
-            .arg(&ws2)
-            .arg(&ps2)
-            .arg(&x)
+        let mut l = self.stream.launch_builder(&self.f_quant);
+        l.arg(&x)
+            .arg(&po)
+            .arg(&pml)
+            .arg(&self.params_ptr)
+            .arg(&hd)
+            .arg(&ns)
             .arg(&norm)
             .arg(&eps)
             .arg(&kk)
-            .arg(&rows)
-            .arg(&out)
-            .arg(&mode)
-            .arg(&act);
-        // SAFETY: the arguments match `i2s_gemv`'s parameters in order and
-        // type (pointers as u64 device addresses of live allocations held by
-        // `self`, sized for `rows x k`); shared memory covers K activations.
+            .arg(&fmt)
+            .arg(&self.qact)
+            .arg(&self.qmeta);
+        // SAFETY: the arguments match `quantize_act`'s parameters in order
+        // and type (u64 device addresses of live allocations held by
+        // `self`): x / norm hold k floats (k <= QA_MAX_K, checked in `new`),
+        // the partials heads x n_split slices, qact the padded layout of
+        // the largest input, qmeta 2 + 2 * QA_MAX_K / 256 words.
         unsafe { l.launch(cfg) }?;
+        Ok(())
+    }
+
+    /// I2_S GEMV of the quantized activations: mode 0 `out = W x`, mode 1
+    /// `out += W x`; with `up`, gate|up and the activation into `out`.
+    fn gemv(
+        &self,
+        a: &DevLinear,
+        up: Option<&DevLinear>,
+        out: u64,
+        mode: i32,
+    ) -> Result<(), CudaError> {
+        let cfg = LaunchConfig {
+            grid_dim: (gemv_grid(a.rows), 1, 1),
+            block_dim: (GEMV_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (kk, rows) = (a.cols as i32, a.rows as i32);
+        match up {
+            None => {
+                let f = match a.format {
+                    WeightFormat::I2s => &self.f_gemv,
+                    WeightFormat::Tq2_0 => &self.f_tq2,
+                };
+                let mut l = self.stream.launch_builder(f);
+                l.arg(&a.w)
+                    .arg(&a.ws)
+                    .arg(&a.ps)
+                    .arg(&self.qact)
+                    .arg(&self.qmeta)
+                    .arg(&kk)
+                    .arg(&rows)
+                    .arg(&out)
+                    .arg(&mode);
+                // SAFETY: matches `i2s_gemv` and `tq2_gemv` (same
+                // parameters; u64 device addresses of live allocations held
+                // by `self`: W rows x k/4 bytes, scales per row (I2_S) or
+                // per row and block (TQ2_0), out `rows` floats, qact / qmeta
+                // written by the `quantize_act` of this k and format issued
+                // before on the stream).
+                unsafe { l.launch(cfg) }?;
+            }
+            Some(b) => {
+                let act: i32 = match self.cfg.arch {
+                    Arch::BitnetB158 => 0,
+                    Arch::Bitnet | Arch::Llama => 1,
+                };
+                let f = match a.format {
+                    WeightFormat::I2s => &self.f_glu,
+                    WeightFormat::Tq2_0 => &self.f_tq2_glu,
+                };
+                let mut l = self.stream.launch_builder(f);
+                l.arg(&a.w)
+                    .arg(&b.w)
+                    .arg(&a.ws)
+                    .arg(&a.ps)
+                    .arg(&b.ws)
+                    .arg(&b.ps)
+                    .arg(&self.qact)
+                    .arg(&self.qmeta)
+                    .arg(&kk)
+                    .arg(&rows)
+                    .arg(&out)
+                    .arg(&act);
+                // SAFETY: matches `i2s_gemv_glu` and `tq2_gemv_glu`; gate
+                // and up have the same format and
+                // shape (rows x k), out holds `rows` floats; qact / qmeta as
+                // for `i2s_gemv`.
+                unsafe { l.launch(cfg) }?;
+            }
+        }
         Ok(())
     }
 
@@ -631,9 +917,9 @@ impl CudaModel {
         let neox: i32 = (c.arch.rope_style() == RopeStyle::Neox).into();
         let scale = c.attn_scale;
         let cfg = LaunchConfig {
-            grid_dim: (c.n_heads as u32, 1, 1),
+            grid_dim: (c.n_heads as u32, self.n_split as u32, 1),
             block_dim: (128, 1, 1),
-            shared_mem_bytes: ((3 * c.head_dim + self.n_ctx) * 4) as u32,
+            shared_mem_bytes: ((3 * c.head_dim + ATT_CHUNK) * 4) as u32,
         };
         let mut l = self.stream.launch_builder(&self.f_attn);
         l.arg(&self.qkv)
@@ -642,7 +928,8 @@ impl CudaModel {
             .arg(&self.rope_cos)
             .arg(&self.rope_sin)
             .arg(&self.params_ptr)
-            .arg(&self.att)
+            .arg(&self.part_o)
+            .arg(&self.part_ml)
             .arg(&nh)
             .arg(&nkv)
             .arg(&hd)
@@ -651,7 +938,8 @@ impl CudaModel {
             .arg(&scale);
         // SAFETY: matches `attention_rope`; caches hold n_ctx positions and
         // the position in params[1] is < n_ctx (checked by the host before
-        // every step); shared memory is (3 hd + n_ctx) floats.
+        // every step); the partials hold heads x n_split slices (grid.y =
+        // n_split); shared memory is (3 hd + ATT_CHUNK) floats.
         unsafe { l.launch(cfg) }?;
         Ok(())
     }
@@ -662,7 +950,7 @@ impl CudaModel {
         let eps = c.norm_eps;
         let cfg = LaunchConfig {
             grid_dim: (grid_for(c.vocab_size, self.sm_count), 1, 1),
-            block_dim: (GEMV_THREADS, 1, 1),
+            block_dim: (HEAD_THREADS, 1, 1),
             shared_mem_bytes: (c.dim * 4) as u32,
         };
         let mut l = self.stream.launch_builder(&self.f_head);
@@ -673,8 +961,10 @@ impl CudaModel {
             .arg(&k)
             .arg(&rows)
             .arg(&self.logits);
-        // SAFETY: matches `f16_gemv_rmsnorm`; the head is vocab x dim F16,
-        // logits hold vocab floats, shared memory dim floats.
+        // SAFETY: matches `f16_gemv_rmsnorm` / `f32_gemv_rmsnorm` (same
+        // parameters; the one loaded matches the head's format, whose size
+        // `new` checked: vocab x dim), logits hold vocab floats, shared
+        // memory dim floats.
         unsafe { l.launch(cfg) }?;
         Ok(())
     }
@@ -702,20 +992,33 @@ impl CudaModel {
         let mut ks = Vec::new();
         self.k_embed()?;
         ks.push((ID_EMBED, 0));
+        let c = &self.cfg;
         for d in &self.layers {
-            self.gemv(&d.qkv, None, self.x, d.attn_norm, self.qkv, 0)?;
-            ks.push((ID_GEMV, d.qkv.bytes));
+            self.k_quant(self.x, false, d.attn_norm, c.dim, d.qkv.format)?;
+            ks.push((ID_QUANT, 0));
+            self.gemv(&d.qkv, None, self.qkv, 0)?;
+            ks.push((gemv_id(&d.qkv, false), d.qkv.bytes));
             self.k_attn(d)?;
             ks.push((ID_ATTN, 0));
-            self.gemv(&d.o, None, self.att, d.attn_sub_norm, self.x, 1)?;
-            ks.push((ID_GEMV, d.o.bytes));
-            self.gemv(&d.gate, Some(&d.up), self.x, d.ffn_norm, self.hb, 2)?;
-            ks.push((ID_GEMV_GLU, d.gate.bytes + d.up.bytes));
-            self.gemv(&d.down, None, self.hb, d.ffn_sub_norm, self.x, 1)?;
-            ks.push((ID_GEMV, d.down.bytes));
+            self.k_quant(0, true, d.attn_sub_norm, c.q_dim(), d.o.format)?;
+            ks.push((ID_QUANT, 0));
+            self.gemv(&d.o, None, self.x, 1)?;
+            ks.push((gemv_id(&d.o, false), d.o.bytes));
+            self.k_quant(self.x, false, d.ffn_norm, c.dim, d.gate.format)?;
+            ks.push((ID_QUANT, 0));
+            self.gemv(&d.gate, Some(&d.up), self.hb, 0)?;
+            ks.push((gemv_id(&d.gate, true), d.gate.bytes + d.up.bytes));
+            self.k_quant(self.hb, false, d.ffn_sub_norm, c.hidden_dim, d.down.format)?;
+            ks.push((ID_QUANT, 0));
+            self.gemv(&d.down, None, self.x, 1)?;
+            ks.push((gemv_id(&d.down, false), d.down.bytes));
         }
         self.k_head()?;
-        ks.push((ID_HEAD, self.head_bytes));
+        let head_id = match self.head_format {
+            HeadFormat::F16 => ID_HEAD,
+            HeadFormat::F32 => ID_HEAD_F32,
+        };
+        ks.push((head_id, self.head_bytes));
         self.k_argmax()?;
         ks.push((ID_ARGMAX, 0));
         Ok(ks)
@@ -806,6 +1109,67 @@ impl CudaModel {
         Ok(all[range].iter().map(|&t| t as u32).collect())
     }
 
+    /// Checks layer 0's q|k|v projection on the device against core's
+    /// integer dot products, bit for bit: quantizes the current residual
+    /// (`quantize_act`), runs the GEMV, reads back the quantized
+    /// activations, their scale(s) and the outputs, and recomputes every
+    /// output row on the CPU from `host`'s weights (I2_S: `i2s_dot_i32` on
+    /// the file's bytes, then `i2s_output` and the projection scale;
+    /// TQ2_0: `vec_dot_tq2_0_q8_k`). Returns (rows checked, rows that
+    /// differ). Overwrites the q|k|v buffer: call between steps.
+    pub fn check_qkv_exact(&self, host: &HostModel<'_>) -> Result<(usize, usize), CudaError> {
+        let d = self.layers[0];
+        let hl = &host.layers[0];
+        let c = &self.cfg;
+        self.k_quant(self.x, false, d.attn_norm, c.dim, d.qkv.format)?;
+        self.gemv(&d.qkv, None, self.qkv, 0)?;
+        let out = self.stream.clone_dtoh(&self.qkv_buf)?;
+        let qpad = self.stream.clone_dtoh(&self.qact_buf)?;
+        let meta = self.stream.clone_dtoh(&self.qmeta_buf)?;
+        self.stream.synchronize()?;
+        let k = c.dim;
+        let q: Vec<i8> = (0..k)
+            .map(|i| qpad[(i / 128) * QBLOCK_STRIDE + i % 128] as i8)
+            .collect();
+        let mut rows = 0;
+        let mut bad = 0;
+        let mut r_all = 0;
+        for p in [&hl.wq, &hl.wk, &hl.wv] {
+            for r in 0..p.rows {
+                let want = match p.format {
+                    WeightFormat::I2s => {
+                        let rb = k / 4;
+                        let dot = i2s_dot_i32(&p.body[r * rb..(r + 1) * rb], &q)
+                            .map_err(|e| CudaError::Usage(e.to_string()))?;
+                        let s = f32::from_bits(meta[0] as u32);
+                        i2s_output(dot, s, p.weight_scale) * p.proj_scale.unwrap_or(1.0)
+                    }
+                    WeightFormat::Tq2_0 => {
+                        let nb = k / 256;
+                        let rb = nb * TQ2_BLOCK_BYTES;
+                        let act: Vec<BlockQ8K> = (0..nb)
+                            .map(|b| {
+                                let mut blk = BlockQ8K::ZERO;
+                                blk.d = f32::from_bits(meta[2 + 2 * b] as u32);
+                                blk.qs.copy_from_slice(&q[b * 256..(b + 1) * 256]);
+                                blk
+                            })
+                            .collect();
+                        vec_dot_tq2_0_q8_k(&p.body[r * rb..(r + 1) * rb], &act)
+                            .map_err(|e| CudaError::Usage(e.to_string()))?
+                            * p.proj_scale.unwrap_or(1.0)
+                    }
+                };
+                rows += 1;
+                if want.to_bits() != out[r_all + r].to_bits() {
+                    bad += 1;
+                }
+            }
+            r_all += p.rows;
+        }
+        Ok((rows, bad))
+    }
+
     /// Times each kernel kind of layer 0 and the head on their own
     /// (CUDA events, median of `reps` launches). Overwrites activations and
     /// the cache row at the current position: call after generation.
@@ -816,29 +1180,49 @@ impl CudaModel {
         type Launch<'m> = Box<dyn Fn() -> Result<(), CudaError> + 'm>;
         let cases: Vec<(String, u64, Launch<'_>)> = vec![
             (
-                format!("i2s_gemv q|k|v {}x{}", d.qkv.rows, d.qkv.cols),
-                d.qkv.bytes,
-                Box::new(move || self.gemv(&d.qkv, None, self.x, d.attn_norm, self.qkv, 0)),
+                format!("quantize_act rmsnorm {}", c.dim),
+                0,
+                Box::new(move || self.k_quant(self.x, false, d.attn_norm, c.dim, d.qkv.format)),
             ),
             (
-                format!("attention_rope {} heads", c.n_heads),
+                format!("i2s_gemv q|k|v {}x{}", d.qkv.rows, d.qkv.cols),
+                d.qkv.bytes,
+                Box::new(move || self.gemv(&d.qkv, None, self.qkv, 0)),
+            ),
+            (
+                format!(
+                    "attention_rope {} heads x {} slices",
+                    c.n_heads, self.n_split
+                ),
                 0,
                 Box::new(move || self.k_attn(&d)),
             ),
             (
-                format!("i2s_gemv o {}x{} (+residual)", d.o.rows, d.o.cols),
-                d.o.bytes,
-                Box::new(move || self.gemv(&d.o, None, self.att, d.attn_sub_norm, self.x, 1)),
+                format!("quantize_act combine + sub-norm {}", c.q_dim()),
+                0,
+                Box::new(move || self.k_quant(0, true, d.attn_sub_norm, c.q_dim(), d.o.format)),
             ),
             (
-                format!("i2s_gemv gate+up {}x{} x2", d.gate.rows, d.gate.cols),
+                format!("i2s_gemv o {}x{} (+residual)", d.o.rows, d.o.cols),
+                d.o.bytes,
+                Box::new(move || self.gemv(&d.o, None, self.x, 1)),
+            ),
+            (
+                format!("i2s_gemv_glu gate+up {}x{} x2", d.gate.rows, d.gate.cols),
                 d.gate.bytes + d.up.bytes,
-                Box::new(move || self.gemv(&d.gate, Some(&d.up), self.x, d.ffn_norm, self.hb, 2)),
+                Box::new(move || self.gemv(&d.gate, Some(&d.up), self.hb, 0)),
+            ),
+            (
+                format!("quantize_act sub-norm {}", c.hidden_dim),
+                0,
+                Box::new(move || {
+                    self.k_quant(self.hb, false, d.ffn_sub_norm, c.hidden_dim, d.down.format)
+                }),
             ),
             (
                 format!("i2s_gemv down {}x{} (+residual)", d.down.rows, d.down.cols),
                 d.down.bytes,
-                Box::new(move || self.gemv(&d.down, None, self.hb, d.ffn_sub_norm, self.x, 1)),
+                Box::new(move || self.gemv(&d.down, None, self.x, 1)),
             ),
             (
                 format!("f16_gemv_rmsnorm head {}x{}", c.vocab_size, c.dim),

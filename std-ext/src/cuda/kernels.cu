@@ -13,8 +13,9 @@ typedef unsigned short u16;
 typedef unsigned int u32;
 typedef unsigned long long usize;
 
-// Bytes of shared memory per 128 quantized activations: 128 + 32 padding
-// keeps the warp's 16-byte loads free of bank conflicts.
+// Bytes per 128 quantized activations in the GEMV's activation buffer:
+// 128 + 32 padding keeps a warp's 16-byte loads (lanes 2 chunks apart are
+// 160 bytes apart) spread over the L1 banks.
 #define QBLOCK_STRIDE 160
 
 __device__ __forceinline__ float h2f(u16 h) {
@@ -77,52 +78,164 @@ __device__ int block_sum_i(int v, int* sh) {
     return r;
 }
 
-// RMSNorm (when nw != 0; sum of f32 squares in f64, as the CPU) followed by
-// the I2_S activation quantization of DESIGN.md section 5, into the padded
-// shared layout. Returns the activation scale; *sumq gets sum_k q_k.
-__device__ float quantize_to_shared(const float* __restrict__ x, const float* __restrict__ nw,
-                                    float eps, int K, u8* qs, int* sumq, double* shd,
-                                    float* shf, int* shi) {
-    float nscale = 1.0f;
+// Largest K the activation quantizer keeps in registers (1024 threads x 8).
+#define QA_THREADS 1024
+#define QA_PER_THREAD 8
+// Positions one attention block covers (fixed: the split, and so the
+// reduction order, never depends on timing).
+#define ATT_CHUNK 64
+
+// One element of the attention output from the per-split partials of its
+// head (flash-decoding combine): sum_s e_s * o_s / sum_s e_s * l_s with
+// e_s = exp(m_s - max_s m_s), splits in index order.
+__device__ __forceinline__ float attn_combined(const float* __restrict__ part_o,
+                                               const double* __restrict__ part_ml, int n_split,
+                                               int ns, int hd, int i) {
+    const int h = i / hd, j = i - h * hd;
+    const double* ml = part_ml + (usize)h * n_split * 2;
+    const float* po = part_o + (usize)h * n_split * hd + j;
+    float mx = __int_as_float(0xff800000);
+    for (int s = 0; s < ns; ++s) mx = fmaxf(mx, (float)ml[2 * s]);
+    double l = 0.0;
+    float o = 0.0f;
+    for (int s = 0; s < ns; ++s) {
+        const float e = expf((float)ml[2 * s] - mx);
+        l += (double)e * ml[2 * s + 1];
+        o += e * po[(usize)s * hd];
+    }
+    return (float)((double)o / l);
+}
+
+// The input of one matmul, once: RMSNorm (nw != 0; sum of f32 squares in
+// f64, as the CPU) and the I2_S activation quantization of DESIGN.md
+// section 5. One block of QA_THREADS; K <= QA_THREADS * QA_PER_THREAD.
+// x is K floats, or (part_o != 0) the attention output combined from its
+// per-split partials (params[1] + 1 positions seen, heads of hd).
+// q: the quantized activations in the GEMV's layout (blocks of 128 bytes
+// at a stride of QBLOCK_STRIDE).
+// fmt 0 (I2_S): one scale; meta[0] = s as float bits, meta[1] = sum_k q_k.
+// fmt 1 (Q8_K, for TQ2_0): per 256 values, llama.cpp's
+// quantize_row_q8_K_ref (core's quantize_row_q8_k) bit for bit;
+// meta[2 + 2b] = d of block b as float bits, meta[3 + 2b] = its sum of q.
+extern "C" __global__ void __launch_bounds__(QA_THREADS) quantize_act(
+    const float* __restrict__ x, const float* __restrict__ part_o,
+    const double* __restrict__ part_ml, const int* __restrict__ params, int hd, int n_split,
+    const float* __restrict__ nw, float eps, int K, int fmt, u8* __restrict__ q,
+    int* __restrict__ meta) {
+    __shared__ double shd[32];
+    __shared__ float shf[32];
+    __shared__ int shi[32];
+    __shared__ float xs[QA_THREADS * QA_PER_THREAD];
+    float v[QA_PER_THREAD];
+    const int ns = (part_o != 0) ? (params[1] + ATT_CHUNK) / ATT_CHUNK : 0;
+    double acc = 0.0;
+#pragma unroll
+    for (int j = 0; j < QA_PER_THREAD; ++j) {
+        const int i = threadIdx.x + j * QA_THREADS;
+        float t = 0.0f;
+        if (i < K) t = (part_o != 0) ? attn_combined(part_o, part_ml, n_split, ns, hd, i) : x[i];
+        v[j] = t;
+        acc += (double)(t * t);
+    }
     if (nw != 0) {
-        double acc = 0.0;
-        for (int i = threadIdx.x; i < K; i += blockDim.x) {
-            const float v = x[i];
-            acc += (double)(v * v);
-        }
         const double sum = block_sum_d(acc, shd);
         const float mean = (float)(sum / (double)K);
-        nscale = 1.0f / sqrtf(mean + eps);
+        const float nscale = 1.0f / sqrtf(mean + eps);
+#pragma unroll
+        for (int j = 0; j < QA_PER_THREAD; ++j) {
+            const int i = threadIdx.x + j * QA_THREADS;
+            if (i < K) v[j] = v[j] * nscale * nw[i];
+        }
+    }
+    if (fmt == 1) {
+#pragma unroll
+        for (int j = 0; j < QA_PER_THREAD; ++j) {
+            const int i = threadIdx.x + j * QA_THREADS;
+            if (i < K) xs[i] = v[j];
+        }
+        __syncthreads();
+        const int lane = threadIdx.x & 31, b = threadIdx.x >> 5;
+        if (b < K / 256) {
+            const float* xb = xs + b * 256;
+            // The first value of largest magnitude, with its sign.
+            float amax = 0.0f;
+            int at = -1;
+            for (int k = lane; k < 256; k += 32) {
+                const float av = fabsf(xb[k]);
+                if (av > amax) {
+                    amax = av;
+                    at = k;
+                }
+            }
+            for (int o = 16; o > 0; o >>= 1) {
+                const float oa = __shfl_xor_sync(0xffffffffu, amax, o);
+                const int ot = __shfl_xor_sync(0xffffffffu, at, o);
+                if (oa > amax || (oa == amax && ot >= 0 && (at < 0 || ot < at))) {
+                    amax = oa;
+                    at = ot;
+                }
+            }
+            int sq = 0;
+            float d = 0.0f;
+            if (amax != 0.0f) {
+                const float iscale = -127.0f / xb[at];
+                for (int k = lane; k < 256; k += 32) {
+                    // nearest_int: the 1.5 * 2^23 bias trick of ggml.
+                    const float biased = iscale * xb[k] + 12582912.0f;
+                    int qi = (__float_as_int(biased) & 0x007fffff) - 0x00400000;
+                    qi = min(127, max(-128, qi));
+                    const int i = b * 256 + k;
+                    q[(i >> 7) * QBLOCK_STRIDE + (i & 127)] = (u8)(i8)qi;
+                    sq += qi;
+                }
+                d = 1.0f / iscale;
+            } else {
+                for (int k = lane; k < 256; k += 32) {
+                    const int i = b * 256 + k;
+                    q[(i >> 7) * QBLOCK_STRIDE + (i & 127)] = 0;
+                }
+            }
+            sq = warp_sum_i(sq);
+            if (lane == 0) {
+                meta[2 + 2 * b] = __float_as_int(d);
+                meta[3 + 2 * b] = sq;
+            }
+        }
+        return;
     }
     float m = 0.0f;
-    for (int i = threadIdx.x; i < K; i += blockDim.x) {
-        const float v = (nw != 0) ? x[i] * nscale * nw[i] : x[i];
-        m = fmaxf(m, fabsf(v));
+#pragma unroll
+    for (int j = 0; j < QA_PER_THREAD; ++j) {
+        if (threadIdx.x + j * QA_THREADS < K) m = fmaxf(m, fabsf(v[j]));
     }
     m = block_max_f(m, shf);
     m = fmaxf(1e-5f, m);
     const float s = (float)(127.0 / (double)m);
     int sq = 0;
-    for (int i = threadIdx.x; i < K; i += blockDim.x) {
-        const float v = (nw != 0) ? x[i] * nscale * nw[i] : x[i];
-        const float r = rintf(v * s);
-        const int q = (r != r) ? 0 : (int)fminf(fmaxf(r, -128.0f), 127.0f);
-        qs[(i >> 7) * QBLOCK_STRIDE + (i & 127)] = (u8)(i8)q;
-        sq += q;
+#pragma unroll
+    for (int j = 0; j < QA_PER_THREAD; ++j) {
+        const int i = threadIdx.x + j * QA_THREADS;
+        if (i < K) {
+            const float r = rintf(v[j] * s);
+            const int qi = (r != r) ? 0 : (int)fminf(fmaxf(r, -128.0f), 127.0f);
+            q[(i >> 7) * QBLOCK_STRIDE + (i & 127)] = (u8)(i8)qi;
+            sq += qi;
+        }
     }
-    *sumq = block_sum_i(sq, shi);
-    return s;
+    sq = block_sum_i(sq, shi);
+    if (threadIdx.x == 0) {
+        meta[0] = __float_as_int(s);
+        meta[1] = sq;
+    }
 }
 
 // One 16-byte chunk of an I2_S row: bytes p0..p0+15 of a 32-byte block hold
 // the codes of weights p, 32+p, 64+p, 96+p (bits 7..6, 5..4, 3..2, 1..0).
 // Masking keeps each code in place: group 0 shifted to bits 5..4 (x16),
 // group 1 at bits 5..4 (x16), group 2 at 3..2 (x4), group 3 at 1..0 (x1).
-__device__ __forceinline__ void i2s_chunk(uint4 w, const u8* qb, int& a16, int& a4, int& a1) {
-    const int4 q0 = *(const int4*)(qb);
-    const int4 q1 = *(const int4*)(qb + 32);
-    const int4 q2 = *(const int4*)(qb + 64);
-    const int4 q3 = *(const int4*)(qb + 96);
+// q0..q3: the 16 activations of each group.
+__device__ __forceinline__ void i2s_chunk(uint4 w, int4 q0, int4 q1, int4 q2, int4 q3, int& a16,
+                                          int& a4, int& a1) {
 #define I2S_WORD(wv, c)                                          \
     a16 = __dp4a((int)(((wv) >> 2) & 0x30303030u), q0.c, a16);   \
     a16 = __dp4a((int)((wv) & 0x30303030u), q1.c, a16);          \
@@ -135,100 +248,300 @@ __device__ __forceinline__ void i2s_chunk(uint4 w, const u8* qb, int& a16, int& 
 #undef I2S_WORD
 }
 
-// sum_k c_k * q_k of one row (K / 4 bytes), the whole warp; every lane
-// returns the total.
-__device__ __forceinline__ int i2s_row_cq(const u8* __restrict__ row, const u8* qs, int nchunk,
-                                          int lane) {
-    const uint4* wr = (const uint4*)row;
-    int a16 = 0, a4 = 0, a1 = 0;
-    for (int c0 = lane; c0 < nchunk; c0 += 128) {
-        uint4 w[4];
-#pragma unroll
-        for (int u = 0; u < 4; ++u) {
-            const int c = c0 + 32 * u;
-            if (c < nchunk) {
-                w[u] = __ldg(wr + c);
-            } else {
-                w[u] = make_uint4(0u, 0u, 0u, 0u);
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < 4; ++u) {
-            const int c = c0 + 32 * u;
-            if (c < nchunk) i2s_chunk(w[u], qs + (c >> 1) * QBLOCK_STRIDE + (c & 1) * 16, a16, a4, a1);
-        }
-    }
-    // a16 is 16 x an integer, a4 is 4 x an integer: the divisions are exact.
-    return warp_sum_i(a16 / 16 + a4 / 4 + a1);
-}
+// Rows one warp computes together (their loads in flight at once).
+#define GEMV_RPW 4
+// Chunks (16 bytes) per lane and row loaded before any is used.
+#define GEMV_UNROLL 2
 
-// I2_S GEMV with int8 activations (dp4a). Prologue: RMSNorm (nw != 0) and
-// activation quantization of x (K floats) into shared memory, per block.
-// Each warp computes rows r = blockIdx.x * warps + warp + k * gridDim.x * warps.
-// y = ((dot as f32) / s) * ws[r]; y = y * ps[r]  (the CPU's two roundings).
-// mode 0: out[r] = y; mode 1: out[r] += y; mode 2 (gate/up): rows of W are
-// the gate, rows of W2 the up projection, out[r] = act(gate) * up with
-// act 0 = relu^2, 1 = silu.
-extern "C" __global__ void __launch_bounds__(256) i2s_gemv(
+// The body of the I2_S GEMVs with int8 activations (dp4a). NM matrices
+// (1, or 2 for gate|up) of `rows` rows; each warp takes GEMV_RPW rows of
+// each matrix: rows r0 .. r0 + GEMV_RPW - 1, r0 = GEMV_RPW * (global warp),
+// striding by all warps. Lane l reads chunks l, l + 32, ... of every row
+// (the order `i2s_dot_gpu_emulated` models). q / meta: from quantize_act.
+// y = ((dot as f32) / s) * ws[r]; y = y * ps[r] (the CPU's two roundings).
+// NM == 1: mode 0 out[r] = y, mode 1 out[r] += y. NM == 2: out[r] =
+// act(gate) * up with act 0 = relu^2, 1 = silu.
+template <int NM>
+__device__ __forceinline__ void i2s_gemv_body(
     const u8* __restrict__ W, const u8* __restrict__ W2, const float* __restrict__ ws,
     const float* __restrict__ ps, const float* __restrict__ ws2, const float* __restrict__ ps2,
-    const float* __restrict__ x, const float* __restrict__ nw, float eps, int K, int rows,
+    const u8* __restrict__ q, const int* __restrict__ meta, int K, int rows,
     float* __restrict__ out, int mode, int act) {
-    extern __shared__ __align__(16) u8 qs[];
-    __shared__ double shd[32];
-    __shared__ float shf[32];
-    __shared__ int shi[32];
-    int sumq = 0;
-    const float s = quantize_to_shared(x, nw, eps, K, qs, &sumq, shd, shf, shi);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    const int lane = threadIdx.x & 31;
+    const int warps = blockDim.x >> 5;
+    const int gw = blockIdx.x * warps + (threadIdx.x >> 5);
+    const int stride = gridDim.x * warps * GEMV_RPW;
     const int nchunk = K >> 6;
-    const usize row_bytes = (usize)(K >> 2);
-    for (int r = blockIdx.x * nwarps + warp; r < rows; r += gridDim.x * nwarps) {
-        const int cq = i2s_row_cq(W + (usize)r * row_bytes, qs, nchunk, lane);
-        float y = ((float)(cq - sumq) / s) * ws[r];
-        y = y * ps[r];
-        if (mode == 2) {
-            const int cq2 = i2s_row_cq(W2 + (usize)r * row_bytes, qs, nchunk, lane);
-            float u = ((float)(cq2 - sumq) / s) * ws2[r];
-            u = u * ps2[r];
-            if (act == 0) {
-                const float g = fmaxf(y, 0.0f);
-                y = g * g * u;
-            } else {
-                y = (y / (1.0f + expf(-y))) * u;
+    const usize rb = (usize)(K >> 2);
+    const float s = __int_as_float(__ldg(meta));
+    const int sumq = __ldg(meta + 1);
+    for (int r0 = gw * GEMV_RPW; r0 < rows; r0 += stride) {
+        int a16[NM * GEMV_RPW], a4[NM * GEMV_RPW], a1[NM * GEMV_RPW];
+#pragma unroll
+        for (int j = 0; j < NM * GEMV_RPW; ++j) {
+            a16[j] = 0;
+            a4[j] = 0;
+            a1[j] = 0;
+        }
+        for (int c0 = lane; c0 < nchunk; c0 += 32 * GEMV_UNROLL) {
+            uint4 w[GEMV_UNROLL][NM * GEMV_RPW];
+#pragma unroll
+            for (int u = 0; u < GEMV_UNROLL; ++u) {
+                const int c = c0 + 32 * u;
+#pragma unroll
+                for (int j = 0; j < NM * GEMV_RPW; ++j) {
+                    const int r = r0 + (j % GEMV_RPW);
+                    const u8* base = (j < GEMV_RPW) ? W : W2;
+                    if (c < nchunk && r < rows) {
+                        w[u][j] = __ldg((const uint4*)(base + (usize)r * rb) + c);
+                    } else {
+                        w[u][j] = make_uint4(0u, 0u, 0u, 0u);
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < GEMV_UNROLL; ++u) {
+                const int c = c0 + 32 * u;
+                if (c < nchunk) {
+                    const u8* qb = q + (c >> 1) * QBLOCK_STRIDE + (c & 1) * 16;
+                    const int4 q0 = __ldg((const int4*)(qb));
+                    const int4 q1 = __ldg((const int4*)(qb + 32));
+                    const int4 q2 = __ldg((const int4*)(qb + 64));
+                    const int4 q3 = __ldg((const int4*)(qb + 96));
+#pragma unroll
+                    for (int j = 0; j < NM * GEMV_RPW; ++j)
+                        i2s_chunk(w[u][j], q0, q1, q2, q3, a16[j], a4[j], a1[j]);
+                }
             }
         }
+        float y[NM * GEMV_RPW];
+#pragma unroll
+        for (int j = 0; j < NM * GEMV_RPW; ++j) {
+            // a16 is 16 x an integer, a4 is 4 x an integer: the divisions
+            // are exact.
+            const int cq = warp_sum_i(a16[j] / 16 + a4[j] / 4 + a1[j]);
+            const int r = r0 + (j % GEMV_RPW);
+            float t = 0.0f;
+            if (r < rows) {
+                if (j < GEMV_RPW) {
+                    t = ((float)(cq - sumq) / s) * ws[r];
+                    t = t * ps[r];
+                } else {
+                    t = ((float)(cq - sumq) / s) * ws2[r];
+                    t = t * ps2[r];
+                }
+            }
+            y[j] = t;
+        }
         if (lane == 0) {
-            if (mode == 1) {
-                out[r] = out[r] + y;
-            } else {
-                out[r] = y;
+#pragma unroll
+            for (int j = 0; j < GEMV_RPW; ++j) {
+                const int r = r0 + j;
+                if (r < rows) {
+                    float t = y[j];
+                    if (NM == 2) {
+                        const float u = y[(NM - 1) * GEMV_RPW + j];
+                        if (act == 0) {
+                            const float g = fmaxf(t, 0.0f);
+                            t = g * g * u;
+                        } else {
+                            t = (t / (1.0f + expf(-t))) * u;
+                        }
+                        out[r] = t;
+                    } else if (mode == 1) {
+                        out[r] = out[r] + t;
+                    } else {
+                        out[r] = t;
+                    }
+                }
             }
         }
     }
+}
+
+// One I2_S projection (mode 0: out = W x; mode 1: out += W x).
+extern "C" __global__ void __launch_bounds__(128) i2s_gemv(
+    const u8* __restrict__ W, const float* __restrict__ ws, const float* __restrict__ ps,
+    const u8* __restrict__ q, const int* __restrict__ meta, int K, int rows,
+    float* __restrict__ out, int mode) {
+    i2s_gemv_body<1>(W, 0, ws, ps, 0, 0, q, meta, K, rows, out, mode, 0);
+}
+
+// Gate and up projections and the gated activation in one launch.
+extern "C" __global__ void __launch_bounds__(128) i2s_gemv_glu(
+    const u8* __restrict__ W, const u8* __restrict__ W2, const float* __restrict__ ws,
+    const float* __restrict__ ps, const float* __restrict__ ws2, const float* __restrict__ ps2,
+    const u8* __restrict__ q, const int* __restrict__ meta, int K, int rows,
+    float* __restrict__ out, int act) {
+    i2s_gemv_body<2>(W, W2, ws, ps, ws2, ps2, q, meta, K, rows, out, 0, act);
+}
+
+// One 16-byte chunk of a TQ2_0 row's codes: byte m of a 32-byte group
+// holds the codes of values m, 32+m, 64+m, 96+m at bits 1..0, 3..2, 5..4,
+// 7..6 (llama.cpp's layout; I2_S's with the bit pairs reversed). Returns
+// sum c * q over the chunk's 64 values (codes as stored, 0..3).
+__device__ __forceinline__ int tq2_chunk(uint4 w, int4 q0, int4 q1, int4 q2, int4 q3) {
+    int a16 = 0, a4 = 0, a1 = 0;
+#define TQ2_WORD(wv, c)                                          \
+    a1 = __dp4a((int)((wv) & 0x03030303u), q0.c, a1);            \
+    a4 = __dp4a((int)((wv) & 0x0c0c0c0cu), q1.c, a4);            \
+    a16 = __dp4a((int)((wv) & 0x30303030u), q2.c, a16);          \
+    a16 = __dp4a((int)(((wv) >> 2) & 0x30303030u), q3.c, a16);
+    TQ2_WORD(w.x, x)
+    TQ2_WORD(w.y, y)
+    TQ2_WORD(w.z, z)
+    TQ2_WORD(w.w, w)
+#undef TQ2_WORD
+    return a16 / 16 + a4 / 4 + a1;
+}
+
+// The TQ2_0 x Q8_K GEMVs (core's vec_dot_tq2_0_q8_k): rows of K / 4 code
+// bytes (the 64 code bytes of each 256-value block, repacked contiguous at
+// upload) and wd[r * nb + b], the block scales as f32. Integer per block
+// sumi = sum c q - sum q (exact, = sum (c - 1) q); then, in block order,
+// sumf += (float)sumi * (d_q * d_w), as the CPU. Rows and lanes as
+// i2s_gemv_body; the four lanes of a block add their chunks by shuffles.
+// Then out as i2s_gemv_body (y = sumf * ps[r]). Needs K % 256 == 0.
+template <int NM>
+__device__ __forceinline__ void tq2_gemv_body(
+    const u8* __restrict__ W, const u8* __restrict__ W2, const float* __restrict__ wd,
+    const float* __restrict__ ps, const float* __restrict__ wd2, const float* __restrict__ ps2,
+    const u8* __restrict__ q, const int* __restrict__ meta, int K, int rows,
+    float* __restrict__ out, int mode, int act) {
+    // Block sums of each row a warp holds: [warp][row slot][block].
+    __shared__ int sums[4][NM * GEMV_RPW][32];
+    const int lane = threadIdx.x & 31;
+    const int wib = threadIdx.x >> 5;
+    const int warps = blockDim.x >> 5;
+    const int gw = blockIdx.x * warps + wib;
+    const int stride = gridDim.x * warps * GEMV_RPW;
+    const int nchunk = K >> 6;
+    const int nb = K >> 8;
+    const usize rb = (usize)(K >> 2);
+    for (int r0 = gw * GEMV_RPW; r0 < rows; r0 += stride) {
+        for (int c0 = 0; c0 < nchunk; c0 += 32 * GEMV_UNROLL) {
+            uint4 w[GEMV_UNROLL][NM * GEMV_RPW];
+#pragma unroll
+            for (int u = 0; u < GEMV_UNROLL; ++u) {
+                const int c = c0 + lane + 32 * u;
+#pragma unroll
+                for (int j = 0; j < NM * GEMV_RPW; ++j) {
+                    const int r = r0 + (j % GEMV_RPW);
+                    const u8* base = (j < GEMV_RPW) ? W : W2;
+                    if (c < nchunk && r < rows) {
+                        w[u][j] = __ldg((const uint4*)(base + (usize)r * rb) + c);
+                    } else {
+                        w[u][j] = make_uint4(0u, 0u, 0u, 0u);
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < GEMV_UNROLL; ++u) {
+                const int c = c0 + lane + 32 * u;
+                int4 q0 = make_int4(0, 0, 0, 0), q1 = q0, q2 = q0, q3 = q0;
+                if (c < nchunk) {
+                    const u8* qb = q + (c >> 1) * QBLOCK_STRIDE + (c & 1) * 16;
+                    q0 = __ldg((const int4*)(qb));
+                    q1 = __ldg((const int4*)(qb + 32));
+                    q2 = __ldg((const int4*)(qb + 64));
+                    q3 = __ldg((const int4*)(qb + 96));
+                }
+#pragma unroll
+                for (int j = 0; j < NM * GEMV_RPW; ++j) {
+                    int v = tq2_chunk(w[u][j], q0, q1, q2, q3);
+                    v += __shfl_xor_sync(0xffffffffu, v, 1);
+                    v += __shfl_xor_sync(0xffffffffu, v, 2);
+                    if ((lane & 3) == 0 && c < nchunk) sums[wib][j][c >> 2] = v;
+                }
+            }
+        }
+        __syncwarp();
+        if (lane < NM * GEMV_RPW) {
+            const int j = lane;
+            const int r = r0 + (j % GEMV_RPW);
+            const float* wdr = ((j < GEMV_RPW) ? wd : wd2) + (usize)r * nb;
+            float y = 0.0f;
+            if (r < rows) {
+                float sumf = 0.0f;
+                for (int b = 0; b < nb; ++b) {
+                    const int sumi = sums[wib][j][b] - __ldg(meta + 3 + 2 * b);
+                    const float d = __int_as_float(__ldg(meta + 2 + 2 * b)) * wdr[b];
+                    sumf += (float)sumi * d;
+                }
+                y = sumf * ((j < GEMV_RPW) ? ps[r] : ps2[r]);
+            }
+            sums[wib][j][0] = __float_as_int(y);
+        }
+        __syncwarp();
+        if (lane < GEMV_RPW) {
+            const int r = r0 + lane;
+            if (r < rows) {
+                float t = __int_as_float(sums[wib][lane][0]);
+                if (NM == 2) {
+                    const float u = __int_as_float(sums[wib][(NM - 1) * GEMV_RPW + lane][0]);
+                    if (act == 0) {
+                        const float g = fmaxf(t, 0.0f);
+                        t = g * g * u;
+                    } else {
+                        t = (t / (1.0f + expf(-t))) * u;
+                    }
+                    out[r] = t;
+                } else if (mode == 1) {
+                    out[r] = out[r] + t;
+                } else {
+                    out[r] = t;
+                }
+            }
+        }
+        __syncwarp();
+    }
+}
+
+// One TQ2_0 projection (mode 0: out = W x; mode 1: out += W x).
+extern "C" __global__ void __launch_bounds__(128) tq2_gemv(
+    const u8* __restrict__ W, const float* __restrict__ wd, const float* __restrict__ ps,
+    const u8* __restrict__ q, const int* __restrict__ meta, int K, int rows,
+    float* __restrict__ out, int mode) {
+    tq2_gemv_body<1>(W, 0, wd, ps, 0, 0, q, meta, K, rows, out, mode, 0);
+}
+
+// TQ2_0 gate and up projections and the gated activation in one launch.
+extern "C" __global__ void __launch_bounds__(128) tq2_gemv_glu(
+    const u8* __restrict__ W, const u8* __restrict__ W2, const float* __restrict__ wd,
+    const float* __restrict__ ps, const float* __restrict__ wd2, const float* __restrict__ ps2,
+    const u8* __restrict__ q, const int* __restrict__ meta, int K, int rows,
+    float* __restrict__ out, int act) {
+    tq2_gemv_body<2>(W, W2, wd, ps, wd2, ps2, q, meta, K, rows, out, 0, act);
 }
 
 // RoPE on the current position's q and k (from the fused qkv buffer), the
-// KV-cache store, and causal attention for head blockIdx.x. Scores, softmax
-// (expf, f64 sum) and the weighted sum of values follow the CPU's order.
+// KV-cache store, and one slice of causal attention: block (h, sp) covers
+// head h over positions [sp * ATT_CHUNK, (sp + 1) * ATT_CHUNK) of those
+// seen, writing its unnormalized output sum_t e_t v_t (e_t = exp(score_t -
+// m)) to part_o[h][sp] and (m, sum_t e_t) to part_ml[h][sp]; quantize_act
+// combines the splits. Blocks past the last position return at once.
 // kc / vc: this layer's cache, [n_ctx][kv_dim]. Dynamic shared memory:
-// (3 * hd + n_ctx) floats.
+// (3 * hd + ATT_CHUNK) floats.
 extern "C" __global__ void __launch_bounds__(128) attention_rope(
     const float* __restrict__ qkv, float* __restrict__ kc, float* __restrict__ vc,
     const float* __restrict__ rope_cos, const float* __restrict__ rope_sin,
-    const int* __restrict__ params, float* __restrict__ att_out, int n_heads, int n_kv_heads,
-    int hd, int n_rot, int neox, float attn_scale) {
+    const int* __restrict__ params, float* __restrict__ part_o, double* __restrict__ part_ml,
+    int n_heads, int n_kv_heads, int hd, int n_rot, int neox, float attn_scale) {
     extern __shared__ __align__(16) float sm[];
     __shared__ double shd[32];
     __shared__ float shf[32];
+    const int pos = params[1];
+    const int n_seen = pos + 1;
+    const int h = blockIdx.x, sp = blockIdx.y;
+    const int t0 = sp * ATT_CHUNK;
+    if (t0 >= n_seen) return;
+    const int t1 = min(n_seen, t0 + ATT_CHUNK);
     float* qsh = sm;
     float* ksh = sm + hd;
     float* vsh = sm + 2 * hd;
     float* sc = sm + 3 * hd;
-    const int h = blockIdx.x;
     const int group = n_heads / n_kv_heads;
     const int g = h / group;
-    const int pos = params[1];
     const int q_dim = n_heads * hd, kv_dim = n_kv_heads * hd;
     const float* qh = qkv + h * hd;
     const float* kh = qkv + q_dim + g * hd;
@@ -268,42 +581,48 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
         vsh[i] = vh[i];
     }
     __syncthreads();
-    if (h % group == 0) {
+    if (sp == 0 && h % group == 0) {
         for (int i = threadIdx.x; i < hd; i += blockDim.x) {
             kc[(usize)pos * kv_dim + g * hd + i] = ksh[i];
             vc[(usize)pos * kv_dim + g * hd + i] = vsh[i];
         }
     }
-    const int n_seen = pos + 1;
-    float lmax = __int_as_float(0xff800000);
-    for (int t = threadIdx.x; t < n_seen; t += blockDim.x) {
+    // Scores: one warp per position, lanes over the head dimension.
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    for (int t = t0 + warp; t < t1; t += nwarps) {
         // The current position comes from shared memory: another block may
         // be writing it to the cache right now.
         const float* kt = (t == pos) ? ksh : kc + (usize)t * kv_dim + g * hd;
         float d = 0.0f;
-        for (int i = 0; i < hd; ++i) d += qsh[i] * kt[i];
-        d = d * attn_scale;
-        sc[t] = d;
-        lmax = fmaxf(lmax, d);
+        for (int i = lane; i < hd; i += 32) d += qsh[i] * kt[i];
+        d = warp_sum_f(d);
+        if (lane == 0) sc[t - t0] = d * attn_scale;
     }
+    __syncthreads();
+    const int n = t1 - t0;
+    float lmax = __int_as_float(0xff800000);
+    for (int t = threadIdx.x; t < n; t += blockDim.x) lmax = fmaxf(lmax, sc[t]);
     const float mx = block_max_f(lmax, shf);
     double ls = 0.0;
-    for (int t = threadIdx.x; t < n_seen; t += blockDim.x) {
+    for (int t = threadIdx.x; t < n; t += blockDim.x) {
         const float e = expf(sc[t] - mx);
         sc[t] = e;
         ls += (double)e;
     }
     const double sum = block_sum_d(ls, shd);
-    const float inv = (float)(1.0 / sum);
-    for (int t = threadIdx.x; t < n_seen; t += blockDim.x) sc[t] = sc[t] * inv;
     __syncthreads();
+    const usize part = (usize)h * gridDim.y + sp;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
         float o = 0.0f;
-        for (int t = 0; t < n_seen; ++t) {
+        for (int t = t0; t < t1; ++t) {
             const float vv = (t == pos) ? vsh[i] : vc[(usize)t * kv_dim + g * hd + i];
-            o += sc[t] * vv;
+            o += sc[t - t0] * vv;
         }
-        att_out[h * hd + i] = o;
+        part_o[part * hd + i] = o;
+    }
+    if (threadIdx.x == 0) {
+        part_ml[2 * part] = (double)mx;
+        part_ml[2 * part + 1] = sum;
     }
 }
 
@@ -323,11 +642,13 @@ extern "C" __global__ void embed_f32(const float* __restrict__ emb, const int* _
         x[i] = emb[t * dim + i];
 }
 
-// LM head: out = F16 W (rows x K) times rmsnorm(x) (f32 accumulation, f64
-// norm sum). Dynamic shared memory: K floats.
-extern "C" __global__ void __launch_bounds__(256) f16_gemv_rmsnorm(
-    const u16* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,
-    float eps, int K, int rows, float* __restrict__ out) {
+// LM head: out = W (rows x K; F16, or F32 when F32) times rmsnorm(x)
+// (f32 accumulation, f64 norm sum). Dynamic shared memory: K floats.
+template <bool F32>
+__device__ __forceinline__ void head_gemv_rmsnorm(const u8* __restrict__ W,
+                                                  const float* __restrict__ x,
+                                                  const float* __restrict__ nw, float eps, int K,
+                                                  int rows, float* __restrict__ out) {
     extern __shared__ __align__(16) float xs[];
     __shared__ double shd[32];
     double acc = 0.0;
@@ -341,9 +662,12 @@ extern "C" __global__ void __launch_bounds__(256) f16_gemv_rmsnorm(
     for (int i = threadIdx.x; i < K; i += blockDim.x) xs[i] = x[i] * scale * nw[i];
     __syncthreads();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    const int nchunk = K >> 3;
+    // 16-byte chunks: 8 halves or 4 floats.
+    const int per = F32 ? 4 : 8;
+    const int nchunk = K / per;
+    const usize row_bytes = (usize)K * (F32 ? 4 : 2);
     for (int r = blockIdx.x * nwarps + warp; r < rows; r += gridDim.x * nwarps) {
-        const uint4* wr = (const uint4*)(W + (usize)r * K);
+        const uint4* wr = (const uint4*)(W + (usize)r * row_bytes);
         float a = 0.0f;
         for (int c0 = lane; c0 < nchunk; c0 += 128) {
             uint4 w[4];
@@ -360,21 +684,42 @@ extern "C" __global__ void __launch_bounds__(256) f16_gemv_rmsnorm(
             for (int u = 0; u < 4; ++u) {
                 const int c = c0 + 32 * u;
                 if (c < nchunk) {
-                    const float* xv = xs + c * 8;
-                    a += h2f((u16)(w[u].x & 0xffffu)) * xv[0];
-                    a += h2f((u16)(w[u].x >> 16)) * xv[1];
-                    a += h2f((u16)(w[u].y & 0xffffu)) * xv[2];
-                    a += h2f((u16)(w[u].y >> 16)) * xv[3];
-                    a += h2f((u16)(w[u].z & 0xffffu)) * xv[4];
-                    a += h2f((u16)(w[u].z >> 16)) * xv[5];
-                    a += h2f((u16)(w[u].w & 0xffffu)) * xv[6];
-                    a += h2f((u16)(w[u].w >> 16)) * xv[7];
+                    const float* xv = xs + c * per;
+                    if (F32) {
+                        a += __uint_as_float(w[u].x) * xv[0];
+                        a += __uint_as_float(w[u].y) * xv[1];
+                        a += __uint_as_float(w[u].z) * xv[2];
+                        a += __uint_as_float(w[u].w) * xv[3];
+                    } else {
+                        a += h2f((u16)(w[u].x & 0xffffu)) * xv[0];
+                        a += h2f((u16)(w[u].x >> 16)) * xv[1];
+                        a += h2f((u16)(w[u].y & 0xffffu)) * xv[2];
+                        a += h2f((u16)(w[u].y >> 16)) * xv[3];
+                        a += h2f((u16)(w[u].z & 0xffffu)) * xv[4];
+                        a += h2f((u16)(w[u].z >> 16)) * xv[5];
+                        a += h2f((u16)(w[u].w & 0xffffu)) * xv[6];
+                        a += h2f((u16)(w[u].w >> 16)) * xv[7];
+                    }
                 }
             }
         }
         a = warp_sum_f(a);
         if (lane == 0) out[r] = a;
     }
+}
+
+// Final RMSNorm + F16 LM head.
+extern "C" __global__ void __launch_bounds__(256) f16_gemv_rmsnorm(
+    const u8* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,
+    float eps, int K, int rows, float* __restrict__ out) {
+    head_gemv_rmsnorm<false>(W, x, nw, eps, K, rows, out);
+}
+
+// Final RMSNorm + F32 LM head.
+extern "C" __global__ void __launch_bounds__(256) f32_gemv_rmsnorm(
+    const u8* __restrict__ W, const float* __restrict__ x, const float* __restrict__ nw,
+    float eps, int K, int rows, float* __restrict__ out) {
+    head_gemv_rmsnorm<true>(W, x, nw, eps, K, rows, out);
 }
 
 // Greedy next token: the first index of the largest logit (NaN skipped, as

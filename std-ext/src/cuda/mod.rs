@@ -17,7 +17,8 @@ mod forward;
 pub mod receipt;
 
 pub use forward::{
-    CudaModel, HostEmbedding, HostLayer, HostLinear, HostModel, KernelTiming, MAX_GPU_CTX,
+    CudaModel, HeadFormat, HostEmbedding, HostLayer, HostLinear, HostModel, KernelTiming,
+    MAX_GPU_CTX, WeightFormat,
 };
 
 use bitnet_core::quant::i2s::{I2S_BLOCK_BYTES, I2S_BLOCK_LEN};
@@ -28,8 +29,13 @@ use crate::receipt::GpuInfo;
 pub const KERNELS_CU: &str = include_str!("kernels.cu");
 
 /// Kernel entry points `kernels.cu` must define (loaded by name).
-pub const KERNEL_NAMES: [&str; 6] = [
+pub const KERNEL_NAMES: [&str; 11] = [
+    "f32_gemv_rmsnorm",
+    "quantize_act",
     "i2s_gemv",
+    "i2s_gemv_glu",
+    "tq2_gemv",
+    "tq2_gemv_glu",
     "attention_rope",
     "embed_f16",
     "embed_f32",
@@ -138,7 +144,8 @@ pub fn normalize_i2s_codes(body: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// The padded shared-memory position of activation `i` in the GEMV kernel.
+/// The position of activation `i` in the GEMV's padded activation buffer
+/// (written by `quantize_act`).
 pub const fn shared_q_index(i: usize) -> usize {
     (i / I2S_BLOCK_LEN) * 160 + i % I2S_BLOCK_LEN
 }
@@ -153,9 +160,10 @@ fn dp4a(a: u32, b: u32, c: i32) -> i32 {
     s
 }
 
-/// A CPU model of `i2s_row_cq` in `kernels.cu`, step by step (16-byte
-/// chunks, the masks, the three accumulators, the padded shared layout,
-/// the lane split and the warp sum), minus the activation sum: the integer
+/// A CPU model of one row of `i2s_gemv_body` in `kernels.cu`, step by step
+/// (16-byte chunks, the masks, the three accumulators, the padded
+/// activation layout, the lane split and the warp sum), minus the
+/// activation sum: the integer
 /// the GPU computes for one row. `row` is the normalized row (K / 4 bytes),
 /// `q` the K quantized activations.
 pub fn i2s_dot_gpu_emulated(row: &[u8], q: &[i8]) -> i32 {
@@ -190,6 +198,41 @@ pub fn i2s_dot_gpu_emulated(row: &[u8], q: &[i8]) -> i32 {
         total += a16 / 16 + a4 / 4 + a1;
     }
     total
+}
+
+/// A CPU model of one row of `tq2_gemv_body` in `kernels.cu`: `codes` is
+/// the row's code bytes as uploaded (64 per 256-value block), `wd` its
+/// block scales, `q` the Q8_K activations (values, per-block `d` and
+/// sums). Per chunk the three masked dp4a accumulators, the four lanes of a
+/// block added, the block's activation sum subtracted, then
+/// `sumf += sumi as f32 * (d_q * d_w)` in block order.
+pub fn tq2_dot_gpu_emulated(codes: &[u8], wd: &[f32], q: &[i8], qd: &[f32], qsum: &[i32]) -> f32 {
+    let word = |bytes: &[u8], at: usize| {
+        u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+    };
+    let mut shared = vec![0u8; shared_q_index(q.len().max(1) - 1) + 1 + 32];
+    for (i, &v) in q.iter().enumerate() {
+        shared[shared_q_index(i)] = v as u8;
+    }
+    let nchunk = q.len() / 64;
+    let mut block = vec![0i32; nchunk / 4];
+    for c in 0..nchunk {
+        let qb = (c >> 1) * 160 + (c & 1) * 16;
+        let (mut a16, mut a4, mut a1) = (0i32, 0i32, 0i32);
+        for wi in 0..4 {
+            let w = word(codes, c * 16 + wi * 4);
+            a1 = dp4a(w & 0x0303_0303, word(&shared, qb + wi * 4), a1);
+            a4 = dp4a(w & 0x0c0c_0c0c, word(&shared, qb + 32 + wi * 4), a4);
+            a16 = dp4a(w & 0x3030_3030, word(&shared, qb + 64 + wi * 4), a16);
+            a16 = dp4a((w >> 2) & 0x3030_3030, word(&shared, qb + 96 + wi * 4), a16);
+        }
+        block[c / 4] += a16 / 16 + a4 / 4 + a1;
+    }
+    let mut sumf = 0.0f32;
+    for (b, &s) in block.iter().enumerate() {
+        sumf += (s - qsum[b]) as f32 * (qd[b] * wd[b]);
+    }
+    sumf
 }
 
 /// Bytes of an I2_S row of `cols` weights.
@@ -239,6 +282,48 @@ mod tests {
     }
 
     #[test]
+    fn gpu_tq2_0_dots_equal_the_cpu_bit_for_bit() {
+        use bitnet_core::quant::q8_k::{BlockQ8K, quantize_row_q8_k};
+        use bitnet_core::quant::tq2_0::{BlockTq2_0, quantize_row_tq2_0, vec_dot_tq2_0_q8_k};
+        let mut st = 11u64;
+        for &k in &[256usize, 2560, 6912] {
+            let nb = k / 256;
+            let w: Vec<f32> = (0..k)
+                .map(|_| (lcg(&mut st) % 3) as f32 - 1.0 + 0.01 * (lcg(&mut st) % 7) as f32)
+                .collect();
+            let mut row = vec![0u8; nb * BlockTq2_0::BYTES];
+            quantize_row_tq2_0(&w, &mut row).unwrap();
+            // Plant code 3 (weight +2 for the CPU) in a few bytes.
+            for _ in 0..4 {
+                let b = (lcg(&mut st) as usize) % nb;
+                let at = b * BlockTq2_0::BYTES + (lcg(&mut st) as usize) % 64;
+                row[at] |= 3 << (2 * (lcg(&mut st) % 4));
+            }
+            let x: Vec<f32> = (0..k)
+                .map(|_| (lcg(&mut st) % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            let mut act = vec![BlockQ8K::ZERO; nb];
+            quantize_row_q8_k(&x, &mut act).unwrap();
+            let cpu = vec_dot_tq2_0_q8_k(&row, &act).unwrap();
+            let mut codes = Vec::new();
+            let mut wd = Vec::new();
+            for blk in row.chunks_exact(BlockTq2_0::BYTES) {
+                let b = BlockTq2_0::from_bytes(blk.try_into().unwrap());
+                codes.extend_from_slice(&b.qs);
+                wd.push(b.d.to_f32());
+            }
+            let q: Vec<i8> = act.iter().flat_map(|b| b.qs).collect();
+            let qd: Vec<f32> = act.iter().map(|b| b.d).collect();
+            let qsum: Vec<i32> = act
+                .iter()
+                .map(|b| b.qs.iter().map(|&v| i32::from(v)).sum())
+                .collect();
+            let gpu = tq2_dot_gpu_emulated(&codes, &wd, &q, &qd, &qsum);
+            assert_eq!(cpu.to_bits(), gpu.to_bits(), "K={k}: cpu {cpu} gpu {gpu}");
+        }
+    }
+
+    #[test]
     fn normalization_only_touches_code_three() {
         assert_eq!(normalize_i2s_codes(&[0xff]), vec![0x55]);
         assert_eq!(normalize_i2s_codes(&[0b1001_0010]), vec![0b1001_0010]);
@@ -258,6 +343,37 @@ mod tests {
         assert!(!KERNELS_CU.contains("#include"));
         assert_eq!(nvrtc_arch(9, 0).unwrap(), "compute_90");
         assert!(nvrtc_arch(1, 0).is_err());
+    }
+
+    /// NVRTC compiles `kernels.cu` with the backend's options wherever the
+    /// NVRTC library loads (it does not need a GPU); elsewhere there is
+    /// nothing to run, and the test says so.
+    #[test]
+    fn kernels_compile_under_nvrtc_where_it_loads() {
+        // SAFETY: only tries to dlopen the NVRTC library.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            eprintln!("NVRTC not loadable here: kernels.cu not compiled");
+            return;
+        }
+        let ptx = cudarc::nvrtc::compile_ptx_with_opts(
+            KERNELS_CU,
+            cudarc::nvrtc::CompileOptions {
+                fmad: Some(false),
+                prec_div: Some(true),
+                prec_sqrt: Some(true),
+                ftz: Some(false),
+                arch: Some("compute_90"),
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let text = ptx.to_src();
+        for name in KERNEL_NAMES {
+            assert!(
+                text.contains(&format!(".entry {name}(")),
+                "{name} not in the PTX"
+            );
+        }
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! `bitnet-cuda-suite OUT_DIR`: every GPU check and benchmark in one run.
+//! `bitnet-cuda-suite OUT_DIR [fixtures] [receipt] [synthetic]`: every GPU
+//! check and benchmark in one run (all three parts when none is named; the
+//! report goes to OUT_DIR/suite-PARTS.md).
 //!
 //! 1. Each fixture in tests/models: greedy tokens GPU vs CPU, logits within
 //!    `LOGIT_TOLERANCE` (CPU tokens fed to both), determinism (greedy and a
-//!    seeded sampled run twice each), or the refusal for unsupported types.
+//!    seeded sampled run twice each), layer 0's q|k|v outputs bit-equal to
+//!    core's integer dot products, or the refusal for unsupported types.
 //! 2. A cuda receipt of the shipped model (OUT_DIR/h100-inference.json).
 //! 3. The 2B-4T-shaped synthetic model built in memory from a seed: decode
 //!    tokens/s at batch 1, bytes per token, device-to-device copy bandwidth,
@@ -18,7 +21,8 @@ use bitnet_core::tokenizer::EncodeOptions;
 use bitnet_std::ModelFile;
 use bitnet_std::cuda::receipt::{CudaRunSpec, generate, receipt_run_cuda};
 use bitnet_std::cuda::{
-    CudaModel, HostEmbedding, HostLayer, HostLinear, HostModel, LOGIT_TOLERANCE, detect,
+    CudaModel, HeadFormat, HostEmbedding, HostLayer, HostLinear, HostModel, LOGIT_TOLERANCE,
+    WeightFormat, detect,
 };
 use bitnet_std::engine::Loaded;
 use bitnet_std::receipt::write_receipt;
@@ -27,8 +31,12 @@ type Res<T> = Result<T, String>;
 
 fn main() {
     let out = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| ".".into()));
+    let mut parts: Vec<String> = std::env::args().skip(2).collect();
+    if parts.is_empty() {
+        parts = vec!["fixtures".into(), "receipt".into(), "synthetic".into()];
+    }
     let mut report = String::new();
-    let code = match run(&out, &mut report) {
+    let code = match run(&out, &parts, &mut report) {
         Ok(ok) => i32::from(!ok),
         Err(e) => {
             let _ = writeln!(report, "\nerror: {e}");
@@ -36,11 +44,11 @@ fn main() {
         }
     };
     println!("{report}");
-    let _ = std::fs::write(out.join("suite.md"), &report);
+    let _ = std::fs::write(out.join(format!("suite-{}.md", parts.join("-"))), &report);
     std::process::exit(code);
 }
 
-fn run(out: &std::path::Path, r: &mut String) -> Res<bool> {
+fn run(out: &std::path::Path, parts: &[String], r: &mut String) -> Res<bool> {
     let gpu = detect()
         .map_err(|e| e.to_string())?
         .ok_or("SKIP: No CUDA device available")?;
@@ -49,6 +57,19 @@ fn run(out: &std::path::Path, r: &mut String) -> Res<bool> {
         "# bitnet CUDA suite\n\nGPU: {} (cc {})\n",
         gpu.name, gpu.cc
     );
+    let mut all_ok = true;
+    for part in parts {
+        match part.as_str() {
+            "fixtures" => all_ok &= fixtures(r)?,
+            "receipt" => receipt(out, r)?,
+            "synthetic" => synthetic(r)?,
+            other => return Err(format!("unknown part '{other}'")),
+        }
+    }
+    Ok(all_ok)
+}
+
+fn fixtures(r: &mut String) -> Res<bool> {
     let mut all_ok = true;
     let _ = writeln!(
         r,
@@ -68,7 +89,11 @@ fn run(out: &std::path::Path, r: &mut String) -> Res<bool> {
             .to_string();
         match fixture(p) {
             Ok(line) => {
-                if line.contains("MISMATCH") || line.contains("NOT deterministic") {
+                if line.contains("MISMATCH")
+                    || line.contains("NOT deterministic")
+                    || line.contains("EXCEEDED")
+                    || line.contains("DIFFER")
+                {
                     all_ok = false;
                 }
                 let _ = writeln!(r, "| {name} | {line} |");
@@ -88,7 +113,11 @@ fn run(out: &std::path::Path, r: &mut String) -> Res<bool> {
         }
     }
 
-    // The receipt of the shipped model.
+    Ok(all_ok)
+}
+
+/// The receipt of the shipped model.
+fn receipt(out: &std::path::Path, r: &mut String) -> Res<()> {
     let shipped = PathBuf::from("tests/models/shakespeare-i2s.gguf");
     let t = Instant::now();
     let file = ModelFile::open(&shipped).map_err(|e| e.to_string())?;
@@ -115,8 +144,7 @@ fn run(out: &std::path::Path, r: &mut String) -> Res<bool> {
             .join(", ")
     );
 
-    synthetic(r)?;
-    Ok(all_ok)
+    Ok(())
 }
 
 fn prompt_of(loaded: &Loaded<'_>) -> Res<Vec<u32>> {
@@ -190,9 +218,16 @@ fn fixture(p: &std::path::Path) -> Res<String> {
     let same = g1.ids == cpu_ids;
     let first_diff = g1.ids.iter().zip(&cpu_ids).position(|(a, b)| a != b);
     let det = g1.ids == g2.ids && s1.ids == s2.ids;
+    let (rows, bad) = gm.check_qkv_exact(&host).map_err(|e| e.to_string())?;
     Ok(format!(
-        "ran ({} launches/step) | {} | {:.2e} (tolerance {:.0e}: {}) | {}",
+        "ran ({} launches/step; layer-0 q|k|v vs core's integer dots: {} of {rows} rows {}) | {} | {:.2e} (tolerance {:.0e}: {}) | {}",
         gm.launches_per_step(),
+        rows - bad,
+        if bad == 0 {
+            "bit-identical"
+        } else {
+            "equal, the rest DIFFER"
+        },
         if same {
             format!("yes ({n_gen}/{n_gen})")
         } else {
@@ -302,6 +337,7 @@ fn synthetic(r: &mut String) -> Res<()> {
     fn lin(b: &[u8], (m, k): (usize, usize), s: f32) -> HostLinear<'_> {
         HostLinear {
             body: b,
+            format: WeightFormat::I2s,
             rows: m,
             cols: k,
             weight_scale: s,
@@ -329,8 +365,9 @@ fn synthetic(r: &mut String) -> Res<()> {
         config: cfg,
         layers: host_layers,
         output_norm: &norm_d,
-        head_f16: &head,
-        embedding: HostEmbedding::TiedF16Head,
+        head: &head,
+        head_format: HeadFormat::F16,
+        embedding: HostEmbedding::TiedHead,
     };
     let gen_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
@@ -350,6 +387,12 @@ fn synthetic(r: &mut String) -> Res<()> {
     runs.sort_by(f64::total_cmp);
     let ms = runs[1];
     let tok_s = n as f64 / (ms / 1e3);
+    let (rows, bad) = gm.check_qkv_exact(&host).map_err(|e| e.to_string())?;
+    if bad != 0 {
+        return Err(format!(
+            "synthetic layer-0 q|k|v: {bad} of {rows} rows DIFFER from core's integer dots"
+        ));
+    }
     let bpt = gm.weight_bytes_per_token();
     let bw = gm.copy_bandwidth(1 << 30, 10).map_err(|e| e.to_string())?;
     let floor_ms = bpt as f64 / bw * 1e3;
@@ -357,7 +400,8 @@ fn synthetic(r: &mut String) -> Res<()> {
     let _ = writeln!(
         r,
         "## Synthetic 2B-4T shapes (dim 2560, 30 layers, 20/5 heads, FFN 6912, vocab 128256, F16 head)\n\n\
-         generated in {gen_s:.1} s, uploaded + compiled + captured in {up_s:.1} s; {} launches per step\n\n\
+         generated in {gen_s:.1} s, uploaded + compiled + captured in {up_s:.1} s; {} launches per step; \
+         layer-0 q|k|v bit-identical to core's integer dots ({rows} rows)\n\n\
          | metric | value |\n|---|---|\n\
          | decode tok/s (batch 1, graph replays, median of 3 x {n}) | {tok_s:.1} |\n\
          | ms per token | {per_tok_ms:.4} |\n\
