@@ -4,6 +4,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use bitnet_core::kernels::KernelChoice;
 use bitnet_core::model::{Generator, Logits, Model, RunState};
 use bitnet_core::sample::{Sampler, SamplerParams};
 use bitnet_core::tokenizer::{DecodeOptions, EncodeOptions, StreamDecoder, Tokenizer};
@@ -163,6 +164,95 @@ pub struct RunArgs {
     /// Print one JSON object (prompt_tokens, generated_tokens, text) only.
     #[arg(long)]
     json: bool,
+    /// Where the model runs: cpu, or cuda (the whole model on the GPU;
+    /// needs a build with `--features cuda` and a CUDA device; there is
+    /// no fallback to the CPU).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: Device,
+    /// Layers on the GPU, as llama.cpp's `-ngl`: 0 keeps the CPU; the
+    /// model's layer count or more (e.g. 99) puts the whole model on CUDA.
+    /// Splitting a model between CPU and GPU is refused.
+    #[arg(long = "n-gpu-layers", alias = "ngl")]
+    n_gpu_layers: Option<usize>,
+}
+
+/// Where `bitnet run` evaluates the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// The CPU kernels.
+    Cpu,
+    /// The CUDA backend, the whole model on the GPU.
+    Cuda,
+}
+
+/// Parses `--device`.
+pub fn parse_device(s: &str) -> Result<Device, String> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" | "gpu" => Ok(Device::Cuda),
+        other => Err(format!("unknown device '{other}' (cpu or cuda)")),
+    }
+}
+
+/// The device `--device` and `--n-gpu-layers` select for a model of
+/// `n_layers` blocks.
+pub fn resolve_device(
+    device: Device,
+    n_gpu_layers: Option<usize>,
+    n_layers: usize,
+) -> Result<Device, Error> {
+    match (device, n_gpu_layers) {
+        (d, None) => Ok(d),
+        (Device::Cpu, Some(0)) => Ok(Device::Cpu),
+        (Device::Cuda, Some(0)) => Err(Error::Usage(
+            "--device cuda with --n-gpu-layers 0: choose one".into(),
+        )),
+        (_, Some(n)) if n >= n_layers => Ok(Device::Cuda),
+        (_, Some(n)) => Err(Error::Usage(format!(
+            "--n-gpu-layers {n} of {n_layers} layers: splitting a model between CPU and \
+             GPU is not supported; use 0 (CPU) or {n_layers} or more (all on CUDA)"
+        ))),
+    }
+}
+
+/// Greedy (temperature <= 0, no repeat penalty) on the device, else sampled
+/// on the host from the device's logits; stops at a stop token (not
+/// returned), as the CPU generator does.
+#[cfg(feature = "cuda")]
+fn generate_cuda(
+    model: &Model<'_>,
+    ids: &[u32],
+    n_predict: usize,
+    params: SamplerParams,
+    stop: &[u32],
+) -> Result<Vec<u32>, Error> {
+    use bitnet_std::cuda::{CudaModel, HostModel, receipt::generate};
+    let host = HostModel::from_model(model)?;
+    let mut gm = CudaModel::new(&host, ids.len() + n_predict)?;
+    let greedy = params.temperature <= 0.0 && params.repeat_penalty == 1.0;
+    let g = generate(&mut gm, ids, n_predict, (!greedy).then_some(params))?;
+    let end = g
+        .ids
+        .iter()
+        .position(|t| stop.contains(t))
+        .unwrap_or(g.ids.len());
+    Ok(g.ids[..end].to_vec())
+}
+
+/// Without the `cuda` feature there is no GPU path: an error, never the CPU.
+#[cfg(not(feature = "cuda"))]
+fn generate_cuda(
+    _model: &Model<'_>,
+    _ids: &[u32],
+    _n_predict: usize,
+    _params: SamplerParams,
+    _stop: &[u32],
+) -> Result<Vec<u32>, Error> {
+    Err(Error::Usage(
+        "--device cuda: this bitnet was built without the CUDA backend \
+         (build with `--features cuda`)"
+            .into(),
+    ))
 }
 
 fn ctx_len(model: &Model<'_>, ctx: Option<usize>) -> usize {
@@ -197,6 +287,14 @@ fn prompt_ids(
 pub fn run(a: RunArgs) -> Result<(), Error> {
     let file = ModelFile::open(a.model.path())?;
     let mut l = a.model.validation.load(&file)?;
+    let device = resolve_device(a.device, a.n_gpu_layers, l.model.config.n_layers)?;
+    if device == Device::Cuda
+        && (a.model.kernel != KernelChoice::Auto || a.model.lm_head != LmHead::Exact)
+    {
+        return Err(Error::Usage(
+            "--kernel and --lm-head choose CPU kernels; the CUDA backend has its own".into(),
+        ));
+    }
     prepare(&mut l.model, a.model.kernel)?;
     prepare_head(&mut l.model, a.model.lm_head)?;
     let ids = prompt_ids(&l, a.prompt.as_deref(), a.tokens.as_deref())?;
@@ -208,6 +306,29 @@ pub fn run(a: RunArgs) -> Result<(), Error> {
             a.n_predict
         )));
     }
+    if device == Device::Cuda {
+        let t0 = Instant::now();
+        let generated = generate_cuda(
+            &l.model,
+            &ids,
+            a.n_predict,
+            a.sample.params(),
+            &l.stop_tokens(),
+        )?;
+        let secs = t0.elapsed().as_secs_f64();
+        if !a.json {
+            let mut out = std::io::stdout().lock();
+            if let Some(p) = prompt_echo(&l, a.prompt.as_deref(), &ids)? {
+                let _ = out.write_all(p.as_bytes());
+            }
+            if let Some(t) = l.tokenizer.as_ref() {
+                let text = t.decode_lossy(&generated, DecodeOptions::default())?;
+                let _ = out.write_all(text.as_bytes());
+            }
+            let _ = writeln!(out);
+        }
+        return finish_run(&l, a.json, &ids, &generated, secs);
+    }
     let mut state = l
         .model
         .new_state(PREFILL_BATCH.min(ids.len()).max(1), n_ctx)?;
@@ -216,11 +337,7 @@ pub fn run(a: RunArgs) -> Result<(), Error> {
     let stop = l.stop_tokens();
     let json = a.json;
     let tokenizer = l.tokenizer.as_ref();
-    let prompt_echo = match (&a.prompt, tokenizer) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(t)) => Some(t.decode_lossy(&ids, DecodeOptions::default())?),
-        (None, None) => None,
-    };
+    let prompt_echo = prompt_echo(&l, a.prompt.as_deref(), &ids)?;
     let model = &l.model;
     let t0 = Instant::now();
     let generated = with_threads(a.model.threads(), || {
@@ -255,10 +372,29 @@ pub fn run(a: RunArgs) -> Result<(), Error> {
         }
         Ok::<_, Error>(generated)
     })??;
-    let secs = t0.elapsed().as_secs_f64();
+    finish_run(&l, json, &ids, &generated, t0.elapsed().as_secs_f64())
+}
+
+/// The prompt as `bitnet run` echoes it: as given, else decoded.
+fn prompt_echo(l: &Loaded<'_>, prompt: Option<&str>, ids: &[u32]) -> Result<Option<String>, Error> {
+    Ok(match (prompt, l.tokenizer.as_ref()) {
+        (Some(p), _) => Some(p.to_string()),
+        (None, Some(t)) => Some(t.decode_lossy(ids, DecodeOptions::default())?),
+        (None, None) => None,
+    })
+}
+
+/// The end of `bitnet run`: the JSON object, or the summary line.
+fn finish_run(
+    l: &Loaded<'_>,
+    json: bool,
+    ids: &[u32],
+    generated: &[u32],
+    secs: f64,
+) -> Result<(), Error> {
     if json {
-        let text = match tokenizer {
-            Some(t) => t.decode_lossy(&generated, DecodeOptions::default())?,
+        let text = match l.tokenizer.as_ref() {
+            Some(t) => t.decode_lossy(generated, DecodeOptions::default())?,
             None => String::new(),
         };
         let obj = serde_json::json!({

@@ -122,7 +122,15 @@ fn tokenize(
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // llama.cpp spells the GPU layer count `-ngl` (one dash, several
+    // letters), which clap cannot declare: read it as `--n-gpu-layers`.
+    let cli = Cli::parse_from(std::env::args_os().map(|a| {
+        if a == "-ngl" {
+            "--n-gpu-layers".into()
+        } else {
+            a
+        }
+    }));
     let result = match cli.cmd {
         Cmd::Inspect { file, json } => inspect(file, json),
         Cmd::Validate {
