@@ -34,7 +34,10 @@ impl Vocab {
                 OwnedValue::Array(OwnedArray::I32(types.clone())),
             );
         }
-        if !self.merges.is_empty() {
+        // A BPE reader requires the key, so it is written even when empty
+        // (a byte-level vocabulary without merges is valid); SentencePiece
+        // has no merges.
+        if self.kind == VocabKind::Bpe {
             w.kv(
                 "tokenizer.ggml.merges",
                 OwnedValue::Array(OwnedArray::String(self.merges.clone())),
@@ -96,5 +99,18 @@ mod tests {
         let t = Tokenizer::from_gguf(&g).unwrap();
         let ids: Vec<u32> = t.encode("ab ab", t.default_encode_options()).unwrap();
         assert_eq!(ids, [2, 4]);
+    }
+
+    #[test]
+    fn bpe_vocab_without_merges_round_trips() {
+        // Found by the tokenizer_vocab fuzz target: the writer left out an
+        // empty merges array, which the reader requires for BPE.
+        let mut v = Vocab::new(VocabKind::Bpe);
+        v.tokens = vec![String::from("a")];
+        let mut w = GgufWriter::new();
+        v.write_gguf(&mut w);
+        let bytes = w.to_bytes().unwrap();
+        let g = Gguf::parse(&bytes).unwrap();
+        assert_eq!(Vocab::from_gguf(&g).unwrap(), v);
     }
 }
