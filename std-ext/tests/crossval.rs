@@ -46,11 +46,18 @@ const PROMPTS: [&str; 4] = [
 const N_GEN: usize = 16;
 
 /// Minimum Pearson correlation between our logits and llama.cpp's at any
-/// compared position when both do the same arithmetic (the issue's
-/// acceptance threshold). Observed: >= 0.99990 on the tiny random fixtures
-/// (TQ1_0 with a Q8_K rounding flip, see [`MAX_ABS_Q8K`]), >= 0.999993 on
-/// the trained ones.
+/// compared position without activation quantization (the issue's
+/// acceptance threshold; observed 1 - 1e-11).
 const MIN_PEARSON: f64 = 0.9999;
+
+/// Minimum Pearson correlation with Q8_K activations on both sides. At
+/// positions without a rounding flip ([`MAX_ABS_Q8K`]) the correlation is
+/// as for floats (>= 0.99999 observed). A flip cascade adds noise of
+/// relative std rho up to the re-quantization noise with the Q8_K step
+/// (~1-2%, half of [`MAX_ABS_I2S_VS_Q8K`]'s), so `r = 1 - rho²/2` can reach
+/// 0.9998: allowed 0.999 (rho up to 4.5%). Observed worst: 0.99990692
+/// (tiny TQ1_0 fixture, rho 1.4%), 0.9999938 (trained models).
+const MIN_PEARSON_Q8K: f64 = 0.999;
 
 /// Max abs logit error without activation quantization (F32 / F16 / BF16
 /// projections; llama.cpp gets F16/BF16 as exact F32 copies, so both
@@ -95,8 +102,10 @@ const MAX_ABS_Q8K: f64 = 0.5;
 /// independent perturbation; through the final RMSNorm and the LM head the
 /// logits get noise of ~1% x sqrt(7 L) ~ 4-5% of their spread (std ~ 2-4
 /// on our models) for L = 3-4: sigma ~ 0.1-0.2 per logit, and the max over
-/// the vocabulary (~3.5 sigma over 512 entries) ~ 0.35-0.7. Observed worst:
-/// 0.48 (tiny random I2_S fixture), 0.17 (trained shakespeare-i2s);
+/// the vocabulary (~3.5 sigma over 512 entries) ~ 0.35-0.7. Measured
+/// std(ours - llama.cpp) / std(logits): median 2.5% on the tiny random I2_S
+/// fixture (L = 3; predicted 4.6%), 0.44% on trained shakespeare-i2s.
+/// Observed worst max: 0.48 (tiny fixture), 0.17 (shakespeare-i2s);
 /// allowed 1.0.
 const MAX_ABS_I2S_VS_Q8K: f64 = 1.0;
 
@@ -205,7 +214,20 @@ fn check_prompt(p: &PromptOut, n_vocab: usize, bound: Bound, st: &mut Stats) -> 
     let mut fails = Vec::new();
     let n_prompt = p.tokens.len();
     let (b, l) = (&p.bitnet, &p.llama);
-    let rows = b.logits.len().min(l.logits.len());
+    let rows = n_prompt + N_GEN - 1;
+    for (side, name) in [(b, "bitnet"), (l, "llama.cpp")] {
+        if side.logits.len() != rows || side.greedy.len() != N_GEN {
+            fails.push(format!(
+                "{:?}: {name} wrote {} logit rows and {} greedy tokens, expected {rows} and {N_GEN}",
+                p.text,
+                side.logits.len(),
+                side.greedy.len()
+            ));
+        }
+    }
+    if !fails.is_empty() {
+        return fails;
+    }
     let tie = NEAR_TIE_FACTOR * bound.max_abs;
     let mut near_tie_seen = false;
     let mut tokens_ok = true;
@@ -325,7 +347,7 @@ fn logits_and_greedy_tokens_match_llama_cpp() {
     } else {
         Bound {
             max_abs: MAX_ABS_Q8K,
-            min_corr: MIN_PEARSON,
+            min_corr: MIN_PEARSON_Q8K,
         }
     };
     let format = if f_ours == f_ref {
@@ -353,6 +375,11 @@ fn logits_and_greedy_tokens_match_llama_cpp() {
     let text = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
     let _ = std::fs::remove_file(&out);
     let parsed: Output = serde_json::from_str(&text).expect("harness JSON");
+    assert_eq!(
+        parsed.prompts.len(),
+        PROMPTS.len(),
+        "harness output: prompt count"
+    );
 
     let mut st = Stats {
         min_corr: 1.0,
@@ -387,6 +414,7 @@ fn logits_and_greedy_tokens_match_llama_cpp() {
             "min_corr": st.min_corr,
             "max_abs_err": st.max_abs,
             "bound": bound.max_abs,
+            "corr_bound": bound.min_corr,
             "matching_tokens": format!("{}/{}", st.matching, st.generated),
             "near_ties": st.near_ties,
             "result": if fails.is_empty() { "pass" } else { "FAIL" },

@@ -395,8 +395,9 @@ fn print_table(summary: &Path) -> Result<()> {
         ("positions", 9),
         ("<= 1e-3", 7),
         ("min corr", 10),
+        ("(bound)", 7),
         ("max abs err", 11),
-        ("bound", 8),
+        ("(bound)", 7),
         ("matching tokens", 15),
         ("result", 6),
     ];
@@ -425,6 +426,7 @@ fn print_table(summary: &Path) -> Result<()> {
                 s("positions"),
                 s("float_level"),
                 format!("{:.7}", v["min_corr"].as_f64().unwrap_or(f64::NAN)),
+                s("corr_bound"),
                 format!("{:.2e}", v["max_abs_err"].as_f64().unwrap_or(f64::NAN)),
                 format!("{:.0e}", v["bound"].as_f64().unwrap_or(f64::NAN)),
                 s("matching_tokens"),
