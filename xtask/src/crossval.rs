@@ -437,3 +437,81 @@ fn print_table(summary: &Path) -> Result<()> {
     println!();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use bitnet_core::quant::i2s::quantize_i2s;
+    use bitnet_core::quant::tq2_0::dequantize_row_tq2_0;
+
+    use super::*;
+
+    /// I2_S -> TQ2_0 keeps every ternary and the scale exactly, including
+    /// an all-zero block and a negative scale.
+    #[test]
+    fn i2s_to_tq2_0_is_exact() {
+        let (rows, cols) = (3, 512);
+        let mut w: Vec<i8> = (0..rows * cols).map(|i| (i * 7 % 3) as i8 - 1).collect();
+        w[256..512].fill(0);
+        for scale in [0.0625f32, -1.5] {
+            let i2s = quantize_i2s(&w, scale, rows, cols).unwrap();
+            let dims = [cols as u64, rows as u64];
+            let (tq2, s) = i2s_to_tq2_0("t", &dims, &i2s).unwrap();
+            assert_eq!(s, scale);
+            let mut back = vec![0f32; rows * cols];
+            dequantize_row_tq2_0(&tq2, &mut back).unwrap();
+            let want: Vec<f32> = w.iter().map(|&x| f32::from(x)).collect();
+            assert_eq!(back, want);
+        }
+    }
+
+    /// The llama.cpp re-encoding of the bitnet-b1.58 I2_S fixture: arch
+    /// `bitnet` with relu² selected, no `bitnet-b1.58.*` key left, F32
+    /// embedding with the same values, TQ2_0 projections with their scales.
+    #[test]
+    fn llama_reencoding_of_the_i2s_fixture() {
+        let src = std::fs::read(root().join("tests/models/bitnet-b1.58-i2s.gguf")).unwrap();
+        let g = Gguf::parse(&src).unwrap();
+        let dst = std::env::temp_dir().join(format!("crossval-test-{}.gguf", std::process::id()));
+        reencode(&g, &dst, Target::Llama).unwrap();
+        let bytes = std::fs::read(&dst).unwrap();
+        std::fs::remove_file(&dst).unwrap();
+        let r = Gguf::parse(&bytes).unwrap();
+        assert_eq!(r.architecture(), Some("bitnet"));
+        assert_eq!(r.get_str(HIDDEN_ACT_KEY).unwrap(), "relu2");
+        assert!(
+            r.metadata()
+                .iter()
+                .all(|(k, _)| !k.starts_with("bitnet-b1.58"))
+        );
+        assert_eq!(
+            r.get_usize("bitnet.block_count").unwrap(),
+            g.get_usize("bitnet-b1.58.block_count").unwrap()
+        );
+        let (e0, e1) = (
+            g.tensor("token_embd.weight").unwrap(),
+            r.tensor("token_embd.weight").unwrap(),
+        );
+        assert_eq!((e0.ggml_type, e1.ggml_type), (GgmlType::F16, GgmlType::F32));
+        let (a, b) = (g.tensor_data(e0), r.tensor_data(e1));
+        assert!(a.chunks_exact(2).zip(b.chunks_exact(4)).all(|(h, f)| {
+            f16::from_le_bytes([h[0], h[1]]).to_f32()
+                == f32::from_le_bytes([f[0], f[1], f[2], f[3]])
+        }));
+        let q = r.tensor("blk.0.attn_q.weight").unwrap();
+        assert_eq!(q.ggml_type, GgmlType::TQ2_0);
+        let scale = r.tensor("blk.0.attn_q.scale").unwrap();
+        let i2s = g.tensor("blk.0.attn_q.weight").unwrap();
+        let (k, m) = (i2s.dims[0] as usize, i2s.dims[1] as usize);
+        let want = bitnet_core::quant::i2s::i2s_scale(g.tensor_data(i2s), m, k).unwrap();
+        assert_eq!(r.tensor_data(scale), want.to_le_bytes());
+    }
+
+    /// Rows TQ2_0 cannot hold are refused with a message, not a panic.
+    #[test]
+    fn i2s_to_tq2_0_refuses_short_rows() {
+        let w = vec![1i8; 2 * 128];
+        let i2s = quantize_i2s(&w, 1.0, 2, 128).unwrap();
+        let e = i2s_to_tq2_0("t", &[128, 2], &i2s).unwrap_err();
+        assert!(e.contains("multiple of 256"), "{e}");
+    }
+}
