@@ -12,8 +12,15 @@ use crate::tools::{Result, run};
 
 const TARGET: &str = "aarch64-unknown-linux-gnu";
 
-/// Test binaries of bitnet-core run on the foreign architecture.
-const TESTS: [&str; 3] = ["kernels_harness", "model_tl", "model_bitnet"];
+/// Test binaries of bitnet-core run on the foreign architecture
+/// (`hostile_inputs`: the malformed-file suite, where wasm32's 32-bit
+/// `usize` must hit the same clean errors).
+const TESTS: [&str; 4] = [
+    "kernels_harness",
+    "model_tl",
+    "model_bitnet",
+    "hostile_inputs",
+];
 
 fn have(program: &str) -> bool {
     Command::new(program).arg("--version").output().is_ok()
