@@ -8,8 +8,16 @@ use crate::root;
 /// Targets `bitnet-core` must build for: no OS at all, and the browser.
 const NO_STD_TARGETS: [&str; 2] = ["thumbv7em-none-eabihf", "wasm32-unknown-unknown"];
 
-/// Fuzz targets in `fuzz/`.
-const FUZZ_TARGETS: [&str; 3] = ["gguf_parse", "gguf_roundtrip", "tokenizer"];
+/// Fuzz targets in `fuzz/` (docs/security.md says what each covers).
+const FUZZ_TARGETS: [&str; 7] = [
+    "gguf_parse",
+    "gguf_roundtrip",
+    "model_load",
+    "tokenizer",
+    "tokenizer_vocab",
+    "receipt_verify",
+    "ffi",
+];
 
 pub type Result<T> = std::result::Result<T, String>;
 
@@ -74,15 +82,33 @@ fn ensure_fuzz_tools() -> Result<()> {
     Ok(())
 }
 
-/// Seed files for the parser targets: the real GGUF files we have.
-fn seed_dirs(root: &Path) -> Vec<String> {
-    [root.join("tests/models"), root.join("../shared/data")]
-        .into_iter()
+/// Seed directories of `target`: the real files it parses (GGUF models
+/// and vocabularies, receipts) and the checked-in tiny models; the
+/// structure-aware targets start from nothing. Its regression corpus
+/// (tests/fuzz-regressions/TARGET) comes first, so every input that once
+/// crashed it is replayed before fuzzing starts.
+fn seed_dirs(root: &Path, target: &str) -> Vec<String> {
+    let rel: &[&str] = match target {
+        "gguf_parse" | "model_load" => &[
+            "tests/fuzz-seeds/model_load",
+            "tests/models",
+            "../shared/data",
+        ],
+        "tokenizer" => &["../shared/data"],
+        "receipt_verify" => &["tests/golden/receipts", "ci/receipts"],
+        _ => &[],
+    };
+    let regressions = format!("tests/fuzz-regressions/{target}");
+    std::iter::once(regressions.as_str())
+        .chain(rel.iter().copied())
+        .map(|d| root.join(d))
         .filter(|d| d.is_dir())
         .map(|d| d.display().to_string())
         .collect()
 }
 
+/// Runs each fuzz target (or only `only`) for `seconds`, after replaying
+/// its regression corpus and seeds; any crash fails the run.
 pub fn fuzz_smoke(seconds: u32, only: Option<&str>) -> Result<()> {
     ensure_fuzz_tools()?;
     let root = root();
@@ -94,16 +120,15 @@ pub fn fuzz_smoke(seconds: u32, only: Option<&str>) -> Result<()> {
         std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
         let mut cmd = Command::new("cargo");
         cmd.current_dir(root.join("fuzz"))
-            .args(["+nightly", "fuzz", "run", t])
-            .arg(&corpus);
-        if t == "gguf_parse" {
-            cmd.args(seed_dirs(&root));
-        }
+            .args(["+nightly", "fuzz", "run", "-O", t])
+            .arg(&corpus)
+            .args(seed_dirs(&root, t));
         cmd.args([
             "--",
             &format!("-max_total_time={seconds}"),
             "-max_len=4194304",
             "-rss_limit_mb=2048",
+            "-timeout=30",
         ]);
         run(&mut cmd)?;
     }

@@ -69,17 +69,18 @@ pub fn step(model: &Model<'_>, platform: Platform) -> Result<Vec<u32>, String> {
 pub fn model_load(data: &[u8]) -> Result<Vec<u32>, String> {
     let g = Gguf::parse(data).map_err(|e| e.to_string())?;
     let report = validate(&g, &ValidationConfig::builder().mode(Mode::Full).build());
-    if g.get("tokenizer.ggml.model").is_some() {
-        if let Ok(tok) = Tokenizer::from_gguf(&g) {
-            let opts = EncodeOptions {
-                add_bos: true,
-                add_eos: true,
-                parse_special: true,
-            };
-            if let Ok(ids) = tok.encode("Hello, world! <s> 42", opts) {
-                tok.decode(&ids, DecodeOptions::default())
-                    .expect("ids from encode decode");
-            }
+    let tok = g
+        .get("tokenizer.ggml.model")
+        .and_then(|_| Tokenizer::from_gguf(&g).ok());
+    if let Some(tok) = tok {
+        let opts = EncodeOptions {
+            add_bos: true,
+            add_eos: true,
+            parse_special: true,
+        };
+        if let Ok(ids) = tok.encode("Hello, world! <s> 42", opts) {
+            tok.decode(&ids, DecodeOptions::default())
+                .expect("ids from encode decode");
         }
     }
     let mut model = Model::from_gguf(&g).map_err(|e| e.to_string())?;
