@@ -7,7 +7,7 @@
 #   strip target/gpu-carry/*
 # then, from the repository root there: bash std-ext/src/cuda/device_run.sh target/gpu-carry OUT
 # Writes to OUT: gpu.txt, suite-synthetic.md, bf16.txt, suite-fixtures.md,
-# gpu-inference.json, all.log (everything printed).
+# suite-fixtures-nopdl.md, gpu-inference.json, all.log (everything printed).
 set -u
 BIN=$1
 OUT=$2
@@ -39,6 +39,8 @@ for m in shakespeare-i2s shakespeare-tq2_0 bitnet-b1.58-i2s bitnet-tq2_0; do
     echo "$m: DIFFERENT"; echo " cpu $cpu"; echo " gpu $gpu"; echo " ngl $ngl"; fail=1
   fi
 done
+echo "== fixtures without programmatic dependent launch"
+"$BIN/bitnet-cuda-suite" "$OUT" fixtures-nopdl || fail=1
 echo "== compute-sanitizer memcheck on the fixtures (bounded)"
 if command -v compute-sanitizer >/dev/null; then
   timeout 120 compute-sanitizer --tool memcheck --leak-check no --print-limit 5 \

@@ -3,8 +3,8 @@
 //! One step (one position, batch 1) is: `embed_*` (token from device
 //! memory), then per layer: `quantize_act` (RMSNorm + int8 quantization of
 //! the block input, once) and `i2s_gemv` (q|k|v); `attention_rope` (RoPE,
-//! KV store, attention split over heads x slices of 64 positions);
-//! `quantize_act` (combine of the slices + sub-norm + quantization) and
+//! KV store, attention split over heads x slices of 64 positions, the
+//! last slice of each head combining them); `quantize_act` (sub-norm) and
 //! `i2s_gemv` (Wo, added to the residual); `quantize_act` (norm) and
 //! `i2s_gemv_glu` (gate/up + relu²·up); `quantize_act` (sub-norm) and
 //! `i2s_gemv` (Wdown, added). Then `f16_gemv_rmsnorm` (final norm + LM
@@ -13,6 +13,7 @@
 //! from device memory, so the same graph serves every position; a greedy
 //! decode replays it with no host work between tokens.
 
+use std::ffi::c_void;
 use std::sync::Arc;
 
 use bitnet_core::model::{Arch, Config, Model, RopeStyle};
@@ -22,10 +23,10 @@ use bitnet_core::quant::q8_k::BlockQ8K;
 use bitnet_core::quant::tq2_0::BlockTq2_0;
 use bitnet_core::quant::tq2_0::vec_dot_tq2_0_q8_k;
 use bitnet_core::receipt::KernelCounters;
-use cudarc::driver::sys::{CUevent_flags, CUgraphInstantiate_flags, CUstreamCaptureMode};
+
+use cudarc::driver::sys::{self, CUevent_flags, CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
-    PushKernelArg,
 };
 use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 
@@ -55,8 +56,6 @@ pub const ID_ARGMAX: &str = "argmax_cuda";
 
 /// Threads of an I2_S GEMV block (4 warps).
 const GEMV_THREADS: u32 = 128;
-/// Rows each GEMV warp computes at once (`GEMV_RPW` in kernels.cu).
-const GEMV_RPW: usize = 4;
 /// Threads of the F16 head GEMV block (8 warps).
 const HEAD_THREADS: u32 = 256;
 /// Threads and per-thread registers of `quantize_act` (`QA_THREADS`,
@@ -328,6 +327,42 @@ fn split_tq2_0(
     Ok(())
 }
 
+/// Kernel arguments as the driver takes them: the address of each value,
+/// in the kernel's parameter order. The values must outlive the launch
+/// call (the driver copies them at the launch).
+#[derive(Default)]
+struct KArgs(Vec<*mut c_void>);
+
+impl KArgs {
+    fn arg<T>(&mut self, v: &T) -> &mut Self {
+        self.0.push(std::ptr::from_ref(v).cast_mut().cast());
+        self
+    }
+}
+
+/// Compile-time choices of the kernels (NVRTC defines) and launches, for
+/// measuring variants; [`Tuning::default`] is what the backend uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Rows each GEMV warp computes at once (`GEMV_RPW`).
+    pub gemv_rpw: usize,
+    /// 16-byte chunks per lane and row in flight (`GEMV_UNROLL`).
+    pub gemv_unroll: usize,
+    /// Programmatic dependent launch: each kernel may start (and pull its
+    /// weights to L2) while the previous one runs (sm_90 and later).
+    pub pdl: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            gemv_rpw: 4,
+            gemv_unroll: 2,
+            pdl: true,
+        }
+    }
+}
+
 /// Time of one kernel launch (median over repetitions).
 #[derive(Debug, Clone)]
 pub struct KernelTiming {
@@ -354,6 +389,7 @@ pub struct CudaModel {
     f_head: CudaFunction,
     f_argmax: CudaFunction,
     cfg: Config,
+    tuning: Tuning,
     n_ctx: usize,
     sm_count: usize,
     gpu: GpuInfo,
@@ -379,6 +415,10 @@ pub struct CudaModel {
     part_o: u64,
     part_ml: u64,
     n_split: usize,
+    /// Finished slices per head (the last one combines and resets it).
+    att_done: u64,
+    /// The attention output, q_dim floats.
+    att: u64,
     logits: u64,
     params_ptr: u64,
     out_tokens_ptr: u64,
@@ -436,9 +476,9 @@ fn gemv_id(a: &DevLinear, glu: bool) -> &'static str {
     }
 }
 
-/// Blocks of a GEMV: one group of `GEMV_RPW` rows per warp.
-fn gemv_grid(rows: usize) -> u32 {
-    let rows_per_block = (GEMV_THREADS / 32) as usize * GEMV_RPW;
+/// Blocks of a GEMV: one group of `rpw` rows (`GEMV_RPW`) per warp.
+fn gemv_grid(rows: usize, rpw: usize) -> u32 {
+    let rows_per_block = (GEMV_THREADS / 32) as usize * rpw;
     rows.div_ceil(rows_per_block).max(1) as u32
 }
 
@@ -453,6 +493,14 @@ impl CudaModel {
     /// Uploads `m` to device 0, compiles the kernels and captures the
     /// decode step. `n_ctx`: positions of the KV cache.
     pub fn new(m: &HostModel<'_>, n_ctx: usize) -> Result<Self, CudaError> {
+        Self::with_tuning(m, n_ctx, Tuning::default())
+    }
+
+    /// [`new`](Self::new) with kernel variants (for measuring them).
+    pub fn with_tuning(m: &HostModel<'_>, n_ctx: usize, tuning: Tuning) -> Result<Self, CudaError> {
+        if !matches!(tuning.gemv_rpw, 1 | 2 | 4 | 8) || !matches!(tuning.gemv_unroll, 1 | 2 | 4) {
+            return Err(CudaError::Usage(format!("unsupported tuning {tuning:?}")));
+        }
         if super::detect()?.is_none() {
             return Err(CudaError::NoDevice);
         }
@@ -466,6 +514,12 @@ impl CudaModel {
             return Err(CudaError::Unsupported(
                 "dimensions must be multiples of 128 (I2_S blocks)".into(),
             ));
+        }
+        if c.head_dim % 4 != 0 {
+            return Err(CudaError::Unsupported(format!(
+                "head dimension {} (the attention kernel takes multiples of 4)",
+                c.head_dim
+            )));
         }
         if c.dim.max(c.hidden_dim).max(c.q_dim()) > QA_MAX_K {
             return Err(CudaError::Unsupported(format!(
@@ -486,6 +540,11 @@ impl CudaModel {
         let gpu = gpu_info(&ctx)?;
         let (major, minor) = ctx.compute_capability()?;
         let arch = nvrtc_arch(major, minor)?;
+        // Programmatic dependent launch exists from compute capability 9.0.
+        let tuning = Tuning {
+            pdl: tuning.pdl && major >= 9,
+            ..tuning
+        };
         let sm_count = ctx.attribute(
             cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
         )? as usize;
@@ -497,6 +556,10 @@ impl CudaModel {
                 prec_sqrt: Some(true),
                 ftz: Some(false),
                 arch: Some(arch),
+                options: vec![
+                    format!("-DGEMV_RPW={}", tuning.gemv_rpw),
+                    format!("-DGEMV_UNROLL={}", tuning.gemv_unroll),
+                ],
                 ..Default::default()
             },
         )
@@ -665,6 +728,9 @@ impl CudaModel {
         let part_o = up_f32(&vec![0.0; c.n_heads * n_split * c.head_dim])?;
         // f64 pairs, allocated as f32 words.
         let part_ml = up_f32(&vec![0.0; c.n_heads * n_split * 4])?;
+        // int counters; zero bits are 0 as f32 too.
+        let att_done = up_f32(&vec![0.0; c.n_heads])?;
+        let att = up_f32(&vec![0.0; c.q_dim()])?;
         let max_k = c.dim.max(c.hidden_dim).max(c.q_dim());
         let qact_buf = stream.clone_htod(&vec![0u8; max_k.div_ceil(128) * QBLOCK_STRIDE])?;
         let qact = ptr_u8(&qact_buf, &stream);
@@ -695,6 +761,7 @@ impl CudaModel {
             f_head,
             f_argmax,
             cfg: c,
+            tuning,
             n_ctx,
             sm_count,
             gpu,
@@ -716,6 +783,8 @@ impl CudaModel {
             part_o,
             part_ml,
             n_split,
+            att_done,
+            att,
             logits,
             params_ptr,
             out_tokens_ptr,
@@ -737,6 +806,11 @@ impl CudaModel {
     /// The device's compute capability and name.
     pub fn gpu(&self) -> &GpuInfo {
         &self.gpu
+    }
+
+    /// The kernel variants in use (`pdl` off where the device lacks it).
+    pub fn tuning(&self) -> Tuning {
+        self.tuning
     }
 
     /// The model's hyper-parameters.
@@ -764,6 +838,57 @@ impl CudaModel {
         self.weight_bytes_per_token
     }
 
+    /// Launches `f` on the stream: with programmatic stream serialization
+    /// when `tuning.pdl` (the kernels' `pdl_wait` keeps the order).
+    ///
+    /// # Safety
+    /// `args` must match `f`'s parameters in number, order and type, and
+    /// every pointer among them must be a live device allocation of the
+    /// size the kernel reads or writes under `cfg`.
+    unsafe fn launch(
+        &self,
+        f: &CudaFunction,
+        cfg: LaunchConfig,
+        args: &mut KArgs,
+    ) -> Result<(), CudaError> {
+        let mut value = sys::CUlaunchAttributeValue { pad: [0; 64] };
+        value.programmaticStreamSerializationAllowed = 1;
+        let mut attr = sys::CUlaunchAttribute {
+            id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+            pad: [0; 4],
+            value,
+        };
+        let config = sys::CUlaunchConfig {
+            gridDimX: cfg.grid_dim.0,
+            gridDimY: cfg.grid_dim.1,
+            gridDimZ: cfg.grid_dim.2,
+            blockDimX: cfg.block_dim.0,
+            blockDimY: cfg.block_dim.1,
+            blockDimZ: cfg.block_dim.2,
+            sharedMemBytes: cfg.shared_mem_bytes,
+            hStream: self.stream.cu_stream(),
+            attrs: if self.tuning.pdl {
+                &raw mut attr
+            } else {
+                std::ptr::null_mut()
+            },
+            numAttrs: u32::from(self.tuning.pdl),
+        };
+        // SAFETY: `config` (and the attribute it points to) and `args` live
+        // through the call; the stream and function belong to this model's
+        // context; the caller guarantees that `args` match the kernel.
+        unsafe {
+            sys::cuLaunchKernelEx(
+                &raw const config,
+                f.cu_function(),
+                args.0.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()?;
+        Ok(())
+    }
+
     /// Kernel launches of one step.
     pub fn launches_per_step(&self) -> usize {
         self.step_kernels.len()
@@ -774,39 +899,21 @@ impl CudaModel {
         self.keep_u8.len() + self.keep_f32.len()
     }
 
-    /// `quantize_act` of `x` (K floats; with `norm` != 0 RMSNorm first),
-    /// or with `combine` of the attention partials.
-    fn k_quant(
-        &self,
-        x: u64,
-        combine: bool,
-        norm: u64,
-        k: usize,
-        format: WeightFormat,
-    ) -> Result<(), CudaError> {
+    /// `quantize_act` of `x` (K floats; with `norm` != 0 RMSNorm first).
+    fn k_quant(&self, x: u64, norm: u64, k: usize, format: WeightFormat) -> Result<(), CudaError> {
         let cfg = LaunchConfig {
             grid_dim: (1, 1, 1),
             block_dim: (QA_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
-        let (po, pml) = if combine {
-            (self.part_o, self.part_ml)
-        } else {
-            (0u64, 0u64)
-        };
-        let (hd, ns, kk) = (self.cfg.head_dim as i32, self.n_split as i32, k as i32);
+        let kk = k as i32;
         let eps = self.cfg.norm_eps;
         let fmt: i32 = match format {
             WeightFormat::I2s => 0,
             WeightFormat::Tq2_0 => 1,
         };
-        let mut l = self.stream.launch_builder(&self.f_quant);
+        let mut l = KArgs::default();
         l.arg(&x)
-            .arg(&po)
-            .arg(&pml)
-            .arg(&self.params_ptr)
-            .arg(&hd)
-            .arg(&ns)
             .arg(&norm)
             .arg(&eps)
             .arg(&kk)
@@ -816,9 +923,9 @@ impl CudaModel {
         // SAFETY: the arguments match `quantize_act`'s parameters in order
         // and type (u64 device addresses of live allocations held by
         // `self`): x / norm hold k floats (k <= QA_MAX_K, checked in `new`),
-        // the partials heads x n_split slices, qact the padded layout of
-        // the largest input, qmeta 2 + 2 * QA_MAX_K / 256 words.
-        unsafe { l.launch(cfg) }?;
+        // qact the padded layout of the largest input, qmeta
+        // 2 + 2 * QA_MAX_K / 256 words.
+        unsafe { self.launch(&self.f_quant, cfg, &mut l) }?;
         Ok(())
     }
 
@@ -832,7 +939,7 @@ impl CudaModel {
         mode: i32,
     ) -> Result<(), CudaError> {
         let cfg = LaunchConfig {
-            grid_dim: (gemv_grid(a.rows), 1, 1),
+            grid_dim: (gemv_grid(a.rows, self.tuning.gemv_rpw), 1, 1),
             block_dim: (GEMV_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
@@ -843,7 +950,7 @@ impl CudaModel {
                     WeightFormat::I2s => &self.f_gemv,
                     WeightFormat::Tq2_0 => &self.f_tq2,
                 };
-                let mut l = self.stream.launch_builder(f);
+                let mut l = KArgs::default();
                 l.arg(&a.w)
                     .arg(&a.ws)
                     .arg(&a.ps)
@@ -859,7 +966,7 @@ impl CudaModel {
                 // per row and block (TQ2_0), out `rows` floats, qact / qmeta
                 // written by the `quantize_act` of this k and format issued
                 // before on the stream).
-                unsafe { l.launch(cfg) }?;
+                unsafe { self.launch(f, cfg, &mut l) }?;
             }
             Some(b) => {
                 let act: i32 = match self.cfg.arch {
@@ -870,7 +977,7 @@ impl CudaModel {
                     WeightFormat::I2s => &self.f_glu,
                     WeightFormat::Tq2_0 => &self.f_tq2_glu,
                 };
-                let mut l = self.stream.launch_builder(f);
+                let mut l = KArgs::default();
                 l.arg(&a.w)
                     .arg(&b.w)
                     .arg(&a.ws)
@@ -887,7 +994,7 @@ impl CudaModel {
                 // and up have the same format and
                 // shape (rows x k), out holds `rows` floats; qact / qmeta as
                 // for `i2s_gemv`.
-                unsafe { l.launch(cfg) }?;
+                unsafe { self.launch(f, cfg, &mut l) }?;
             }
         }
         Ok(())
@@ -895,14 +1002,15 @@ impl CudaModel {
 
     fn k_embed(&self) -> Result<(), CudaError> {
         let dim = self.cfg.dim as i32;
-        let mut l = self.stream.launch_builder(&self.f_embed);
+        let mut l = KArgs::default();
         l.arg(&self.embed)
             .arg(&self.params_ptr)
             .arg(&self.x)
             .arg(&dim);
+        let cfg = LaunchConfig::for_num_elems(self.cfg.dim as u32);
         // SAFETY: matches `embed_f16`/`embed_f32` (table of vocab x dim, the
         // token in params[0] is checked < vocab by the host or argmax).
-        unsafe { l.launch(LaunchConfig::for_num_elems(self.cfg.dim as u32)) }?;
+        unsafe { self.launch(&self.f_embed, cfg, &mut l) }?;
         Ok(())
     }
 
@@ -919,9 +1027,9 @@ impl CudaModel {
         let cfg = LaunchConfig {
             grid_dim: (c.n_heads as u32, self.n_split as u32, 1),
             block_dim: (128, 1, 1),
-            shared_mem_bytes: ((3 * c.head_dim + ATT_CHUNK) * 4) as u32,
+            shared_mem_bytes: ((7 * c.head_dim + ATT_CHUNK) * 4) as u32,
         };
-        let mut l = self.stream.launch_builder(&self.f_attn);
+        let mut l = KArgs::default();
         l.arg(&self.qkv)
             .arg(&d.kc)
             .arg(&d.vc)
@@ -930,6 +1038,8 @@ impl CudaModel {
             .arg(&self.params_ptr)
             .arg(&self.part_o)
             .arg(&self.part_ml)
+            .arg(&self.att_done)
+            .arg(&self.att)
             .arg(&nh)
             .arg(&nkv)
             .arg(&hd)
@@ -939,8 +1049,10 @@ impl CudaModel {
         // SAFETY: matches `attention_rope`; caches hold n_ctx positions and
         // the position in params[1] is < n_ctx (checked by the host before
         // every step); the partials hold heads x n_split slices (grid.y =
-        // n_split); shared memory is (3 hd + ATT_CHUNK) floats.
-        unsafe { l.launch(cfg) }?;
+        // n_split), att_done one zeroed counter per head, att q_dim floats;
+        // hd % 4 == 0 (checked in `new`); shared memory is
+        // (7 hd + ATT_CHUNK) floats.
+        unsafe { self.launch(&self.f_attn, cfg, &mut l) }?;
         Ok(())
     }
 
@@ -953,7 +1065,7 @@ impl CudaModel {
             block_dim: (HEAD_THREADS, 1, 1),
             shared_mem_bytes: (c.dim * 4) as u32,
         };
-        let mut l = self.stream.launch_builder(&self.f_head);
+        let mut l = KArgs::default();
         l.arg(&self.head)
             .arg(&self.x)
             .arg(&self.output_norm)
@@ -965,7 +1077,7 @@ impl CudaModel {
         // parameters; the one loaded matches the head's format, whose size
         // `new` checked: vocab x dim), logits hold vocab floats, shared
         // memory dim floats.
-        unsafe { l.launch(cfg) }?;
+        unsafe { self.launch(&self.f_head, cfg, &mut l) }?;
         Ok(())
     }
 
@@ -976,14 +1088,14 @@ impl CudaModel {
             block_dim: (1024, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut l = self.stream.launch_builder(&self.f_argmax);
+        let mut l = KArgs::default();
         l.arg(&self.logits)
             .arg(&n)
             .arg(&self.params_ptr)
             .arg(&self.out_tokens_ptr);
         // SAFETY: matches `argmax_next`; out_tokens holds n_ctx ints and the
         // position in params[1] is < n_ctx during a step.
-        unsafe { l.launch(cfg) }?;
+        unsafe { self.launch(&self.f_argmax, cfg, &mut l) }?;
         Ok(())
     }
 
@@ -994,21 +1106,21 @@ impl CudaModel {
         ks.push((ID_EMBED, 0));
         let c = &self.cfg;
         for d in &self.layers {
-            self.k_quant(self.x, false, d.attn_norm, c.dim, d.qkv.format)?;
+            self.k_quant(self.x, d.attn_norm, c.dim, d.qkv.format)?;
             ks.push((ID_QUANT, 0));
             self.gemv(&d.qkv, None, self.qkv, 0)?;
             ks.push((gemv_id(&d.qkv, false), d.qkv.bytes));
             self.k_attn(d)?;
             ks.push((ID_ATTN, 0));
-            self.k_quant(0, true, d.attn_sub_norm, c.q_dim(), d.o.format)?;
+            self.k_quant(self.att, d.attn_sub_norm, c.q_dim(), d.o.format)?;
             ks.push((ID_QUANT, 0));
             self.gemv(&d.o, None, self.x, 1)?;
             ks.push((gemv_id(&d.o, false), d.o.bytes));
-            self.k_quant(self.x, false, d.ffn_norm, c.dim, d.gate.format)?;
+            self.k_quant(self.x, d.ffn_norm, c.dim, d.gate.format)?;
             ks.push((ID_QUANT, 0));
             self.gemv(&d.gate, Some(&d.up), self.hb, 0)?;
             ks.push((gemv_id(&d.gate, true), d.gate.bytes + d.up.bytes));
-            self.k_quant(self.hb, false, d.ffn_sub_norm, c.hidden_dim, d.down.format)?;
+            self.k_quant(self.hb, d.ffn_sub_norm, c.hidden_dim, d.down.format)?;
             ks.push((ID_QUANT, 0));
             self.gemv(&d.down, None, self.x, 1)?;
             ks.push((gemv_id(&d.down, false), d.down.bytes));
@@ -1121,7 +1233,7 @@ impl CudaModel {
         let d = self.layers[0];
         let hl = &host.layers[0];
         let c = &self.cfg;
-        self.k_quant(self.x, false, d.attn_norm, c.dim, d.qkv.format)?;
+        self.k_quant(self.x, d.attn_norm, c.dim, d.qkv.format)?;
         self.gemv(&d.qkv, None, self.qkv, 0)?;
         let out = self.stream.clone_dtoh(&self.qkv_buf)?;
         let qpad = self.stream.clone_dtoh(&self.qact_buf)?;
@@ -1182,7 +1294,7 @@ impl CudaModel {
             (
                 format!("quantize_act rmsnorm {}", c.dim),
                 0,
-                Box::new(move || self.k_quant(self.x, false, d.attn_norm, c.dim, d.qkv.format)),
+                Box::new(move || self.k_quant(self.x, d.attn_norm, c.dim, d.qkv.format)),
             ),
             (
                 format!("i2s_gemv q|k|v {}x{}", d.qkv.rows, d.qkv.cols),
@@ -1198,9 +1310,9 @@ impl CudaModel {
                 Box::new(move || self.k_attn(&d)),
             ),
             (
-                format!("quantize_act combine + sub-norm {}", c.q_dim()),
+                format!("quantize_act sub-norm {}", c.q_dim()),
                 0,
-                Box::new(move || self.k_quant(0, true, d.attn_sub_norm, c.q_dim(), d.o.format)),
+                Box::new(move || self.k_quant(self.att, d.attn_sub_norm, c.q_dim(), d.o.format)),
             ),
             (
                 format!("i2s_gemv o {}x{} (+residual)", d.o.rows, d.o.cols),
@@ -1216,7 +1328,7 @@ impl CudaModel {
                 format!("quantize_act sub-norm {}", c.hidden_dim),
                 0,
                 Box::new(move || {
-                    self.k_quant(self.hb, false, d.ffn_sub_norm, c.hidden_dim, d.down.format)
+                    self.k_quant(self.hb, d.ffn_sub_norm, c.hidden_dim, d.down.format)
                 }),
             ),
             (

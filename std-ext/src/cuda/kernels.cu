@@ -18,6 +18,32 @@ typedef unsigned long long usize;
 // 160 bytes apart) spread over the L1 banks.
 #define QBLOCK_STRIDE 160
 
+// Programmatic dependent launch (sm_90): launched with the attribute, a
+// kernel may start while its predecessor still runs. pdl_launch_next() lets
+// the next kernel start (it is called first thing: all of this grid's blocks
+// are then resident, so waiting blocks of the next can never crowd them
+// out); pdl_wait() returns once the predecessor has completed and its
+// writes are visible. Every kernel calls pdl_wait() before it reads
+// anything an earlier kernel wrote and before it writes anything; only
+// constant weights are touched before it. Without the attribute (or below
+// sm_90) both do nothing.
+__device__ __forceinline__ void pdl_launch_next() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Pulls `bytes` of constant weights at `p` towards L2 (no registers held).
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
 __device__ __forceinline__ float h2f(u16 h) {
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
@@ -85,32 +111,10 @@ __device__ int block_sum_i(int v, int* sh) {
 // reduction order, never depends on timing).
 #define ATT_CHUNK 64
 
-// One element of the attention output from the per-split partials of its
-// head (flash-decoding combine): sum_s e_s * o_s / sum_s e_s * l_s with
-// e_s = exp(m_s - max_s m_s), splits in index order.
-__device__ __forceinline__ float attn_combined(const float* __restrict__ part_o,
-                                               const double* __restrict__ part_ml, int n_split,
-                                               int ns, int hd, int i) {
-    const int h = i / hd, j = i - h * hd;
-    const double* ml = part_ml + (usize)h * n_split * 2;
-    const float* po = part_o + (usize)h * n_split * hd + j;
-    float mx = __int_as_float(0xff800000);
-    for (int s = 0; s < ns; ++s) mx = fmaxf(mx, (float)ml[2 * s]);
-    double l = 0.0;
-    float o = 0.0f;
-    for (int s = 0; s < ns; ++s) {
-        const float e = expf((float)ml[2 * s] - mx);
-        l += (double)e * ml[2 * s + 1];
-        o += e * po[(usize)s * hd];
-    }
-    return (float)((double)o / l);
-}
-
 // The input of one matmul, once: RMSNorm (nw != 0; sum of f32 squares in
 // f64, as the CPU) and the I2_S activation quantization of DESIGN.md
 // section 5. One block of QA_THREADS; K <= QA_THREADS * QA_PER_THREAD.
-// x is K floats, or (part_o != 0) the attention output combined from its
-// per-split partials (params[1] + 1 positions seen, heads of hd).
+// x is K floats.
 // q: the quantized activations in the GEMV's layout (blocks of 128 bytes
 // at a stride of QBLOCK_STRIDE).
 // fmt 0 (I2_S): one scale; meta[0] = s as float bits, meta[1] = sum_k q_k.
@@ -118,22 +122,21 @@ __device__ __forceinline__ float attn_combined(const float* __restrict__ part_o,
 // quantize_row_q8_K_ref (core's quantize_row_q8_k) bit for bit;
 // meta[2 + 2b] = d of block b as float bits, meta[3 + 2b] = its sum of q.
 extern "C" __global__ void __launch_bounds__(QA_THREADS) quantize_act(
-    const float* __restrict__ x, const float* __restrict__ part_o,
-    const double* __restrict__ part_ml, const int* __restrict__ params, int hd, int n_split,
-    const float* __restrict__ nw, float eps, int K, int fmt, u8* __restrict__ q,
+    const float* __restrict__ x, const float* __restrict__ nw, float eps, int K, int fmt,
+    u8* __restrict__ q,
     int* __restrict__ meta) {
     __shared__ double shd[32];
     __shared__ float shf[32];
     __shared__ int shi[32];
     __shared__ float xs[QA_THREADS * QA_PER_THREAD];
+    pdl_launch_next();
+    pdl_wait();
     float v[QA_PER_THREAD];
-    const int ns = (part_o != 0) ? (params[1] + ATT_CHUNK) / ATT_CHUNK : 0;
     double acc = 0.0;
 #pragma unroll
     for (int j = 0; j < QA_PER_THREAD; ++j) {
         const int i = threadIdx.x + j * QA_THREADS;
-        float t = 0.0f;
-        if (i < K) t = (part_o != 0) ? attn_combined(part_o, part_ml, n_split, ns, hd, i) : x[i];
+        const float t = (i < K) ? x[i] : 0.0f;
         v[j] = t;
         acc += (double)(t * t);
     }
@@ -248,10 +251,30 @@ __device__ __forceinline__ void i2s_chunk(uint4 w, int4 q0, int4 q1, int4 q2, in
 #undef I2S_WORD
 }
 
-// Rows one warp computes together (their loads in flight at once).
+// Rows one warp computes together (their loads in flight at once); the
+// host may set it (-DGEMV_RPW=n) and sizes the grid from the same value.
+#ifndef GEMV_RPW
 #define GEMV_RPW 4
+#endif
 // Chunks (16 bytes) per lane and row loaded before any is used.
+#ifndef GEMV_UNROLL
 #define GEMV_UNROLL 2
+#endif
+
+// Before pdl_wait(): pull this warp's first rows (of NM matrices) to L2.
+template <int NM>
+__device__ __forceinline__ void gemv_prefetch(const u8* W, const u8* W2, int r0, int rows,
+                                              usize rb, int lane) {
+#pragma unroll
+    for (int j = 0; j < NM * GEMV_RPW; ++j) {
+        const int r = r0 + (j % GEMV_RPW);
+        if (r < rows) {
+            const u8* row = ((j < GEMV_RPW) ? W : W2) + (usize)r * rb;
+            // 128-byte lines.
+            for (usize o = (usize)lane * 128; o < rb; o += 32 * 128) prefetch_l2(row + o);
+        }
+    }
+}
 
 // The body of the I2_S GEMVs with int8 activations (dp4a). NM matrices
 // (1, or 2 for gate|up) of `rows` rows; each warp takes GEMV_RPW rows of
@@ -273,6 +296,9 @@ __device__ __forceinline__ void i2s_gemv_body(
     const int stride = gridDim.x * warps * GEMV_RPW;
     const int nchunk = K >> 6;
     const usize rb = (usize)(K >> 2);
+    pdl_launch_next();
+    gemv_prefetch<NM>(W, W2, gw * GEMV_RPW, rows, rb, lane);
+    pdl_wait();
     const float s = __int_as_float(__ldg(meta));
     const int sumq = __ldg(meta + 1);
     for (int r0 = gw * GEMV_RPW; r0 < rows; r0 += stride) {
@@ -418,6 +444,9 @@ __device__ __forceinline__ void tq2_gemv_body(
     const int nchunk = K >> 6;
     const int nb = K >> 8;
     const usize rb = (usize)(K >> 2);
+    pdl_launch_next();
+    gemv_prefetch<NM>(W, W2, gw * GEMV_RPW, rows, rb, lane);
+    pdl_wait();
     for (int r0 = gw * GEMV_RPW; r0 < rows; r0 += stride) {
         for (int c0 = 0; c0 < nchunk; c0 += 32 * GEMV_UNROLL) {
             uint4 w[GEMV_UNROLL][NM * GEMV_RPW];
@@ -517,19 +546,28 @@ extern "C" __global__ void __launch_bounds__(128) tq2_gemv_glu(
 // RoPE on the current position's q and k (from the fused qkv buffer), the
 // KV-cache store, and one slice of causal attention: block (h, sp) covers
 // head h over positions [sp * ATT_CHUNK, (sp + 1) * ATT_CHUNK) of those
-// seen, writing its unnormalized output sum_t e_t v_t (e_t = exp(score_t -
-// m)) to part_o[h][sp] and (m, sum_t e_t) to part_ml[h][sp]; quantize_act
-// combines the splits. Blocks past the last position return at once.
-// kc / vc: this layer's cache, [n_ctx][kv_dim]. Dynamic shared memory:
-// (3 * hd + ATT_CHUNK) floats.
+// seen. Warp w takes positions t0 + w + 4j; its lanes hold 4 consecutive
+// dimensions each (float4), so a warp's loads for all its positions are in
+// flight together. The slice's unnormalized output sum_t e_t v_t (e_t =
+// exp(score_t - m)) goes to part_o[h][sp], (m, sum_t e_t) to
+// part_ml[h][sp]. The last slice block of a head to finish (a counter per
+// head, reset by that block) combines the slices in index order:
+// att_out = sum_s e_s o_s / sum_s e_s l_s, e_s = exp(m_s - max m). Blocks
+// past the last position return at once. kc / vc: this layer's cache,
+// [n_ctx][kv_dim]. Needs hd % 4 == 0 and blockDim.x == 128. Dynamic shared
+// memory: (3 * hd + ATT_CHUNK + 4 * hd) floats.
 extern "C" __global__ void __launch_bounds__(128) attention_rope(
     const float* __restrict__ qkv, float* __restrict__ kc, float* __restrict__ vc,
     const float* __restrict__ rope_cos, const float* __restrict__ rope_sin,
     const int* __restrict__ params, float* __restrict__ part_o, double* __restrict__ part_ml,
-    int n_heads, int n_kv_heads, int hd, int n_rot, int neox, float attn_scale) {
+    int* __restrict__ done, float* __restrict__ att_out, int n_heads, int n_kv_heads, int hd,
+    int n_rot, int neox, float attn_scale) {
     extern __shared__ __align__(16) float sm[];
     __shared__ double shd[32];
     __shared__ float shf[32];
+    __shared__ int last;
+    pdl_launch_next();
+    pdl_wait();
     const int pos = params[1];
     const int n_seen = pos + 1;
     const int h = blockIdx.x, sp = blockIdx.y;
@@ -540,6 +578,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
     float* ksh = sm + hd;
     float* vsh = sm + 2 * hd;
     float* sc = sm + 3 * hd;
+    float* ow = sm + 3 * hd + ATT_CHUNK;
     const int group = n_heads / n_kv_heads;
     const int g = h / group;
     const int q_dim = n_heads * hd, kv_dim = n_kv_heads * hd;
@@ -587,16 +626,38 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
             vc[(usize)pos * kv_dim + g * hd + i] = vsh[i];
         }
     }
-    // Scores: one warp per position, lanes over the head dimension.
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    for (int t = t0 + warp; t < t1; t += nwarps) {
-        // The current position comes from shared memory: another block may
-        // be writing it to the cache right now.
-        const float* kt = (t == pos) ? ksh : kc + (usize)t * kv_dim + g * hd;
-        float d = 0.0f;
-        for (int i = lane; i < hd; i += 32) d += qsh[i] * kt[i];
-        d = warp_sum_f(d);
-        if (lane == 0) sc[t - t0] = d * attn_scale;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    // The current position comes from shared memory: another block may be
+    // writing it to the cache right now.
+#define ATT_ROW(base, sh, t) (((t) == pos) ? (const float*)(sh) : (base) + (usize)(t) * kv_dim + g * hd)
+    // Scores.
+    {
+        float d[ATT_CHUNK / 4];
+#pragma unroll
+        for (int j = 0; j < ATT_CHUNK / 4; ++j) d[j] = 0.0f;
+        for (int i = lane * 4; i < hd; i += 128) {
+            const float4 qv = *(const float4*)(qsh + i);
+            float4 kv[ATT_CHUNK / 4];
+#pragma unroll
+            for (int j = 0; j < ATT_CHUNK / 4; ++j) {
+                const int t = t0 + warp + 4 * j;
+                kv[j] = (t < t1) ? *(const float4*)(ATT_ROW(kc, ksh, t) + i)
+                                 : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+#pragma unroll
+            for (int j = 0; j < ATT_CHUNK / 4; ++j) {
+                d[j] += qv.x * kv[j].x;
+                d[j] += qv.y * kv[j].y;
+                d[j] += qv.z * kv[j].z;
+                d[j] += qv.w * kv[j].w;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < ATT_CHUNK / 4; ++j) {
+            const float dj = warp_sum_f(d[j]);
+            const int t = t0 + warp + 4 * j;
+            if (lane == 0 && t < t1) sc[t - t0] = dj * attn_scale;
+        }
     }
     __syncthreads();
     const int n = t1 - t0;
@@ -610,25 +671,72 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
         ls += (double)e;
     }
     const double sum = block_sum_d(ls, shd);
+    // Weighted values: warp w sums its positions, then the four warps'
+    // sums are added in warp order.
+    for (int i = lane * 4; i < hd; i += 128) {
+        float4 vv[ATT_CHUNK / 4];
+#pragma unroll
+        for (int j = 0; j < ATT_CHUNK / 4; ++j) {
+            const int t = t0 + warp + 4 * j;
+            vv[j] = (t < t1) ? *(const float4*)(ATT_ROW(vc, vsh, t) + i)
+                             : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+        float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+        for (int j = 0; j < ATT_CHUNK / 4; ++j) {
+            const int t = t0 + warp + 4 * j;
+            const float e = (t < t1) ? sc[t - t0] : 0.0f;
+            o.x += e * vv[j].x;
+            o.y += e * vv[j].y;
+            o.z += e * vv[j].z;
+            o.w += e * vv[j].w;
+        }
+        *(float4*)(ow + warp * hd + i) = o;
+    }
+#undef ATT_ROW
     __syncthreads();
     const usize part = (usize)h * gridDim.y + sp;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-        float o = 0.0f;
-        for (int t = t0; t < t1; ++t) {
-            const float vv = (t == pos) ? vsh[i] : vc[(usize)t * kv_dim + g * hd + i];
-            o += sc[t - t0] * vv;
-        }
-        part_o[part * hd + i] = o;
+        part_o[part * hd + i] = ((ow[i] + ow[hd + i]) + ow[2 * hd + i]) + ow[3 * hd + i];
     }
     if (threadIdx.x == 0) {
         part_ml[2 * part] = (double)mx;
         part_ml[2 * part + 1] = sum;
+    }
+    // Publish the partials, then count this slice; the last one combines.
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const int ns = (n_seen + ATT_CHUNK - 1) / ATT_CHUNK;
+        const int ticket = atomicAdd(done + h, 1);
+        last = (ticket == ns - 1);
+        if (last) done[h] = 0;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const int ns = (n_seen + ATT_CHUNK - 1) / ATT_CHUNK;
+    const double* ml = part_ml + (usize)h * gridDim.y * 2;
+    const float* po = part_o + (usize)h * gridDim.y * hd;
+    float m_all = __int_as_float(0xff800000);
+    for (int s2 = 0; s2 < ns; ++s2) m_all = fmaxf(m_all, (float)__ldcg(ml + 2 * s2));
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        double l = 0.0;
+        float o = 0.0f;
+        for (int s2 = 0; s2 < ns; ++s2) {
+            const float e = expf((float)__ldcg(ml + 2 * s2) - m_all);
+            l += (double)e * __ldcg(ml + 2 * s2 + 1);
+            o += e * __ldcg(po + (usize)s2 * hd + i);
+        }
+        att_out[h * hd + i] = (float)((double)o / l);
     }
 }
 
 // x = embedding row of the token in params[0]; F16 table.
 extern "C" __global__ void embed_f16(const u16* __restrict__ emb, const int* __restrict__ params,
                                      float* __restrict__ x, int dim) {
+    pdl_launch_next();
+    pdl_wait();
     const usize t = (usize)params[0];
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += gridDim.x * blockDim.x)
         x[i] = h2f(emb[t * dim + i]);
@@ -637,6 +745,8 @@ extern "C" __global__ void embed_f16(const u16* __restrict__ emb, const int* __r
 // x = embedding row of the token in params[0]; F32 table.
 extern "C" __global__ void embed_f32(const float* __restrict__ emb, const int* __restrict__ params,
                                      float* __restrict__ x, int dim) {
+    pdl_launch_next();
+    pdl_wait();
     const usize t = (usize)params[0];
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += gridDim.x * blockDim.x)
         x[i] = emb[t * dim + i];
@@ -651,6 +761,8 @@ __device__ __forceinline__ void head_gemv_rmsnorm(const u8* __restrict__ W,
                                                   int rows, float* __restrict__ out) {
     extern __shared__ __align__(16) float xs[];
     __shared__ double shd[32];
+    pdl_launch_next();
+    pdl_wait();
     double acc = 0.0;
     for (int i = threadIdx.x; i < K; i += blockDim.x) {
         const float v = x[i];
@@ -730,6 +842,8 @@ extern "C" __global__ void __launch_bounds__(1024) argmax_next(const float* __re
                                                                int* __restrict__ out_tokens) {
     __shared__ float sv[32];
     __shared__ int si[32];
+    pdl_launch_next();
+    pdl_wait();
     float best = __int_as_float(0xff800000);
     int bi = 0x7fffffff;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {

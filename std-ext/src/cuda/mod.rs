@@ -10,15 +10,15 @@
 //!
 //! Numerics (DESIGN.md §5): the I2_S integer dot products are exact (dp4a
 //! on the raw I2_S bytes, see [`i2s_dot_gpu_emulated`] for the CPU model
-//! of the kernel); RMSNorm sums in f64 like the CPU; reduction orders of
-//! float parts differ, within [`LOGIT_TOLERANCE`].
+//! of the kernel); RMSNorm sums in f64 like the CPU; the float parts
+//! differ from the CPU in reduction order (see [`LOGIT_TOLERANCE`]).
 
 mod forward;
 pub mod receipt;
 
 pub use forward::{
     CudaModel, HeadFormat, HostEmbedding, HostLayer, HostLinear, HostModel, KernelTiming,
-    MAX_GPU_CTX, WeightFormat,
+    MAX_GPU_CTX, Tuning, WeightFormat,
 };
 
 use bitnet_core::quant::i2s::{I2S_BLOCK_BYTES, I2S_BLOCK_LEN};
@@ -45,7 +45,11 @@ pub const KERNEL_NAMES: [&str; 11] = [
 
 /// Largest absolute logit difference GPU vs CPU, relative to the largest
 /// absolute CPU logit, that the float parts (reduction order of the F16
-/// head, attention, expf) may cause.
+/// head, attention, expf) may cause. Integer dot products are exact, but an
+/// activation a last bit away from an int8 rounding boundary can quantize
+/// differently; the changed K/V row then stays in the cache, and later
+/// steps differ by more than this (see docs/perf.md, CUDA section): the
+/// suite reports such fixtures as EXCEEDED rather than widening this.
 pub const LOGIT_TOLERANCE: f32 = 1e-3;
 
 /// What the message says when no device can be used.

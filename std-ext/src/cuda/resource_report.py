@@ -2,7 +2,7 @@
 architecture and prints each kernel's registers, stack frame and static
 shared memory from the cubin: the compiler's resource report, without a GPU.
 
-Usage: python3 std-ext/src/cuda/resource_report.py [sm_90]
+Usage: python3 std-ext/src/cuda/resource_report.py [sm_90 [-DNAME=VALUE ...]]
 Needs libnvrtc (e.g. the nvidia-cuda-nvrtc wheel); set NVRTC=/path/libnvrtc.so.N
 if it is not on the loader path.
 """
@@ -14,7 +14,7 @@ src = open(os.path.join(os.path.dirname(__file__), "kernels.cu"), "rb").read()
 prog = ctypes.c_void_p()
 assert lib.nvrtcCreateProgram(ctypes.byref(prog), src, b"kernels.cu", 0, None, None) == 0
 opts = [b"--fmad=false", b"--prec-div=true", b"--prec-sqrt=true", b"--ftz=false",
-        b"--gpu-architecture=" + arch.encode()]
+        b"--gpu-architecture=" + arch.encode()] + [a.encode() for a in sys.argv[2:]]
 rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
 n = ctypes.c_size_t()
 lib.nvrtcGetProgramLogSize(prog, ctypes.byref(n))
