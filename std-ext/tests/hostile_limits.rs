@@ -11,9 +11,10 @@ use std::process::{Command, Output};
 #[path = "../../core/tests/common/hostile.rs"]
 mod hostile;
 
-/// Address-space cap of each run. The tiny models are under 128 KiB; the
-/// cap leaves room for the binary, its threads' stacks and the allocator.
-const MEMORY_CAP_BYTES: u64 = 512 << 20;
+/// Address-space cap of each run, as cli_inspect.rs. The tiny models are
+/// under 128 KiB; the cap leaves room for the binary, one thread's stack
+/// and the allocator, and refuses any allocation out of proportion.
+const MEMORY_CAP_BYTES: u64 = 256 << 20;
 /// Wall-clock limit of each run, in seconds (a case takes milliseconds;
 /// the limit only catches a hang).
 const TIME_LIMIT_S: u32 = 20;
