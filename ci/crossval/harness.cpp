@@ -284,6 +284,12 @@ int main(int argc, char **argv) {
     write_string(f, bitnet_path);
     std::fputs(",\"llama_model\":", f);
     write_string(f, llama_path);
+    // Which SIMD paths llama.cpp was built with: its float summation order,
+    // hence where Q8_K rounding flips land (docs/development/validation-framework.md).
+    std::fputs(",\"llama_system_info\":", f);
+    write_string(f, llama_print_system_info());
+    std::fputs(",\"bitnet_version\":", f);
+    write_string(f, bitnet_version());
     std::fprintf(f,
                  ",\"settings\":{\"n_gen\":%d,\"threads\":%d,\"n_ctx\":%zu,\"type_k\":\"f32\","
                  "\"type_v\":\"f32\",\"flash_attn\":false},\"n_vocab\":%zu,\"prompts\":[",

@@ -127,6 +127,7 @@ struct Bound {
 
 #[derive(Deserialize)]
 struct Output {
+    llama_system_info: String,
     n_vocab: usize,
     prompts: Vec<PromptOut>,
 }
@@ -402,6 +403,7 @@ fn logits_and_greedy_tokens_match_llama_cpp() {
         st.matching,
         st.generated
     );
+    println!("  llama.cpp: {}", parsed.llama_system_info.trim());
     for t in &st.near_ties {
         println!("  near tie: {t}");
     }
