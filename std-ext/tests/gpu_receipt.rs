@@ -1,4 +1,4 @@
-//! The stored GPU receipt (ci/receipts/h200-inference.json, made on the
+//! The stored GPU receipt (ci/receipts/h100-inference.json, made on the
 //! GPU machine by `cargo xtask benchmark --backend gpu`, see
 //! ci/receipts/README.md) passes verification with `--require-gpu-kernels`;
 //! a CPU receipt does not.
@@ -14,13 +14,18 @@ fn root() -> PathBuf {
 
 #[test]
 fn stored_gpu_receipt_passes_with_require_gpu_kernels() {
-    let r = read_receipt(&root().join("ci/receipts/h200-inference.json")).unwrap();
+    let r = read_receipt(&root().join("ci/receipts/h100-inference.json")).unwrap();
     assert_eq!(r.backend.as_str(), "cuda");
     assert_eq!(r.compute_path.as_str(), "real");
     let fp = r.fingerprint.as_ref().expect("fingerprint");
     assert_eq!(fp.gpu_cc.as_deref(), Some("9.0"));
     assert!(fp.gpu_name.as_deref().is_some_and(|n| n.contains("NVIDIA")));
-    for id in ["i2s_gemv_cuda_dp4a", "attention_rope_cuda", "argmax_cuda"] {
+    for id in [
+        "quantize_act_cuda",
+        "i2s_gemv_cuda_dp4a",
+        "attention_rope_cuda",
+        "argmax_cuda",
+    ] {
         assert!(r.kernels.iter().any(|k| k.id.as_str() == id), "{id}");
     }
     verify(&r, &policy_for(&r, None, true)).unwrap();
