@@ -359,24 +359,39 @@ mod tests {
             eprintln!("NVRTC not loadable here: kernels.cu not compiled");
             return;
         }
-        let ptx = cudarc::nvrtc::compile_ptx_with_opts(
-            KERNELS_CU,
-            cudarc::nvrtc::CompileOptions {
-                fmad: Some(false),
-                prec_div: Some(true),
-                prec_sqrt: Some(true),
-                ftz: Some(false),
-                arch: Some("compute_90"),
-                ..Default::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e:?}"));
-        let text = ptx.to_src();
-        for name in KERNEL_NAMES {
-            assert!(
-                text.contains(&format!(".entry {name}(")),
-                "{name} not in the PTX"
-            );
+        // The default build, the variants the suite times, and an older
+        // architecture (where the sm_90-only instructions compile away).
+        for (arch, rpw, unroll) in [
+            ("compute_90", 4, 2),
+            ("compute_90", 2, 2),
+            ("compute_90", 8, 1),
+            ("compute_90", 2, 4),
+            ("compute_80", 4, 2),
+        ] {
+            let ptx = cudarc::nvrtc::compile_ptx_with_opts(
+                KERNELS_CU,
+                cudarc::nvrtc::CompileOptions {
+                    fmad: Some(false),
+                    prec_div: Some(true),
+                    prec_sqrt: Some(true),
+                    ftz: Some(false),
+                    arch: Some(arch),
+                    options: vec![
+                        format!("-DGEMV_RPW={rpw}"),
+                        format!("-DGEMV_UNROLL={unroll}"),
+                    ],
+                    ..Default::default()
+                },
+            )
+            .unwrap_or_else(|e| panic!("{arch} {rpw} {unroll}: {e:?}"));
+            let text = ptx.to_src();
+            for name in KERNEL_NAMES {
+                assert!(
+                    text.contains(&format!(".entry {name}(")),
+                    "{name} not in the PTX"
+                );
+            }
+            assert_eq!(text.contains("griddepcontrol"), arch == "compute_90");
         }
     }
 
