@@ -51,44 +51,137 @@ fn i2s_fix_code3(b: __m256i) -> __m256i {
     _mm256_xor_si256(b, _mm256_add_epi8(both, both))
 }
 
-/// `sum c*q` of one I2_S row with `N` tokens, two accumulators per token.
+/// `sum c*q` of an `R`-row x `T`-token tile of I2_S, one accumulator per
+/// (row, token).
 ///
 /// Byte `p` of a block holds the codes of weights `p, 32+p, 64+p, 96+p` at
 /// shifts 6, 4, 2, 0. With `z = [b >> 2 | b]`, `(z >> 4) & 3` is the codes
-/// of weights 0..64 and `z & 3` those of 64..128.
+/// of weights 0..64 and `z & 3` those of 64..128. Each row's block is
+/// decoded once for the `T` tokens and each token's 64-byte activation
+/// load feeds `R` VNNI ops, so for `R = T = 4` the loop issues 32
+/// `vpdpbusd` per 12 loads (16 accumulators + 8 code vectors + 2
+/// activation vectors stay in the 32 registers).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
-fn i2s_row<const N: usize>(row: &[[u8; 32]], q: [&[[i8; 128]]; N]) -> [i32; N] {
+fn i2s_tile<const R: usize, const T: usize>(
+    rows: [&[[u8; 32]]; R],
+    q: [&[[i8; 128]]; T],
+) -> [[i32; T]; R] {
     let m3 = _mm512_set1_epi8(3);
-    let mut acc = [[_mm512_setzero_si512(); 2]; N];
-    for (bi, blk) in row.iter().enumerate() {
-        // Software prefetch PREFETCH_BYTES ahead (the next rows'
-        // blocks when near the end of this one: rows are contiguous).
-        // A prefetch never faults, and `wrapping_add` keeps the address
-        // computation defined even past the end of the slice.
-        _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES).cast());
-        let b = i2s_fix_code3(load_u8(blk));
-        let z = concat(_mm256_srli_epi16::<2>(b), b);
-        let c_lo = _mm512_and_si512(_mm512_srli_epi16::<4>(z), m3);
-        let c_hi = _mm512_and_si512(z, m3);
-        for t in 0..N {
-            let Some(qb) = q[t].get(bi) else { continue };
-            acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], c_lo, load_i8x64(qb, 0));
-            acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], c_hi, load_i8x64(qb, 1));
+    let nb = rows
+        .iter()
+        .map(|r| r.len())
+        .chain(q.iter().map(|t| t.len()))
+        .min()
+        .unwrap_or(0);
+    // Small tiles have too few accumulators to hide the VNNI latency when
+    // each takes two dependent ops per block: give them a second set (it
+    // stays all-zero and is optimized out for large tiles).
+    let split = R * T <= 4;
+    let mut acc = [[_mm512_setzero_si512(); T]; R];
+    let mut acc2 = [[_mm512_setzero_si512(); T]; R];
+    for bi in 0..nb {
+        let mut codes = [[_mm512_setzero_si512(); 2]; R];
+        for (c, row) in codes.iter_mut().zip(&rows) {
+            let blk = &row[bi];
+            // Software prefetch PREFETCH_BYTES ahead (the next rows'
+            // blocks when near the end of this one: rows are contiguous).
+            // A prefetch never faults, and `wrapping_add` keeps the address
+            // computation defined even past the end of the slice.
+            _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES).cast());
+            let b = i2s_fix_code3(load_u8(blk));
+            let z = concat(_mm256_srli_epi16::<2>(b), b);
+            *c = [
+                _mm512_and_si512(_mm512_srli_epi16::<4>(z), m3),
+                _mm512_and_si512(z, m3),
+            ];
+        }
+        for (t, qt) in q.iter().enumerate() {
+            let lo = load_i8x64(&qt[bi], 0);
+            let hi = load_i8x64(&qt[bi], 1);
+            for ((a, a2), c) in acc.iter_mut().zip(&mut acc2).zip(&codes) {
+                if split {
+                    a[t] = _mm512_dpbusd_epi32(a[t], c[0], lo);
+                    a2[t] = _mm512_dpbusd_epi32(a2[t], c[1], hi);
+                } else {
+                    a[t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[t], c[0], lo), c[1], hi);
+                }
+            }
         }
     }
-    let mut out = [0i32; N];
-    for (o, [a, b]) in out.iter_mut().zip(acc) {
-        *o = _mm512_reduce_add_epi32(_mm512_add_epi32(a, b));
+    let mut out = [[0i32; T]; R];
+    for ((o, a), a2) in out.iter_mut().zip(acc).zip(acc2) {
+        for ((o, a), a2) in o.iter_mut().zip(a).zip(a2) {
+            *o = _mm512_reduce_add_epi32(_mm512_add_epi32(a, a2));
+        }
     }
     out
 }
 
+/// Rows per GEMM tile.
+const TILE_ROWS: usize = 4;
+/// Tokens per GEMM tile.
+const TILE_TOKENS: usize = 4;
+
+/// Where a tile sits: its first row and token, the number of tokens
+/// (`batch`, the row stride of `out`) and the `sum q` of its tokens.
+#[derive(Clone, Copy)]
+struct TileAt<'a> {
+    r0: usize,
+    t0: usize,
+    batch: usize,
+    sums: &'a [i32],
+}
+
+/// One `R`-row x `T`-token tile of [`i2s_gemm`]: the dots of rows
+/// `r0..r0 + R` with tokens `t0..t0 + T`, minus each token's `sum q`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn i2s_gemm_tile<const R: usize, const T: usize>(
+    blocks: &[[u8; 32]],
+    qg: &[[i8; 128]],
+    nb: usize,
+    at: TileAt,
+    out: &mut [i32],
+) {
+    let rows: [&[[u8; 32]]; R] =
+        core::array::from_fn(|i| &blocks[(at.r0 + i) * nb..(at.r0 + i + 1) * nb]);
+    let toks: [&[[i8; 128]]; T] =
+        core::array::from_fn(|i| &qg[(at.t0 + i) * nb..(at.t0 + i + 1) * nb]);
+    for (i, d) in i2s_tile::<R, T>(rows, toks).iter().enumerate() {
+        let start = (at.r0 + i) * at.batch + at.t0;
+        for ((o, &d), &s) in out[start..start + T].iter_mut().zip(d).zip(at.sums) {
+            *o = d - s;
+        }
+    }
+}
+
+/// The tile of [`i2s_gemm`] for `R` rows at `at`, with as many tokens as
+/// `at.sums` holds (1 to [`TILE_TOKENS`]).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn i2s_gemm_rows<const R: usize>(
+    blocks: &[[u8; 32]],
+    qg: &[[i8; 128]],
+    nb: usize,
+    at: TileAt,
+    out: &mut [i32],
+) {
+    match at.sums.len() {
+        1 => i2s_gemm_tile::<R, 1>(blocks, qg, nb, at, out),
+        2 => i2s_gemm_tile::<R, 2>(blocks, qg, nb, at, out),
+        3 => i2s_gemm_tile::<R, 3>(blocks, qg, nb, at, out),
+        _ => i2s_gemm_tile::<R, TILE_TOKENS>(blocks, qg, nb, at, out),
+    }
+}
+
 /// I2_S GEMM, same contract as the AVX2 `i2s_gemm`: `w` holds
 /// `out.len() / batch` rows of `row_bytes` bytes, `q` holds `batch` tokens;
-/// `out[r * batch + t]` equals [`crate::quant::i2s::i2s_dot_i32`]. Tokens
-/// are taken 4 at a time, so each weight block is decoded once per 4
-/// tokens.
+/// `out[r * batch + t]` equals [`crate::quant::i2s::i2s_dot_i32`].
+///
+/// Register tiles of [`TILE_ROWS`] rows x [`TILE_TOKENS`] tokens (smaller
+/// at the edges). Tokens are the outer loop, so one group of tokens stays
+/// in L1 while the caller's row range (a few tens of KB) is re-read from L2.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/VNNI and AVX2. `row_bytes` is a
@@ -99,32 +192,35 @@ fn i2s_row<const N: usize>(row: &[[u8; 32]], q: [&[[i8; 128]]; N]) -> [i32; N] {
 pub(super) unsafe fn i2s_gemm(w: &[u8], row_bytes: usize, q: &[i8], out: &mut [i32]) {
     let k = 4 * row_bytes;
     let batch = q.len() / k;
-    if batch == 0 {
-        return;
-    }
     let (blocks, _) = w.as_chunks::<32>();
     let (qg, _) = q.as_chunks::<128>();
     let nb = row_bytes / 32;
-    let mut t = 0;
-    while t < batch {
-        let n = (batch - t).min(4);
-        let tok = |i: usize| &qg[(t + i) * nb..(t + i + 1) * nb];
-        let mut sums = [0i32; 4];
-        for (i, s) in sums.iter_mut().enumerate().take(n) {
-            *s = sum_i8(&q[(t + i) * k..(t + i + 1) * k]);
+    let rows = blocks.len() / nb;
+    // One token (decode) streams rows one at a time from DRAM, the order
+    // the prefetch distance is tuned for; batches use full-height tiles.
+    let full = if batch == 1 {
+        0
+    } else {
+        rows - rows % TILE_ROWS
+    };
+    for t0 in (0..batch).step_by(TILE_TOKENS) {
+        let n = (batch - t0).min(TILE_TOKENS);
+        let mut sums = [0i32; TILE_TOKENS];
+        for (i, s) in sums[..n].iter_mut().enumerate() {
+            *s = sum_i8(&q[(t0 + i) * k..(t0 + i + 1) * k]);
         }
-        for (ob, row) in out.chunks_exact_mut(batch).zip(blocks.chunks_exact(nb)) {
-            let dots: &[i32] = match n {
-                4 => &i2s_row::<4>(row, [tok(0), tok(1), tok(2), tok(3)]),
-                3 => &i2s_row::<3>(row, [tok(0), tok(1), tok(2)]),
-                2 => &i2s_row::<2>(row, [tok(0), tok(1)]),
-                _ => &i2s_row::<1>(row, [tok(0)]),
-            };
-            for ((o, &d), &s) in ob[t..t + n].iter_mut().zip(dots).zip(&sums) {
-                *o = d - s;
-            }
+        let at = |r0| TileAt {
+            r0,
+            t0,
+            batch,
+            sums: &sums[..n],
+        };
+        for r0 in (0..full).step_by(TILE_ROWS) {
+            i2s_gemm_rows::<TILE_ROWS>(blocks, qg, nb, at(r0), out);
         }
-        t += n;
+        for r0 in full..rows {
+            i2s_gemm_rows::<1>(blocks, qg, nb, at(r0), out);
+        }
     }
 }
 

@@ -7,13 +7,19 @@
 //! key order. So the results are bit-identical for any `J` and thread count,
 //! and to a plain head-by-head loop.
 
+use alloc::vec;
 use alloc::vec::Vec;
 
 use super::math::{dot, softmax};
+use crate::kernels::Isa;
 use crate::parallel::{Join, for_each_chunk_mut};
 
-/// Keys scored together in [`scores`]: independent sums in flight.
+/// Keys scored together in [`scores`] and [`head_batch`]: independent
+/// sums in flight.
 const KEYS_AT_ONCE: usize = 8;
+
+/// Queries scored together in [`head_batch`] (one 512-bit vector of f32).
+const QUERY_LANES: usize = 16;
 
 /// The shape of one layer's attention.
 #[derive(Debug, Clone, Copy)]
@@ -62,8 +68,11 @@ fn scores(q: &[f32], keys: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
 }
 
 /// Head `h` for every batch position: `out` is `[nb x head_dim]`, `sc` is
-/// the score scratch (at least `pos + nb` long).
+/// the score scratch (at least `pos + nb` long). A batch goes through
+/// [`head_batch`]; one query (decode) scores keys [`KEYS_AT_ONCE`] at a
+/// time.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn head(
     h: usize,
     q: &[f32],
@@ -77,19 +86,130 @@ fn head(
 ) {
     let hd = s.head_dim;
     let kvh = (h / s.group) * hd;
-    for b in 0..nb {
-        let n_seen = pos + b + 1;
-        let qh = &q[b * s.q_dim + h * hd..b * s.q_dim + (h + 1) * hd];
-        let sc = &mut sc[..n_seen];
-        scores(qh, &keys[kvh..], s.kv_dim, s.scale, sc);
-        softmax(sc);
-        let o = &mut out[b * hd..(b + 1) * hd];
-        o.fill(0.0);
-        for (t, &p) in sc.iter().enumerate() {
-            let vt = &values[t * s.kv_dim + kvh..t * s.kv_dim + kvh + hd];
-            for (o, &vv) in o.iter_mut().zip(vt) {
-                *o += p * vv;
+    if nb > 1 {
+        head_batch(h, q, keys, values, nb, pos, s, out);
+        return;
+    }
+    let n_seen = pos + 1;
+    let sc = &mut sc[..n_seen];
+    scores(
+        &q[h * hd..(h + 1) * hd],
+        &keys[kvh..],
+        s.kv_dim,
+        s.scale,
+        sc,
+    );
+    softmax(sc);
+    weigh_values(sc, values, kvh, s, &mut out[..hd]);
+}
+
+/// Head-dimension elements accumulated in registers by [`weigh_values`].
+const VALUE_CHUNK: usize = 64;
+
+/// `o = sum_t p[t] * v[t]` over the head's values, in key order (each
+/// output element its own sum, so SIMD across `o` keeps the order).
+/// [`VALUE_CHUNK`] elements at a time stay in registers over all keys.
+#[inline(always)]
+fn weigh_values(p: &[f32], values: &[f32], kvh: usize, s: &AttnShape, o: &mut [f32]) {
+    let hd = o.len();
+    let mut chunks = o.chunks_exact_mut(VALUE_CHUNK);
+    for (c, oc) in (&mut chunks).enumerate() {
+        let at = kvh + c * VALUE_CHUNK;
+        let mut acc = [0.0f32; VALUE_CHUNK];
+        for (t, &pt) in p.iter().enumerate() {
+            let vt = &values[t * s.kv_dim + at..t * s.kv_dim + at + VALUE_CHUNK];
+            for (a, &vv) in acc.iter_mut().zip(vt) {
+                *a += pt * vv;
             }
+        }
+        oc.copy_from_slice(&acc);
+    }
+    let tail = chunks.into_remainder();
+    let done = hd - tail.len();
+    tail.fill(0.0);
+    for (t, &pt) in p.iter().enumerate() {
+        let vt = &values[t * s.kv_dim + kvh + done..t * s.kv_dim + kvh + hd];
+        for (o, &vv) in tail.iter_mut().zip(vt) {
+            *o += pt * vv;
+        }
+    }
+}
+
+/// The scores of `M` keys (`rows`, each `qt.len()` long) with the
+/// [`QUERY_LANES`] transposed queries `qt`: `out[i][j]` is the dot of key
+/// `i` and query `j`, summed over `d` in index order from zero.
+#[inline(always)]
+fn score_lanes<const M: usize>(
+    qt: &[[f32; QUERY_LANES]],
+    rows: [&[f32]; M],
+) -> [[f32; QUERY_LANES]; M] {
+    let rows = rows.map(|r| &r[..qt.len()]);
+    let mut acc = [[0.0f32; QUERY_LANES]; M];
+    for (d, qd) in qt.iter().enumerate() {
+        for (a, row) in acc.iter_mut().zip(&rows) {
+            let kd = row[d];
+            for (a, &qv) in a.iter_mut().zip(qd) {
+                *a += qv * kd;
+            }
+        }
+    }
+    acc
+}
+
+/// Head `h` for a batch of queries, [`QUERY_LANES`] queries at a time:
+/// the queries are transposed so that one key's element `d` multiplies
+/// all lanes at once, and each (query, key) score is still one sum over
+/// `d` in index order started from zero, exactly as [`dot`] (then `*
+/// scale`). Softmax and the values are per query as in [`head`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn head_batch(
+    h: usize,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    nb: usize,
+    pos: usize,
+    s: &AttnShape,
+    out: &mut [f32],
+) {
+    let hd = s.head_dim;
+    let kvh = (h / s.group) * hd;
+    let n_ctx = pos + nb;
+    // Scores of the lanes, lane-major: `sc[j * n_ctx + t]`.
+    let mut sc = vec![0.0f32; QUERY_LANES * n_ctx];
+    let mut qt = vec![[0.0f32; QUERY_LANES]; hd];
+    for b0 in (0..nb).step_by(QUERY_LANES) {
+        let n = (nb - b0).min(QUERY_LANES);
+        for (j, b) in (b0..b0 + n).enumerate() {
+            let qh = &q[b * s.q_dim + h * hd..b * s.q_dim + (h + 1) * hd];
+            for (row, &v) in qt.iter_mut().zip(qh) {
+                row[j] = v;
+            }
+        }
+        // Keys seen by the chunk's last query; earlier lanes score a few
+        // keys they do not see, and ignore them.
+        let n_keys = pos + b0 + n;
+        let key = |t: usize| &keys[t * s.kv_dim + kvh..t * s.kv_dim + kvh + hd];
+        let mut store = |t0: usize, acc: &[[f32; QUERY_LANES]]| {
+            for (i, a) in acc.iter().enumerate() {
+                for (j, &v) in a[..n].iter().enumerate() {
+                    sc[j * n_ctx + t0 + i] = v * s.scale;
+                }
+            }
+        };
+        let full = n_keys - n_keys % KEYS_AT_ONCE;
+        for t0 in (0..full).step_by(KEYS_AT_ONCE) {
+            let rows: [&[f32]; KEYS_AT_ONCE] = core::array::from_fn(|i| key(t0 + i));
+            store(t0, &score_lanes(&qt, rows));
+        }
+        for t in full..n_keys {
+            store(t, &score_lanes(&qt, [key(t)]));
+        }
+        for (j, b) in (b0..b0 + n).enumerate() {
+            let p = &mut sc[j * n_ctx..j * n_ctx + pos + b + 1];
+            softmax(p);
+            weigh_values(p, values, kvh, s, &mut out[b * hd..(b + 1) * hd]);
         }
     }
 }
@@ -100,8 +220,11 @@ fn head(
 ///
 /// Writes `out` **head-major**, `[n_heads x nb x head_dim]`. `scratch` holds
 /// one score row per head, `n_heads x n_ctx` with `n_ctx >= pos + nb`.
+/// `isa` picks the build of the loops (see [`head_for`]); the results are
+/// the same bits for every `isa`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention<J: Join>(
+    isa: Isa,
     q: &[f32],
     keys: &[f32],
     values: &[f32],
@@ -111,6 +234,7 @@ pub(crate) fn attention<J: Join>(
     scratch: &mut [f32],
     out: &mut [f32],
 ) {
+    let head = head_for(isa);
     let n_ctx = scratch.len() / s.n_heads;
     let per_head = nb * s.head_dim;
     let heads = out[..s.n_heads * per_head]
@@ -128,6 +252,66 @@ pub(crate) fn attention<J: Join>(
             head(first + i, q, keys, values, nb, pos, s, sc, o);
         }
     });
+}
+
+/// [`head`]'s signature.
+type HeadFn = fn(usize, &[f32], &[f32], &[f32], usize, usize, &AttnShape, &mut [f32], &mut [f32]);
+
+/// [`head`] compiled for `isa`: the same source, so the same operations in
+/// the same order (no FMA contraction, no reassociation), only with wider
+/// vectors across independent lanes (queries in the scores, the head
+/// dimension in the values).
+fn head_for(isa: Isa) -> HeadFn {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => |h, q, k, v, nb, pos, s, sc, o| {
+            // SAFETY: an Avx512 platform is only built when AVX-512
+            // F/BW/VL were detected.
+            unsafe { head_avx512(h, q, k, v, nb, pos, s, sc, o) }
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => |h, q, k, v, nb, pos, s, sc, o| {
+            // SAFETY: an Avx2 platform is only built when AVX2 was detected.
+            unsafe { head_avx2(h, q, k, v, nb, pos, s, sc, o) }
+        },
+        _ => head,
+    }
+}
+
+/// [`head`] built with AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+fn head_avx512(
+    h: usize,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    nb: usize,
+    pos: usize,
+    s: &AttnShape,
+    sc: &mut [f32],
+    out: &mut [f32],
+) {
+    head(h, q, keys, values, nb, pos, s, sc, out);
+}
+
+/// [`head`] built with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+fn head_avx2(
+    h: usize,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    nb: usize,
+    pos: usize,
+    s: &AttnShape,
+    sc: &mut [f32],
+    out: &mut [f32],
+) {
+    head(h, q, keys, values, nb, pos, s, sc, out);
 }
 
 #[cfg(test)]
@@ -174,35 +358,51 @@ mod tests {
         let mut rng = crate::sample::Rng::new(3);
         let mut fill =
             |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_gaussian() as f32).collect() };
-        for (n_heads, n_kv, hd) in [(4usize, 2usize, 16usize), (3, 3, 8), (6, 1, 12)] {
-            for (nb, pos) in [(1usize, 0usize), (1, 17), (5, 0), (9, 3), (16, 8)] {
-                let s = AttnShape {
-                    n_heads,
-                    group: n_heads / n_kv,
-                    head_dim: hd,
-                    q_dim: n_heads * hd,
-                    kv_dim: n_kv * hd,
-                    scale: 1.0 / (hd as f32).sqrt(),
-                };
-                let n_ctx = pos + nb + 2;
-                let q = fill(nb * s.q_dim);
-                let keys = fill((pos + nb) * s.kv_dim);
-                let values = fill((pos + nb) * s.kv_dim);
-                let mut scratch = vec![0.0f32; n_heads * n_ctx];
-                let mut hm = vec![0.0f32; nb * s.q_dim];
-                attention::<SerialJoin>(&q, &keys, &values, nb, pos, &s, &mut scratch, &mut hm);
-                let want = reference(&q, &keys, &values, nb, pos, &s);
-                for h in 0..n_heads {
-                    for b in 0..nb {
-                        let got = &hm[(h * nb + b) * hd..(h * nb + b + 1) * hd];
-                        let w = &want[b * s.q_dim + h * hd..b * s.q_dim + (h + 1) * hd];
-                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                        assert_eq!(
-                            bits(got),
-                            bits(w),
-                            "heads {n_heads}/{n_kv} nb {nb} pos {pos} h {h} b {b}"
-                        );
-                    }
+        let shapes = [
+            (4usize, 2usize, 16usize),
+            (3, 3, 8),
+            (6, 1, 12),
+            (2, 1, 128),
+        ];
+        let batches = [
+            (1usize, 0usize),
+            (1, 17),
+            (5, 0),
+            (9, 3),
+            (16, 8),
+            (17, 0),
+            (40, 5),
+        ];
+        for (isa, (n_heads, n_kv, hd), (nb, pos)) in crate::kernels::Platform::available()
+            .flat_map(|p| shapes.iter().map(move |&sh| (p.isa(), sh)))
+            .flat_map(|(isa, sh)| batches.iter().map(move |&b| (isa, sh, b)))
+        {
+            let s = AttnShape {
+                n_heads,
+                group: n_heads / n_kv,
+                head_dim: hd,
+                q_dim: n_heads * hd,
+                kv_dim: n_kv * hd,
+                scale: 1.0 / (hd as f32).sqrt(),
+            };
+            let n_ctx = pos + nb + 2;
+            let q = fill(nb * s.q_dim);
+            let keys = fill((pos + nb) * s.kv_dim);
+            let values = fill((pos + nb) * s.kv_dim);
+            let mut scratch = vec![0.0f32; n_heads * n_ctx];
+            let mut hm = vec![0.0f32; nb * s.q_dim];
+            attention::<SerialJoin>(isa, &q, &keys, &values, nb, pos, &s, &mut scratch, &mut hm);
+            let want = reference(&q, &keys, &values, nb, pos, &s);
+            for h in 0..n_heads {
+                for b in 0..nb {
+                    let got = &hm[(h * nb + b) * hd..(h * nb + b + 1) * hd];
+                    let w = &want[b * s.q_dim + h * hd..b * s.q_dim + (h + 1) * hd];
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(got),
+                        bits(w),
+                        "{isa:?} heads {n_heads}/{n_kv} nb {nb} pos {pos} h {h} b {b}"
+                    );
                 }
             }
         }

@@ -362,7 +362,17 @@ impl<'a> Model<'a> {
                 kv_dim,
                 scale: c.attn_scale,
             };
-            attention::<J>(q, keys, values, nb, pos, &shape, att, att_normed);
+            attention::<J>(
+                platform.isa(),
+                q,
+                keys,
+                values,
+                nb,
+                pos,
+                &shape,
+                att,
+                att_normed,
+            );
             for h in 0..c.n_heads {
                 for b in 0..nb {
                     let src = (h * nb + b) * hd;

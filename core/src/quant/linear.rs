@@ -20,6 +20,26 @@ use crate::parallel::{Join, SerialJoin, for_each_chunk_mut};
 /// matrix to balance over the threads.
 pub const ROWS_PER_TASK: usize = 64;
 
+/// Tile edge of [`transpose`].
+const TRANSPOSE_TILE: usize = 16;
+
+/// `out[c * rows + r] = src[r * cols + c]` (`src` is `rows x cols`), in
+/// square tiles so both sides touch whole cache lines.
+fn transpose(src: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    for r0 in (0..rows).step_by(TRANSPOSE_TILE) {
+        let r1 = (r0 + TRANSPOSE_TILE).min(rows);
+        for c0 in (0..cols).step_by(TRANSPOSE_TILE) {
+            let c1 = (c0 + TRANSPOSE_TILE).min(cols);
+            for c in c0..c1 {
+                let o = &mut out[c * rows + r0..c * rows + r1];
+                for (r, o) in (r0..r1).zip(o) {
+                    *o = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
 /// Runs `f(rows, out_rows)` over `0..m` weight rows, where `out` holds
 /// `per_row` outputs per weight row: in one call when `J` is serial or the
 /// matrix is small, else in [`ROWS_PER_TASK`]-row tasks through `J`. Every
@@ -73,6 +93,8 @@ pub struct ActScratch {
     dots: Vec<i32>,
     /// TL1 / TL2: activation tables, `batch x groups x 32`.
     tl_tables: Vec<i8>,
+    /// I2_S batches: outputs in the layout of `dots`, before the transpose.
+    outs: Vec<f32>,
 }
 
 impl ActScratch {
@@ -85,6 +107,7 @@ impl ActScratch {
             q8_0: Vec::new(),
             dots: Vec::new(),
             tl_tables: Vec::new(),
+            outs: Vec::new(),
         }
     }
 }
@@ -342,10 +365,21 @@ impl<'a> QuantizedLinear<'a> {
                         }
                     })?
                 };
-                for (m, dm) in dots.chunks_exact(batch.max(1)).enumerate() {
-                    for (b, (&dot, &s)) in dm.iter().zip(scales.iter()).enumerate() {
-                        out[b * self.rows + m] = i2s_output(dot, s, self.i2s_scale);
+                // Scale in the dots' row-major layout (contiguous, so the
+                // divisions vectorize), then transpose to token-major.
+                let ws = self.i2s_scale;
+                let outs = if batch == 1 {
+                    &mut *out
+                } else {
+                    grow(&mut scratch.outs, batch * self.rows, 0.0)?
+                };
+                for (om, dm) in outs.chunks_exact_mut(batch).zip(dots.chunks_exact(batch)) {
+                    for ((o, &dot), &s) in om.iter_mut().zip(dm).zip(scales.iter()) {
+                        *o = i2s_output(dot, s, ws);
                     }
+                }
+                if batch > 1 {
+                    transpose(&scratch.outs[..batch * self.rows], self.rows, batch, out);
                 }
                 return Ok(id);
             }
@@ -408,5 +442,25 @@ impl<'a> QuantizedLinear<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn transpose_matches_the_plain_loop_on_edge_shapes() {
+        for (rows, cols) in [(1, 1), (1, 17), (17, 1), (16, 16), (33, 5), (40, 47)] {
+            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut out = vec![f32::NAN; rows * cols];
+            transpose(&src, rows, cols, &mut out);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(out[c * rows + r], src[r * cols + c], "{rows}x{cols}");
+                }
+            }
+        }
     }
 }
