@@ -278,41 +278,31 @@ fn head_for(isa: Isa) -> HeadFn {
     }
 }
 
-/// [`head`] built with AVX-512.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
-fn head_avx512(
-    h: usize,
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    nb: usize,
-    pos: usize,
-    s: &AttnShape,
-    sc: &mut [f32],
-    out: &mut [f32],
-) {
-    head(h, q, keys, values, nb, pos, s, sc, out);
+/// Defines `$name`: [`head`] built with the target features `$features`.
+macro_rules! head_built_with {
+    ($name:ident, $features:literal) => {
+        #[doc = concat!("[`head`] built with `", $features, "`.")]
+        #[cfg(target_arch = "x86_64")]
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = $features)]
+        fn $name(
+            h: usize,
+            q: &[f32],
+            keys: &[f32],
+            values: &[f32],
+            nb: usize,
+            pos: usize,
+            s: &AttnShape,
+            sc: &mut [f32],
+            out: &mut [f32],
+        ) {
+            head(h, q, keys, values, nb, pos, s, sc, out);
+        }
+    };
 }
 
-/// [`head`] built with AVX2.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2")]
-fn head_avx2(
-    h: usize,
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    nb: usize,
-    pos: usize,
-    s: &AttnShape,
-    sc: &mut [f32],
-    out: &mut [f32],
-) {
-    head(h, q, keys, values, nb, pos, s, sc, out);
-}
+head_built_with!(head_avx512, "avx512f,avx512bw,avx512vl,avx2");
+head_built_with!(head_avx2, "avx2");
 
 #[cfg(test)]
 mod tests {
