@@ -22,7 +22,8 @@
 //! | `Scalar` | none (the portable kernels)                |
 //!
 //! `Neon` has I2_S, TQ2_0 and TL1/TL2 (`tbl`) kernels, `Simd128` I2_S
-//! (GEMV/GEMM and activation quantization), TQ2_0, F16 and int8-head ones;
+//! (GEMV/GEMM and activation quantization), TQ2_0, TQ1_0, F16 and int8-head
+//! ones;
 //! other formats fall back to the portable kernels there, and the returned
 //! id says so. The TL1/TL2 families ([`Platform::tl_gemm`]) run on weights
 //! repacked at load ([`crate::quant::tl`]); `--kernel tl1|tl2`
@@ -123,6 +124,8 @@ pub mod ids {
     pub const I2S_QUANT_ACT_SIMD128: &str = "i2s_quant_act_simd128";
     /// wasm simd128 TQ2_0 x Q8_K (`i16x8.extmul`).
     pub const TQ2_0_GEMV_SIMD128: &str = "tq2_0_gemv_simd128";
+    /// wasm simd128 TQ1_0 x Q8_K (trits by 16-bit multiplies).
+    pub const TQ1_0_GEMV_SIMD128: &str = "tq1_0_gemv_simd128";
     /// wasm simd128 F16 x f32 (f16 bits to f32 by shift and rebias, 8 lanes
     /// in the portable order).
     pub const F16_GEMV_SIMD128: &str = "f16_gemv_simd128";
@@ -564,6 +567,13 @@ impl Platform {
                 // checked above.
                 unsafe { avx2::tq1_0_gemv(w, row_bytes, act, out) };
                 Ok(ids::TQ1_0_GEMV_AVX2)
+            }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => {
+                // SAFETY: a Simd128 platform is only built when this build
+                // enables simd128; shapes checked above.
+                unsafe { simd128::tq1_0_gemv(w, row_bytes, act, out) };
+                Ok(ids::TQ1_0_GEMV_SIMD128)
             }
             _ => {
                 for (row, o) in w.chunks_exact(row_bytes).zip(out.iter_mut()) {

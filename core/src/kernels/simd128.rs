@@ -1,5 +1,5 @@
 //! wasm32 simd128 kernels: I2_S GEMV/GEMM and activation quantization,
-//! TQ2_0 x Q8_K, the F16 LM head and the int8 LM head. Each reproduces the
+//! TQ2_0 and TQ1_0 x Q8_K, the F16 LM head and the int8 LM head. Each reproduces the
 //! portable kernel exactly (module docs of [`super`]); compiled only when
 //! the build enables `simd128` (a compile-time choice: wasm has no runtime
 //! detection).
@@ -25,6 +25,7 @@ use half::f16;
 
 use super::sum_i8;
 use crate::quant::q8_k::BlockQ8K;
+use crate::quant::tq1_0::BlockTq1_0;
 use crate::quant::tq2_0::BlockTq2_0;
 
 /// Weight rows that share each activation load in the I2_S kernel.
@@ -254,6 +255,58 @@ pub(super) unsafe fn tq2_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], ou
             let sumi = hsum_i32(i32x4_extadd_pairwise_i16x8(p));
             let d = ab.d * f16::from_bits(u16::from_le_bytes([blk[64], blk[65]])).to_f32();
             sumf += sumi as f32 * d;
+        }
+        *o = sumf;
+    }
+}
+
+/// Trits `((b * p mod 256) * 3) >> 8` (0..=2) of the bytes `b` with the
+/// per-byte powers of three `p`, minus one: TQ1_0 weights -1..=1 as i8
+/// (wasm has no 8-bit multiply, so the product is taken in 16-bit lanes).
+#[inline]
+#[target_feature(enable = "simd128")]
+fn tq1_weights(b: v128, p: v128) -> v128 {
+    let (byte, three) = (u16x8_splat(0xff), u16x8_splat(3));
+    let trit = |v: v128, p: v128| u16x8_shr(i16x8_mul(v128_and(i16x8_mul(v, p), byte), three), 8);
+    let lo = trit(u16x8_extend_low_u8x16(b), u16x8_extend_low_u8x16(p));
+    let hi = trit(u16x8_extend_high_u8x16(b), u16x8_extend_high_u8x16(p));
+    i8x16_sub(u8x16_narrow_i16x8(lo, hi), i8x16_splat(1))
+}
+
+/// TQ1_0 x Q8_K GEMV, bit-identical to
+/// [`crate::quant::tq1_0::vec_dot_tq1_0_q8_k`] per row: the trits of the
+/// 32- and 16-byte groups (trit `n` of byte `m` is weight `32n + m`, resp.
+/// `160 + 16n + m`) and of the 4 high bytes (weight `240 + 4n + j`: the
+/// bytes repeated four times against powers 1, 3, 9, 27) meet contiguous
+/// activations; per block the exact integer (16 pairs of |.| <= 256 per
+/// i16 lane), then `sumf += sumi as f32 * (w.d * a.d)` in block order.
+///
+/// # Safety
+/// The build must enable simd128; `row_bytes == act.len() * 54`,
+/// `w.len() == out.len() * row_bytes` (checked by the dispatch).
+#[target_feature(enable = "simd128")]
+pub(super) unsafe fn tq1_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], out: &mut [f32]) {
+    const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+    let qh_pow = u8x16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27);
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
+        let mut sumf = 0.0f32;
+        for (blk, ab) in row.chunks_exact(BlockTq1_0::BYTES).zip(act) {
+            let mut p = i16x8_splat(0);
+            for (n, &pw) in POW3.iter().enumerate() {
+                let pv = u8x16_splat(pw);
+                for h in 0..2 {
+                    let wv = tq1_weights(load_at(blk, 16 * h), pv);
+                    p = i16x8_add(p, mul_pairs(wv, load_at(&ab.qs, 32 * n + 16 * h)));
+                }
+                let wv = tq1_weights(load_at(blk, 32), pv);
+                p = i16x8_add(p, mul_pairs(wv, load_at(&ab.qs, 160 + 16 * n)));
+            }
+            let qh = u32::from_le_bytes([blk[48], blk[49], blk[50], blk[51]]);
+            let wv = tq1_weights(u32x4_splat(qh), qh_pow);
+            p = i16x8_add(p, mul_pairs(wv, load_at(&ab.qs, 240)));
+            let sumi = hsum_i32(i32x4_extadd_pairwise_i16x8(p));
+            let d = f16::from_bits(u16::from_le_bytes([blk[52], blk[53]])).to_f32();
+            sumf += sumi as f32 * (d * ab.d);
         }
         *o = sumf;
     }
