@@ -119,6 +119,12 @@ fn i2s_id(isa: Isa, gemm: bool) -> &'static str {
         (Isa::Avx512, true) => ids::I2S_GEMM_AVX512VNNI,
         (Isa::Neon, false) => ids::I2S_GEMV_NEON,
         (Isa::Neon, true) => ids::I2S_GEMM_NEON,
+        (Isa::Simd128, false) if cfg!(target_feature = "relaxed-simd") => {
+            ids::I2S_GEMV_SIMD128_RELAXED
+        }
+        (Isa::Simd128, true) if cfg!(target_feature = "relaxed-simd") => {
+            ids::I2S_GEMM_SIMD128_RELAXED
+        }
         (Isa::Simd128, false) => ids::I2S_GEMV_SIMD128,
         (Isa::Simd128, true) => ids::I2S_GEMM_SIMD128,
     }
@@ -605,6 +611,51 @@ fn tl_rejects_bad_shapes() {
         assert!(p.tl_gemm(&packed, 0..1, &t[..32], &mut [0; 1]).is_err());
         assert!(p.tl_gemm(&packed, 0..1, &t, &mut [0; 2]).is_err());
         assert!(p.tl_gemm(&packed, 0..1, &[], &mut []).is_err());
+    }
+}
+
+/// F16 weights that a bit-level conversion can get wrong: signed zeros,
+/// subnormals (smallest, largest), the largest normal, infinities and NaNs
+/// (quiet, signalling, negative); every tier must give the portable bits
+/// (NaN for NaN).
+#[test]
+fn f16_gemv_special_values_every_tier() {
+    let specials: [u16; 12] = [
+        0x0000, 0x8000, 0x0001, 0x83ff, 0x0400, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00, 0x7c01,
+        0xfd55,
+    ];
+    let mut rng = Rng(18);
+    for k in [8, 16, 24, 40, 13] {
+        // Row 0: finite specials only; row 1: every special (NaN output).
+        let finite: Vec<u16> = specials
+            .iter()
+            .copied()
+            .filter(|&h| h & 0x7c00 != 0x7c00)
+            .collect();
+        let rows: [Vec<u16>; 2] = [
+            (0..k).map(|i| finite[i % finite.len()]).collect(),
+            (0..k).map(|i| specials[(i * 5) % specials.len()]).collect(),
+        ];
+        let w: Vec<u8> = rows
+            .iter()
+            .flatten()
+            .flat_map(|h| h.to_le_bytes())
+            .collect();
+        let x: Vec<f32> = (0..k).map(|_| rng.unit() * 3.0).collect();
+        for p in platforms() {
+            let mut out = [0.0f32; 2];
+            let id = p.f16_gemv(&w, k, 0..2, &x, &mut out).unwrap();
+            for (r, o) in out.iter().enumerate() {
+                let want = dot_f16_f32(&w[r * 2 * k..(r + 1) * 2 * k], &x).unwrap();
+                // A NaN's payload is not part of the contract (wasm leaves
+                // it to the engine, so it can change between JIT tiers).
+                if want.is_nan() {
+                    assert!(o.is_nan(), "{id} k={k} row {r}: {o}");
+                } else {
+                    assert_eq!(o.to_bits(), want.to_bits(), "{id} k={k} row {r}");
+                }
+            }
+        }
     }
 }
 

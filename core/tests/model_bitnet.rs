@@ -7,6 +7,7 @@
 mod common;
 
 use bitnet_core::gguf::Gguf;
+use bitnet_core::kernels::Platform;
 use bitnet_core::model::{Arch, Generator, Logits, Model};
 use bitnet_core::quant::QuantType;
 use bitnet_core::sample::{Sampler, SamplerParams};
@@ -130,5 +131,58 @@ fn tq2_0_fixture_carries_scale_tensors() {
     for (l, lf) in model.weights.layers.iter().zip(&mf.weights.layers) {
         assert!(l.wq.scale.is_some() && l.w_down.scale.is_some());
         assert!(lf.wq.scale.is_none());
+    }
+}
+
+/// Logits bits of `tokens`, a 16-token greedy continuation and the kernel
+/// ids that ran, on `platform`.
+fn tier_run(
+    model: &Model<'_>,
+    platform: Platform,
+    tokens: &[u32],
+) -> (Vec<u32>, Vec<u32>, Vec<String>) {
+    let mut state = model.new_state(32, 64).unwrap();
+    state.set_platform(platform);
+    let logits = model.forward(&mut state, tokens, 0, Logits::All).unwrap();
+    let bits = logits.iter().map(|v| v.to_bits()).collect();
+    let mut state = model.new_state(8, 64).unwrap();
+    state.set_platform(platform);
+    let mut sampler = Sampler::new(SamplerParams::greedy());
+    let greedy = Generator::new(model, &mut state, &mut sampler, tokens, 16, &[])
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let ids = state
+        .counters()
+        .kernels()
+        .iter()
+        .map(|k| k.id.to_string())
+        .collect();
+    (bits, greedy, ids)
+}
+
+/// Every kernel tier of this build (the simd128 ones under
+/// `cargo xtask cross-test wasm32`) gives the portable kernels' logits bit
+/// for bit and the same greedy tokens on the ternary fixtures, F16 heads
+/// included (DESIGN.md §5).
+#[test]
+fn every_tier_matches_portable_on_the_ternary_fixtures() {
+    for fixture in [
+        "bitnet-tq2_0.gguf",
+        "shakespeare-tq2_0.gguf",
+        "bitnet-tq1_0.gguf",
+        "shakespeare-i2s.gguf",
+    ] {
+        let bytes = common::fixture(fixture);
+        let g = Gguf::parse(&bytes).unwrap();
+        let model = Model::from_gguf(&g).unwrap();
+        let vocab = model.config.vocab_size as u32;
+        let tokens: Vec<u32> = (0..12u32).map(|i| (i * 7919 + 5) % vocab).collect();
+        let (want, want_greedy, _) = tier_run(&model, Platform::portable(), &tokens);
+        for p in Platform::available() {
+            let (got, greedy, ids) = tier_run(&model, p, &tokens);
+            println!("{fixture} {}: {}", p.isa().name(), ids.join(" "));
+            assert!(got == want, "{fixture} {p:?}: logits differ from portable");
+            assert_eq!(greedy, want_greedy, "{fixture} {p:?}: greedy");
+        }
     }
 }

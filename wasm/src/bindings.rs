@@ -22,7 +22,9 @@ use bitnet_core::tokenizer::DecodeOptions;
 use js_sys::{Function, Object, Reflect, Uint32Array};
 use wasm_bindgen::prelude::*;
 
-use crate::engine::{self, Error, GenerateOptions, HostInfo, LoadedModel, Loader, RunRecord};
+use crate::engine::{
+    self, Error, GenerateOptions, HostInfo, LmHead, LoadedModel, Loader, RunRecord,
+};
 
 /// Tokens generated when the options do not say.
 const DEFAULT_MAX_TOKENS: usize = 128;
@@ -199,8 +201,11 @@ impl Engine {
     }
 
     /// Generates after `prompt`. `options`: `{maxTokens, temperature,
-    /// topK, topP, minP, repeatPenalty, repeatLastN, seed, stopAtEos}`
-    /// (absent: llama.cpp's defaults, 128 tokens, stop at EOS);
+    /// topK, topP, minP, repeatPenalty, repeatLastN, seed, stopAtEos,
+    /// lmHead}` (absent: llama.cpp's defaults, 128 tokens, stop at EOS, the
+    /// exact head); `lmHead: "q8"` runs an int8 copy of a float LM head
+    /// (as the native `--lm-head q8`: faster, changes numerics, named in
+    /// the receipt), `"f16"` the file's head; other values throw;
     /// `temperature: 0` is greedy. `on_token(id, text)` runs after every
     /// token; returning `false` stops. Returns `{promptIds, ids, text tail,
     /// stop, prefillMs, decodeMs, tokensPerSec}`; throws on failure,
@@ -313,9 +318,23 @@ fn gen_options(o: &JsValue) -> Result<GenerateOptions, JsValue> {
     } else {
         true
     };
+    let lm_head = if o.is_object() {
+        let v = Reflect::get(o, &JsValue::from_str("lmHead"))?;
+        if v.is_undefined() {
+            LmHead::Exact
+        } else {
+            let s = v.as_string().ok_or_else(|| {
+                JsError::new("option lmHead must be the string \"f16\" or \"q8\"")
+            })?;
+            LmHead::parse(&s).map_err(JsError::from)?
+        }
+    } else {
+        LmHead::Exact
+    };
     Ok(GenerateOptions {
         sampler,
         max_new,
         stop_at_eos,
+        lm_head,
     })
 }

@@ -14,11 +14,14 @@ use alloc::boxed::Box;
 use alloc::collections::TryReserveError;
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::cell::OnceCell;
 use core::fmt;
 
 use bitnet_core::gguf::{Gguf, GgufError};
 use bitnet_core::model::{Model, ModelError, StopReason};
+use bitnet_core::quant::q8_head::Q8Rows;
 use bitnet_core::receipt::{
     Backend, Fingerprint, FixedString, KernelCounters, ModelInfo, Receipt, RunInfo,
 };
@@ -201,6 +204,31 @@ pub struct ModelSummary {
     pub sha256_hex: String,
 }
 
+/// The LM head's numerics, as the native CLI's `--lm-head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LmHead {
+    /// The file's head as stored (F16 for the tied embedding): exact.
+    #[default]
+    Exact,
+    /// An int8-per-row copy of a float head, made on first use and kept
+    /// with the model (**changes numerics**; receipts name the
+    /// `q8_head_gemv_*` kernel).
+    Q8,
+}
+
+impl LmHead {
+    /// Parses the option's value: `f16` (or `exact`) or `q8`.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        match s {
+            "f16" | "exact" => Ok(Self::Exact),
+            "q8" => Ok(Self::Q8),
+            other => Err(Error::BadArgument(format!(
+                "option lmHead must be \"f16\" or \"q8\", not {other:?}"
+            ))),
+        }
+    }
+}
+
 /// Sampling and length settings of one generation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GenerateOptions {
@@ -210,6 +238,8 @@ pub struct GenerateOptions {
     pub max_new: usize,
     /// Stop at the vocabulary's EOS/EOT tokens.
     pub stop_at_eos: bool,
+    /// The LM head's numerics.
+    pub lm_head: LmHead,
 }
 
 /// The outcome of one generation, with what its receipt needs.
@@ -233,6 +263,8 @@ pub struct RunRecord {
     pub decode_ms: f64,
     /// Sampler settings used.
     pub sampler: SamplerParams,
+    /// The LM head used.
+    pub lm_head: LmHead,
     /// Kernel evidence of the run (from the run state's counters).
     pub counters: KernelCounters,
 }
@@ -256,6 +288,8 @@ pub struct LoadedModel {
     tokenizer: Tokenizer,
     summary: ModelSummary,
     sha256: [u8; 32],
+    /// The int8 LM head ([`LmHead::Q8`]), made by the first run that asks.
+    q8_head: OnceCell<Arc<Q8Rows>>,
 }
 
 impl fmt::Debug for LoadedModel {
@@ -316,6 +350,7 @@ impl LoadedModel {
             tokenizer,
             summary,
             sha256,
+            q8_head: OnceCell::new(),
         })
     }
 
@@ -334,6 +369,32 @@ impl LoadedModel {
     fn model(&self) -> Result<Model<'_>, Error> {
         let g = Gguf::parse(&self.bytes)?;
         Ok(Model::from_gguf(&g)?)
+    }
+
+    /// Switches `model`'s LM head to int8, quantizing once per loaded model.
+    fn use_q8_head(&self, model: &mut Model<'_>) -> Result<(), Error> {
+        let head = &mut model.weights.lm_head;
+        let quant = |source| {
+            Error::Model(ModelError::Quant {
+                name: head.name.to_string(),
+                source,
+            })
+        };
+        if let Some(q8) = self.q8_head.get() {
+            return head.matrix.use_q8(Arc::clone(q8)).map_err(quant);
+        }
+        if !head.matrix.quantize_q8().map_err(quant)? {
+            return Err(Error::BadArgument(format!(
+                "option lmHead \"q8\" quantizes a float LM head; this model's head {} is {}",
+                head.name,
+                head.matrix.qtype().name()
+            )));
+        }
+        if let Some(q8) = head.matrix.q8_shared() {
+            // Unset before (checked above), so this always stores.
+            let _ = self.q8_head.set(q8);
+        }
+        Ok(())
     }
 
     /// Prompt ids as generation encodes them: the vocabulary's BOS rule,
@@ -379,7 +440,10 @@ impl LoadedModel {
                 "the prompt encodes to no tokens: type some text".to_string(),
             ));
         }
-        let model = self.model()?;
+        let mut model = self.model()?;
+        if opts.lm_head == LmHead::Q8 {
+            self.use_q8_head(&mut model)?;
+        }
         let n_ctx = prompt_ids
             .len()
             .saturating_add(opts.max_new)
@@ -445,6 +509,7 @@ impl LoadedModel {
             prefill_ms: t_first - t0,
             decode_ms: t_end - t_first,
             sampler: opts.sampler,
+            lm_head: opts.lm_head,
             counters: state.counters().clone(),
         })
     }
@@ -459,13 +524,20 @@ impl LoadedModel {
         host: &HostInfo,
     ) -> Result<Receipt, Error> {
         let kernels: Vec<&str> = run.counters.kernels().iter().map(|k| k.id).collect();
+        let isa = match (
+            cfg!(target_feature = "simd128"),
+            cfg!(target_feature = "relaxed-simd"),
+        ) {
+            (true, true) => "simd128 + relaxed-simd kernels",
+            (true, false) => "simd128 kernels",
+            _ => "portable kernels",
+        };
+        let head = match run.lm_head {
+            LmHead::Exact => "",
+            LmHead::Q8 => ", int8 LM head (lmHead q8, changes numerics)",
+        };
         let summary = format!(
-            "wasm32{}: portable kernels, 1 thread (Web Worker); ran {}",
-            if cfg!(target_feature = "simd128") {
-                " simd128"
-            } else {
-                ""
-            },
+            "wasm32: {isa}, 1 thread (Web Worker){head}; ran {}",
             kernels.join("+")
         );
         let summary = truncate(&summary, bitnet_core::receipt::BACKEND_SUMMARY_CAP);

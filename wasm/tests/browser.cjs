@@ -67,9 +67,61 @@ async function main() {
       failed = true;
     }
     const receipt = JSON.parse(run.receipt);
-    console.log(`receipt: backend ${receipt.backend}, compute_path ${receipt.compute_path}, kernels ${receipt.kernels.map((k) => k.id).join("+")}`);
+    const kernels = receipt.kernels.map((k) => k.id);
+    console.log(`engine build: ${await page.evaluate(() => window.bitnetDemo.build)}`);
+    console.log(`receipt: backend ${receipt.backend}, compute_path ${receipt.compute_path}, kernels ${kernels.join("+")}`);
     if (receipt.backend !== "wasm" || receipt.tokens.generated !== expectIds.length) failed = true;
+    // Chromium has relaxed SIMD: the page must pick that build.
+    if (!kernels.includes("i2s_gemv_simd128_relaxed") || !kernels.includes("f16_gemv_simd128")) {
+      console.log("expected the relaxed-SIMD I2_S and simd128 F16 kernels");
+      failed = true;
+    }
     console.log(`page tokens/s (streamed): ${run.tokensPerSec.toFixed(1)}`);
+
+    // lmHead "q8": the int8 head runs and the receipt says so; an unknown
+    // value is refused with a message.
+    await page.selectOption("#lmHead", "q8");
+    await page.click("#generate");
+    await page.waitForFunction(() => ["done", "error"].includes(window.bitnetDemo.state), null, { timeout: 60000 });
+    const q8 = await page.evaluate(() => window.bitnetDemo.lastRun);
+    if (!q8) throw new Error(await page.evaluate(() => window.bitnetDemo.error));
+    const q8Receipt = JSON.parse(q8.receipt);
+    const q8Kernels = q8Receipt.kernels.map((k) => k.id);
+    console.log(`lmHead q8: ${q8.ids.length} tokens, kernels ${q8Kernels.join("+")}; ${q8Receipt.backend_summary}`);
+    if (!q8Kernels.includes("q8_head_gemv_simd128") || q8Kernels.some((k) => k.startsWith("f16_gemv"))) failed = true;
+    await page.evaluate(() => {
+      const o = document.createElement("option");
+      o.value = "int8";
+      document.getElementById("lmHead").append(o);
+    });
+    await page.selectOption("#lmHead", "int8");
+    await page.click("#generate");
+    await page.waitForFunction(() => ["done", "error"].includes(window.bitnetDemo.state), null, { timeout: 60000 });
+    const badHead = await page.evaluate(() => window.bitnetDemo.error);
+    console.log(`lmHead "int8": ${badHead}`);
+    if (!badHead || !badHead.includes("lmHead")) failed = true;
+    await page.selectOption("#lmHead", "f16");
+
+    // The plain simd128 build (for browsers without relaxed SIMD) gives the
+    // same tokens.
+    const plain = await browser.newPage();
+    plain.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+    await plain.goto(`${env("BITNET_URL")}?simd=plain`);
+    await plain.waitForFunction(() => window.bitnetDemo && !document.getElementById("builtin").disabled);
+    await plain.click("#builtin");
+    await plain.waitForFunction(() => ["loaded", "error"].includes(window.bitnetDemo.state), null, { timeout: 60000 });
+    await plain.fill("#maxTokens", env("BITNET_TOKENS"));
+    await plain.fill("#temperature", "0");
+    await plain.uncheck("#stopAtEos");
+    await plain.click("#generate");
+    await plain.waitForFunction(() => ["done", "error"].includes(window.bitnetDemo.state), null, { timeout: 60000 });
+    const plainRun = await plain.evaluate(() => window.bitnetDemo.lastRun);
+    if (!plainRun) throw new Error(await plain.evaluate(() => window.bitnetDemo.error));
+    const plainKernels = JSON.parse(plainRun.receipt).kernels.map((k) => k.id);
+    const plainSame = plainRun.ids.length === expectIds.length && plainRun.ids.every((id, i) => id === expectIds[i]);
+    console.log(`plain simd128 build (${await plain.evaluate(() => window.bitnetDemo.build)}): token ids equal: ${plainSame}, kernels ${plainKernels.join("+")}`);
+    if (!plainSame || !plainKernels.includes("i2s_gemv_simd128")) failed = true;
+    await plain.close();
 
     await page.locator("#output").scrollIntoViewIfNeeded();
     await page.screenshot({ path: env("BITNET_SCREENSHOT"), fullPage: true });

@@ -6,7 +6,7 @@ use bitnet_core::model::{Generator, Model};
 use bitnet_core::receipt::{Policy, verify};
 use bitnet_core::sample::{Sampler, SamplerParams};
 use bitnet_wasm::engine::{
-    Error, GenerateOptions, HostInfo, LoadedModel, Loader, MAX_MODEL_BYTES, PREFILL_BATCH,
+    Error, GenerateOptions, HostInfo, LmHead, LoadedModel, Loader, MAX_MODEL_BYTES, PREFILL_BATCH,
 };
 
 const STORIES: &str = concat!(
@@ -32,6 +32,7 @@ fn greedy(max_new: usize) -> GenerateOptions {
         sampler: SamplerParams::greedy(),
         max_new,
         stop_at_eos: false,
+        lm_head: LmHead::Exact,
     }
 }
 
@@ -123,6 +124,79 @@ fn an_i2s_run_gives_a_real_receipt_that_verifies() {
         allowlisted_tokens_per_sec: None,
     };
     verify(&r, &policy).unwrap();
+}
+
+/// `lmHead: "q8"`: the same tokens as core's generator with the native
+/// `--lm-head q8` preparation, on the first run (which quantizes) and the
+/// next (which reuses the copy); the receipt names the int8 head; bad
+/// values and non-float heads are refused with messages.
+#[test]
+fn the_q8_lm_head_matches_native_and_is_recorded() {
+    const PROMPT: &str = "Once upon a time";
+    let m = load(I2S, 1 << 20);
+    let q8 = GenerateOptions {
+        lm_head: LmHead::Q8,
+        ..greedy(12)
+    };
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            m.generate(PROMPT, q8, &mut ticks(), &mut |_, _| true)
+                .unwrap()
+        })
+        .collect();
+
+    let bytes = std::fs::read(I2S).unwrap();
+    let g = Gguf::parse(&bytes).unwrap();
+    let mut model = Model::from_gguf(&g).unwrap();
+    assert!(model.weights.quantize_lm_head_q8().unwrap());
+    let prompt = m.encode_prompt(PROMPT).unwrap();
+    let mut state = model
+        .new_state(PREFILL_BATCH.min(prompt.len()), prompt.len() + 12)
+        .unwrap();
+    let mut sampler = Sampler::new(SamplerParams::greedy());
+    let want: Vec<u32> = Generator::new(&model, &mut state, &mut sampler, &prompt, 12, &[])
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for run in &runs {
+        assert_eq!(run.generated, want);
+        assert_eq!(run.lm_head, LmHead::Q8);
+        let ids: Vec<&str> = run.counters.kernels().iter().map(|k| k.id).collect();
+        assert!(
+            ids.iter().any(|id| id.starts_with("q8_head_gemv_")),
+            "{ids:?}"
+        );
+    }
+    let host = HostInfo::default();
+    let r = m
+        .receipt(&runs[1], 1.0, "2026-01-01T00:00:00Z", &host)
+        .unwrap();
+    assert!(r.kernels.iter().any(|k| k.id.starts_with("q8_head_gemv_")));
+    assert!(
+        r.backend_summary.contains("lmHead q8"),
+        "{}",
+        r.backend_summary
+    );
+
+    let exact = m
+        .generate(PROMPT, greedy(4), &mut ticks(), &mut |_, _| true)
+        .unwrap();
+    assert!(
+        !exact
+            .counters
+            .kernels()
+            .iter()
+            .any(|k| k.id.starts_with("q8_head_")),
+        "the exact head after a q8 run"
+    );
+
+    assert_eq!(LmHead::parse("f16").unwrap(), LmHead::Exact);
+    assert_eq!(LmHead::parse("exact").unwrap(), LmHead::Exact);
+    assert_eq!(LmHead::parse("q8").unwrap(), LmHead::Q8);
+    let e = LmHead::parse("int8").unwrap_err();
+    assert!(
+        e.to_string().contains("lmHead") && e.to_string().contains("int8"),
+        "{e}"
+    );
 }
 
 #[test]

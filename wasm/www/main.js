@@ -3,7 +3,7 @@
 const $ = (id) => document.getElementById(id);
 
 /** What the page knows; the browser test reads it. */
-const demo = { state: "idle", info: null, lastRun: null, lastBench: null, error: null };
+const demo = { state: "idle", info: null, build: null, lastRun: null, lastBench: null, error: null };
 window.bitnetDemo = demo;
 
 let worker = null;
@@ -25,7 +25,9 @@ function setState(state, status) {
 }
 
 function startWorker() {
-  worker = new Worker("worker.js", { type: "module" });
+  // The page's query (`?simd=plain`) reaches the worker, which picks the
+  // engine build.
+  worker = new Worker(`worker.js${location.search}`, { type: "module" });
   worker.onmessage = (e) => onMessage(e.data);
   worker.onerror = (e) => fail(`worker failed: ${e.message}`);
 }
@@ -75,9 +77,10 @@ function onMessage(m) {
       break;
     case "loaded":
       demo.info = m.info;
+      demo.build = m.build;
       $("progress").value = 1;
       showInfo(m.info, m.loadMs);
-      setState("loaded", `Loaded ${m.info.name} in ${m.loadMs.toFixed(0)} ms.`);
+      setState("loaded", `Loaded ${m.info.name} in ${m.loadMs.toFixed(0)} ms (engine ${m.build}).`);
       break;
     case "token":
       $("out-text").textContent += m.text;
@@ -129,6 +132,7 @@ function options() {
     repeatPenalty: n("repeatPenalty"),
     seed: n("seed"),
     stopAtEos: $("stopAtEos").checked,
+    lmHead: $("lmHead").value,
   };
 }
 

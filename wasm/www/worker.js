@@ -2,9 +2,31 @@
 // while a model loads or generates. Messages in: load, generate, bench,
 // tokenize. Messages out: progress, header, loaded, token, done, tokens,
 // bench, error.
-import init, { peekHeader, ModelLoader, maxModelBytes } from "./pkg/bitnet_wasm.js";
+// Two builds of the engine: pkg-relaxed/ (simd128 + relaxed SIMD, whose
+// I2_S kernel multiplies with i16x8.relaxed_dot_i8x16_i7x16_s) where the
+// browser validates relaxed SIMD, else pkg/ (simd128). `?simd=plain` on the
+// page forces pkg/. Both give the same tokens; receipts name the kernels.
 
-const ready = init();
+// A module whose one function runs i16x8.relaxed_dot_i8x16_i7x16_s (0xfd
+// 0x112) on two v128 constants: valid only where relaxed SIMD is enabled.
+const RELAXED_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type: [] -> [v128]
+  0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+  0x0a, 0x2b, 0x01, 0x29, 0x00, // code: one body of 41 bytes, no locals
+  0xfd, 0x0c, ...new Array(16).fill(0), // v128.const 0
+  0xfd, 0x0c, ...new Array(16).fill(0), // v128.const 0
+  0xfd, 0x92, 0x02, // i16x8.relaxed_dot_i8x16_i7x16_s
+  0x0b, // end
+]);
+
+const forcePlain = new URLSearchParams(self.location.search).get("simd") === "plain";
+const build = !forcePlain && WebAssembly.validate(RELAXED_PROBE) ? "pkg-relaxed" : "pkg";
+const ready = import(`./${build}/bitnet_wasm.js`).then(async (m) => {
+  await m.default();
+  return m;
+});
+let wasm = null;
 let engine = null;
 let loadMs = 0;
 let stopFlag = null;
@@ -14,7 +36,7 @@ const GIB = 1024 ** 3;
 self.onmessage = async (event) => {
   const m = event.data;
   try {
-    await ready;
+    wasm = await ready;
     if (m.type === "load") await load(m);
     else if (m.type === "generate") generate(m, true);
     else if (m.type === "bench") generate(m, false);
@@ -63,7 +85,7 @@ async function load(m) {
   stopFlag = m.stopFlag ? new Int32Array(m.stopFlag) : null;
   const t0 = performance.now();
   const src = await open(m.source);
-  const max = maxModelBytes();
+  const max = wasm.maxModelBytes();
   if (src.total > max) {
     throw new Error(
       `${src.name} is ${(src.total / GIB).toFixed(2)} GiB; wasm32 memory is 4 GiB, so the browser ` +
@@ -87,7 +109,7 @@ async function load(m) {
   let header = null;
   for (;;) {
     if (headLen >= nextPeek) {
-      const p = peekHeader(concat(head, headLen));
+      const p = wasm.peekHeader(concat(head, headLen));
       if (p.complete) {
         header = p;
         break;
@@ -96,7 +118,7 @@ async function load(m) {
     }
     const { done, value } = await src.reader.read();
     if (done) {
-      const p = peekHeader(concat(head, headLen));
+      const p = wasm.peekHeader(concat(head, headLen));
       if (p.complete) {
         header = p;
         break;
@@ -114,7 +136,7 @@ async function load(m) {
   }
   postMessage({ type: "header", header });
 
-  const loader = new ModelLoader(src.total);
+  const loader = new wasm.ModelLoader(src.total);
   for (const c of head) loader.push(c);
   for (;;) {
     const { done, value } = await src.reader.read();
@@ -125,7 +147,7 @@ async function load(m) {
   progress(loader.received(), true);
   engine = loader.finish(src.name, () => performance.now());
   loadMs = performance.now() - t0;
-  postMessage({ type: "loaded", info: engine.info(), loadMs });
+  postMessage({ type: "loaded", info: engine.info(), loadMs, build });
 }
 
 function generate(m, stream) {

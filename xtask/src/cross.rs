@@ -1,9 +1,9 @@
 //! `cargo xtask cross-test aarch64|wasm32`: bitnet-core's kernel harness
 //! and the fixture tests built for aarch64-unknown-linux-gnu and run under
-//! qemu-aarch64, or built for wasm32-wasip1 with simd128 and run under
-//! Node's WASI (ci/wasi-run.mjs), so the NEON and simd128 kernels are
-//! proven to give the same integers (and the same greedy tokens) as the x86
-//! and portable ones.
+//! qemu-aarch64, or built for wasm32-wasip1 with simd128 (and again with
+//! relaxed-simd) and run under Node's WASI (ci/wasi-run.mjs), so the NEON
+//! and simd128 kernels are proven to give the same integers (and the same
+//! greedy tokens) as the x86 and portable ones.
 
 use std::process::Command;
 
@@ -54,7 +54,14 @@ fn ensure_aarch64_tools() -> Result<()> {
     Ok(())
 }
 
-/// The wasm32-wasip1 run: simd128 enabled, Node's WASI as the runner.
+/// Node's flag for relaxed SIMD where this Node has it behind one (Node 20;
+/// later releases enable it by default and may drop the flag).
+const NODE_RELAXED_FLAG: &str = "--experimental-wasm-relaxed-simd";
+
+/// The wasm32-wasip1 runs, Node's WASI as the runner: once with simd128,
+/// once with simd128 + relaxed-simd (the browser's preferred build), the
+/// latter in a target folder of its own so the two flag sets do not
+/// rebuild each other.
 fn wasm32() -> Result<()> {
     const WASM: &str = "wasm32-wasip1";
     if !have("node") {
@@ -72,16 +79,41 @@ fn wasm32() -> Result<()> {
     if !listed {
         run(Command::new("rustup").args(["target", "add", WASM]))?;
     }
-    let runner = format!("node {}", root().join("ci/wasi-run.mjs").display());
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(root())
-        .env("CARGO_TARGET_WASM32_WASIP1_RUNNER", runner)
-        .env("RUSTFLAGS", "-C target-feature=+simd128")
-        .args(["test", "--release", "-p", "bitnet-core", "--target", WASM]);
-    for t in TESTS {
-        cmd.args(["--test", t]);
+    let runner = root().join("ci/wasi-run.mjs");
+    let node_has_flag = Command::new("node")
+        .arg("--v8-options")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(NODE_RELAXED_FLAG))
+        .unwrap_or(false);
+    let relaxed_node = if node_has_flag {
+        format!("node {NODE_RELAXED_FLAG} {}", runner.display())
+    } else {
+        format!("node {}", runner.display())
+    };
+    let builds = [
+        ("+simd128", format!("node {}", runner.display()), None),
+        (
+            "+simd128,+relaxed-simd",
+            relaxed_node,
+            Some(root().join("target/wasi-relaxed")),
+        ),
+    ];
+    for (features, node, target_dir) in builds {
+        eprintln!("cross-test wasm32: target features {features}");
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(root())
+            .env("CARGO_TARGET_WASM32_WASIP1_RUNNER", node)
+            .env("RUSTFLAGS", format!("-C target-feature={features}"))
+            .args(["test", "--release", "-p", "bitnet-core", "--target", WASM]);
+        if let Some(dir) = target_dir {
+            cmd.arg("--target-dir").arg(dir);
+        }
+        for t in TESTS {
+            cmd.args(["--test", t]);
+        }
+        run(&mut cmd)?;
     }
-    run(&mut cmd)
+    Ok(())
 }
 
 /// Runs the cross-architecture tests for `arch` (`aarch64` or `wasm32`).

@@ -30,6 +30,17 @@ const PERF_MODELS: [(&str, &str); 2] = [
     (BUILTIN_MODEL, BUILTIN_PROMPT),
     ("tests/models/stories260K.gguf", "Once upon a time"),
 ];
+/// The engine builds the page chooses from (worker.js): output folder,
+/// target features, cargo target folder. Browsers with relaxed SIMD get
+/// the first.
+const ENGINE_BUILDS: [(&str, &str, &str); 2] = [
+    (
+        "pkg-relaxed",
+        "+simd128,+relaxed-simd",
+        "target/wasm-relaxed",
+    ),
+    ("pkg", "+simd128", "target/wasm"),
+];
 /// Greedy tokens the browser test compares with the native engine.
 const TEST_TOKENS: usize = 32;
 /// Tokens of each decode-speed run (browser and native).
@@ -87,7 +98,7 @@ fn ensure_wasm_bindgen(root: &Path, version: &str) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Builds the engine for wasm32 with simd128 and assembles the page.
+/// Builds the engine for wasm32 ([`ENGINE_BUILDS`]) and assembles the page.
 pub fn build() -> Result<PathBuf> {
     let root = root();
     let target = "wasm32-unknown-unknown";
@@ -103,34 +114,39 @@ pub fn build() -> Result<PathBuf> {
     if !installed {
         run(Command::new("rustup").args(["target", "add", target]))?;
     }
-    // A target dir of its own: the simd128 flags would otherwise rebuild
-    // what `cargo xtask no-std-check` builds for the same target.
-    run(Command::new("cargo")
-        .current_dir(&root)
-        .env(
-            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
-            "-C target-feature=+simd128",
-        )
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "bitnet-wasm",
-            "--target",
-            target,
-        ])
-        .arg("--target-dir")
-        .arg(root.join("target/wasm")))?;
-    let wasm = root.join("target/wasm/wasm32-unknown-unknown/release/bitnet_wasm.wasm");
     let bindgen = ensure_wasm_bindgen(&root, &wasm_bindgen_version(&root)?)?;
     let out = out_dir();
     if out.exists() {
         std::fs::remove_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     }
-    run(Command::new(bindgen)
-        .args(["--target", "web", "--no-typescript", "--out-dir"])
-        .arg(out.join("pkg"))
-        .arg(&wasm))?;
+    for (pkg, features, dir) in ENGINE_BUILDS {
+        // Target dirs of their own: the simd128 flags would otherwise
+        // rebuild what `cargo xtask no-std-check` builds for the same
+        // target, and the two builds would rebuild each other.
+        run(Command::new("cargo")
+            .current_dir(&root)
+            .env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+                format!("-C target-feature={features}"),
+            )
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "bitnet-wasm",
+                "--target",
+                target,
+            ])
+            .arg("--target-dir")
+            .arg(root.join(dir)))?;
+        let wasm = root
+            .join(dir)
+            .join("wasm32-unknown-unknown/release/bitnet_wasm.wasm");
+        run(Command::new(&bindgen)
+            .args(["--target", "web", "--no-typescript", "--out-dir"])
+            .arg(out.join(pkg))
+            .arg(&wasm))?;
+    }
     let copy = |from: &Path, to: &Path| {
         std::fs::copy(from, to)
             .map(drop)

@@ -21,7 +21,9 @@
 //! | `Simd128`| wasm32 built with `+simd128` (compile-time) |
 //! | `Scalar` | none (the portable kernels)                |
 //!
-//! `Neon` has I2_S, TQ2_0 and TL1/TL2 (`tbl`) kernels, `Simd128` I2_S only;
+//! `Neon` has I2_S, TQ2_0 and TL1/TL2 (`tbl`) kernels, `Simd128` I2_S
+//! (GEMV/GEMM and activation quantization), TQ2_0, TQ1_0, F16 and int8-head
+//! ones;
 //! other formats fall back to the portable kernels there, and the returned
 //! id says so. The TL1/TL2 families ([`Platform::tl_gemm`]) run on weights
 //! repacked at load ([`crate::quant::tl`]); `--kernel tl1|tl2`
@@ -113,6 +115,22 @@ pub mod ids {
     pub const I2S_GEMV_SIMD128: &str = "i2s_gemv_simd128";
     /// wasm simd128 I2_S GEMM (token by token).
     pub const I2S_GEMM_SIMD128: &str = "i2s_gemm_simd128";
+    /// wasm simd128 I2_S GEMV built with `relaxed-simd`
+    /// (`i16x8.relaxed_dot_i8x16_i7x16_s` on the codes 0..=2: exact).
+    pub const I2S_GEMV_SIMD128_RELAXED: &str = "i2s_gemv_simd128_relaxed";
+    /// wasm simd128 I2_S GEMM built with `relaxed-simd`.
+    pub const I2S_GEMM_SIMD128_RELAXED: &str = "i2s_gemm_simd128_relaxed";
+    /// wasm simd128 I2_S activation quantization (`f32x4.nearest`).
+    pub const I2S_QUANT_ACT_SIMD128: &str = "i2s_quant_act_simd128";
+    /// wasm simd128 TQ2_0 x Q8_K (`i16x8.extmul`).
+    pub const TQ2_0_GEMV_SIMD128: &str = "tq2_0_gemv_simd128";
+    /// wasm simd128 TQ1_0 x Q8_K (trits by 16-bit multiplies).
+    pub const TQ1_0_GEMV_SIMD128: &str = "tq1_0_gemv_simd128";
+    /// wasm simd128 F16 x f32 (f16 bits to f32 by shift and rebias, 8 lanes
+    /// in the portable order).
+    pub const F16_GEMV_SIMD128: &str = "f16_gemv_simd128";
+    /// wasm simd128 int8 LM head (`--lm-head q8`, changes numerics).
+    pub const Q8_HEAD_GEMV_SIMD128: &str = "q8_head_gemv_simd128";
     /// NEON TQ2_0 x Q8_K.
     pub const TQ2_0_GEMV_NEON: &str = "tq2_0_gemv_neon";
     /// NEON TL1 GEMV (`tbl` look-ups).
@@ -343,6 +361,13 @@ impl Platform {
                 unsafe { avx2::quantize_act_i2s(x, q) },
                 ids::I2S_QUANT_ACT_AVX2,
             )),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            // SAFETY: a Simd128 platform is only built when this build
+            // enables simd128; lengths were checked above.
+            Isa::Simd128 => Ok((
+                unsafe { simd128::quantize_act_i2s(x, q) },
+                ids::I2S_QUANT_ACT_SIMD128,
+            )),
             _ => Ok((quantize_act_i2s(x, q)?, ids::I2S_QUANT_ACT_SCALAR)),
         }
     }
@@ -388,7 +413,11 @@ impl Platform {
                 // SAFETY: a Simd128 platform is only built when this build
                 // enables simd128; shapes checked above.
                 unsafe { simd128::i2s_gemm(w, row_bytes, q, out) };
-                Ok(ids::I2S_GEMV_SIMD128)
+                Ok(if cfg!(target_feature = "relaxed-simd") {
+                    ids::I2S_GEMV_SIMD128_RELAXED
+                } else {
+                    ids::I2S_GEMV_SIMD128
+                })
             }
             _ => {
                 for (row, o) in w.chunks_exact(row_bytes).zip(out.iter_mut()) {
@@ -448,7 +477,11 @@ impl Platform {
                 // SAFETY: a Simd128 platform is only built when this build
                 // enables simd128; shapes checked above.
                 unsafe { simd128::i2s_gemm(w, row_bytes, q, out) };
-                Ok(ids::I2S_GEMM_SIMD128)
+                Ok(if cfg!(target_feature = "relaxed-simd") {
+                    ids::I2S_GEMM_SIMD128_RELAXED
+                } else {
+                    ids::I2S_GEMM_SIMD128
+                })
             }
             _ => {
                 for (row, ob) in w
@@ -498,6 +531,13 @@ impl Platform {
                 unsafe { neon::tq2_0_gemv(w, row_bytes, act, out) };
                 Ok(ids::TQ2_0_GEMV_NEON)
             }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => {
+                // SAFETY: a Simd128 platform is only built when this build
+                // enables simd128; shapes checked above.
+                unsafe { simd128::tq2_0_gemv(w, row_bytes, act, out) };
+                Ok(ids::TQ2_0_GEMV_SIMD128)
+            }
             _ => {
                 for (row, o) in w.chunks_exact(row_bytes).zip(out.iter_mut()) {
                     *o = vec_dot_tq2_0_q8_k(row, act)?;
@@ -527,6 +567,13 @@ impl Platform {
                 // checked above.
                 unsafe { avx2::tq1_0_gemv(w, row_bytes, act, out) };
                 Ok(ids::TQ1_0_GEMV_AVX2)
+            }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => {
+                // SAFETY: a Simd128 platform is only built when this build
+                // enables simd128; shapes checked above.
+                unsafe { simd128::tq1_0_gemv(w, row_bytes, act, out) };
+                Ok(ids::TQ1_0_GEMV_SIMD128)
             }
             _ => {
                 for (row, o) in w.chunks_exact(row_bytes).zip(out.iter_mut()) {
@@ -568,6 +615,13 @@ impl Platform {
                 // detected; shapes checked above.
                 unsafe { avx2::f16_gemv(w, row_bytes, x, out) };
                 Ok(ids::F16_GEMV_F16C)
+            }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => {
+                // SAFETY: a Simd128 platform is only built when this build
+                // enables simd128; shapes checked above.
+                unsafe { simd128::f16_gemv(w, row_bytes, x, out) };
+                Ok(ids::F16_GEMV_SIMD128)
             }
             _ => {
                 for (row, o) in w.chunks_exact(row_bytes).zip(out.iter_mut()) {
@@ -691,6 +745,14 @@ impl Platform {
                 unsafe { avx2::q8_head_gemv(ws, k, q, out) };
                 Ok(ids::Q8_HEAD_GEMV_AVX2)
             }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => {
+                // SAFETY: a Simd128 platform is only built when this build
+                // enables simd128; shapes checked above; Q8Rows codes are in
+                // -127..=127.
+                unsafe { simd128::q8_head_gemv(ws, k, q, out) };
+                Ok(ids::Q8_HEAD_GEMV_SIMD128)
+            }
             _ => {
                 for (o, row) in out.iter_mut().zip(ws.chunks_exact(k)) {
                     *o = q8_dot_i32(row, q);
@@ -807,13 +869,19 @@ fn sum_i8(q: &[i8]) -> i32 {
 
 /// The scalar tail of the activation quantizers, the same expression as the
 /// portable one: `clamp(round_half_even(v * s), -128, 127)`, NaN -> 0.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
 fn quantize_act_value(v: f32, s: f32) -> i8 {
     libm::rintf(v * s).clamp(-128.0, 127.0) as i8
 }
 
 /// The portable activation scale from the absmax `m` (division in f64).
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
 fn act_scale(m: f32) -> f32 {
     (127.0f64 / f64::from(m)) as f32
 }

@@ -1,16 +1,35 @@
-//! wasm32 simd128 kernels: I2_S GEMV/GEMM. Reproduces the portable kernel
-//! exactly (module docs of [`super`]); compiled only when the build enables
-//! `simd128` (a compile-time choice: wasm has no runtime detection).
+//! wasm32 simd128 kernels: I2_S GEMV/GEMM and activation quantization,
+//! TQ2_0 and TQ1_0 x Q8_K, the F16 LM head and the int8 LM head. Each reproduces the
+//! portable kernel exactly (module docs of [`super`]); compiled only when
+//! the build enables `simd128` (a compile-time choice: wasm has no runtime
+//! detection).
 //!
 //! The I2_S file layout is read as it is (128-weight blocks of 32 bytes):
 //! each 16-byte half of a block gives four 16-code vectors by shifts, which
-//! meet contiguous runs of activations. Products of the codes (<= 2) and the
-//! int8 activations go through `i16x8.extmul_{low,high}_i8x16` (pairs
-//! |.| <= 512) and `i32x4.extadd_pairwise_i16x8`; `sum q` is subtracted once.
+//! meet contiguous runs of activations. Four rows share each activation
+//! load. Products of the codes (<= 2) and the int8 activations go through
+//! `i16x8.extmul_{low,high}_i8x16` (pairs |.| <= 512, a block's 8 pairs
+//! <= 4096 fit i16 lanes) and one `i32x4.extadd_pairwise_i16x8` per block;
+//! `sum q` is subtracted once. A build that also enables `relaxed-simd`
+//! multiplies the I2_S codes with `i16x8.relaxed_dot_i8x16_i7x16_s` instead
+//! ([`mul_codes`]; same integers, about half the instructions) and reports
+//! the `*_simd128_relaxed` kernel ids.
+//!
+//! Byte-wise shifts use the 16-bit lane shift: every shift here is followed
+//! by a mask that keeps only bits that came from the same byte, and the
+//! 16-bit shift is one instruction on x86 where the 8-bit one is several.
 
 use core::arch::wasm32::*;
 
+use half::f16;
+
 use super::sum_i8;
+use crate::quant::q8_k::BlockQ8K;
+use crate::quant::tq1_0::BlockTq1_0;
+use crate::quant::tq2_0::BlockTq2_0;
+
+/// Weight rows that share each activation load in the I2_S kernel.
+const I2S_ROWS: usize = 4;
 
 /// Loads 16 bytes.
 #[inline]
@@ -21,41 +40,104 @@ fn load16<T: Copy>(b: &[T; 16]) -> v128 {
     unsafe { v128_load(b.as_ptr().cast()) }
 }
 
+/// The 16 bytes of `b` starting at `at` (`at + 16 <= b.len()`).
+#[inline]
+#[target_feature(enable = "simd128")]
+fn load_at<T: Copy>(b: &[T], at: usize) -> v128 {
+    let chunk: &[T; 16] = b[at..at + 16]
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("a 16-element slice"));
+    load16(chunk)
+}
+
+/// Four f32 from `p[at..at + 4]`.
+#[inline]
+#[target_feature(enable = "simd128")]
+fn load_f32(p: &[f32], at: usize) -> v128 {
+    let chunk: &[f32; 4] = p[at..at + 4]
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("a 4-element slice"));
+    // SAFETY: `chunk` is 16 readable bytes; `v128.load` has no alignment
+    // requirement.
+    unsafe { v128_load(chunk.as_ptr().cast()) }
+}
+
+/// Codes at bit `shift` of every byte of `b` (`shift` even, <= 6).
+#[inline]
+#[target_feature(enable = "simd128")]
+fn codes_at(b: v128, shift: u32) -> v128 {
+    v128_and(u16x8_shr(b, shift), u8x16_splat(3))
+}
+
 /// I2_S code-3 fix (every 2-bit field `11` becomes `01`).
 #[inline]
 #[target_feature(enable = "simd128")]
 fn fix_code3(b: v128) -> v128 {
-    let both = v128_and(v128_and(b, u8x16_shr(b, 1)), u8x16_splat(0x55));
+    let both = v128_and(v128_and(b, u16x8_shr(b, 1)), u8x16_splat(0x55));
     v128_xor(b, u8x16_add(both, both))
 }
 
-/// `sum c*q` of one I2_S row with one token (exact in i32).
+/// `sum` over the 16 lanes of `c * a` as 8 i16 lanes (`c`, `a` i8).
 #[inline]
 #[target_feature(enable = "simd128")]
-fn i2s_row(row: &[u8], q: &[i8]) -> i32 {
-    let m3 = u8x16_splat(3);
-    let mut acc = i32x4_splat(0);
-    let (blocks, _) = row.as_chunks::<16>();
+fn mul_pairs(c: v128, a: v128) -> v128 {
+    i16x8_add(i16x8_extmul_low_i8x16(c, a), i16x8_extmul_high_i8x16(c, a))
+}
+
+/// `sum` over the 16 lanes of `c * a` as 8 i16 lanes, for I2_S codes `c`
+/// in 0..=2. Built with `relaxed-simd`: `i16x8.relaxed_dot_i8x16_i7x16_s`
+/// (`pmaddubsw` on x86, `sdot`-like sequences on Arm), deterministic here
+/// because every code is a valid i7 and a pair sum (|.| <= 512) cannot
+/// saturate, so every engine returns the same integers as [`mul_pairs`].
+#[cfg(target_feature = "relaxed-simd")]
+#[inline]
+#[target_feature(enable = "simd128")]
+fn mul_codes(c: v128, a: v128) -> v128 {
+    i16x8_relaxed_dot_i8x16_i7x16(a, c)
+}
+
+/// [`mul_pairs`] (this build has no `relaxed-simd`).
+#[cfg(not(target_feature = "relaxed-simd"))]
+#[inline]
+#[target_feature(enable = "simd128")]
+fn mul_codes(c: v128, a: v128) -> v128 {
+    mul_pairs(c, a)
+}
+
+/// Sum of the four i32 lanes.
+#[inline]
+#[target_feature(enable = "simd128")]
+fn hsum_i32(v: v128) -> i32 {
+    i32x4_extract_lane::<0>(v)
+        + i32x4_extract_lane::<1>(v)
+        + i32x4_extract_lane::<2>(v)
+        + i32x4_extract_lane::<3>(v)
+}
+
+/// `sum c*q` of `N` I2_S rows (each `q.len() / 4` bytes) with one token
+/// (exact in i32).
+#[inline]
+#[target_feature(enable = "simd128")]
+fn i2s_rows<const N: usize>(rows: [&[u8]; N], q: &[i8]) -> [i32; N] {
+    let mut acc = [i32x4_splat(0); N];
     let (qs, _) = q.as_chunks::<16>();
-    // Block b: halves 2b, 2b + 1; activation chunk of group j, half h is
-    // 8b + 2j + h.
-    for (i, half) in blocks.iter().enumerate() {
-        let (b, h) = (i / 2, i % 2);
-        let v = fix_code3(load16(half));
-        for j in 0..4 {
-            let c = v128_and(u8x16_shr(v, 6 - 2 * j as u32), m3);
-            let Some(qa) = qs.get(8 * b + 2 * j + h) else {
-                continue;
-            };
-            let a = load16(qa);
-            let p = i16x8_add(i16x8_extmul_low_i8x16(c, a), i16x8_extmul_high_i8x16(c, a));
-            acc = i32x4_add(acc, i32x4_extadd_pairwise_i16x8(p));
+    // Block b: halves at bytes 32b, 32b + 16; activation chunk of group j,
+    // half h is 8b + 2j + h.
+    for (b, qb) in qs.chunks_exact(8).enumerate() {
+        let a: [v128; 8] = core::array::from_fn(|i| load16(&qb[i]));
+        for (acc, row) in acc.iter_mut().zip(rows) {
+            let mut p = i16x8_splat(0);
+            for h in 0..2 {
+                let v = fix_code3(load_at(row, 32 * b + 16 * h));
+                for j in 0..4 {
+                    let c = codes_at(v, 6 - 2 * j as u32);
+                    p = i16x8_add(p, mul_codes(c, a[2 * j + h]));
+                }
+            }
+            *acc = i32x4_add(*acc, i32x4_extadd_pairwise_i16x8(p));
         }
     }
-    i32x4_extract_lane::<0>(acc)
-        + i32x4_extract_lane::<1>(acc)
-        + i32x4_extract_lane::<2>(acc)
-        + i32x4_extract_lane::<3>(acc)
+    acc.map(|v| hsum_i32(v))
 }
 
 /// I2_S GEMM: `w` holds `out.len() / batch` rows of `row_bytes` bytes, `q`
@@ -74,10 +156,257 @@ pub(super) unsafe fn i2s_gemm(w: &[u8], row_bytes: usize, q: &[i8], out: &mut [i
     if batch == 0 {
         return;
     }
+    let group = I2S_ROWS * row_bytes;
     for (t, qt) in q.chunks_exact(k).enumerate() {
         let s = sum_i8(qt);
-        for (ob, row) in out.chunks_exact_mut(batch).zip(w.chunks_exact(row_bytes)) {
-            ob[t] = i2s_row(row, qt) - s;
+        let mut wg = w.chunks_exact(group);
+        let mut og = out.chunks_exact_mut(I2S_ROWS * batch);
+        for (wr, ob) in (&mut wg).zip(&mut og) {
+            let rows = core::array::from_fn(|r| &wr[r * row_bytes..(r + 1) * row_bytes]);
+            for (r, d) in i2s_rows::<I2S_ROWS>(rows, qt).into_iter().enumerate() {
+                ob[r * batch + t] = d - s;
+            }
         }
+        let rest = wg.remainder().chunks_exact(row_bytes);
+        for (row, ob) in rest.zip(og.into_remainder().chunks_exact_mut(batch)) {
+            let [d] = i2s_rows([row], qt);
+            ob[t] = d - s;
+        }
+    }
+}
+
+/// I2_S activation quantization, bit-identical to
+/// [`crate::quant::i2s::quantize_act_i2s`]: the absmax through
+/// `f32x4.pmax` (`m < v ? v : m`, so NaN inputs are skipped like the
+/// portable `v > m` test), `f32x4.nearest` (round half to even),
+/// `i32x4.trunc_sat` (NaN -> 0) and saturating narrows (the clamp to
+/// -128..=127). Returns the scale.
+///
+/// # Safety
+/// The build must enable simd128; `x.len() == q.len()` (checked by the
+/// dispatch).
+#[target_feature(enable = "simd128")]
+pub(super) unsafe fn quantize_act_i2s(x: &[f32], q: &mut [i8]) -> f32 {
+    let (x16, xt) = x.as_chunks::<16>();
+    let abs = |p: &[f32]| f32x4_abs(load_f32(p, 0));
+    let mut vmax = f32x4_splat(1e-5);
+    for c in x16 {
+        for i in 0..4 {
+            vmax = f32x4_pmax(vmax, abs(&c[4 * i..]));
+        }
+    }
+    let lanes = [
+        f32x4_extract_lane::<0>(vmax),
+        f32x4_extract_lane::<1>(vmax),
+        f32x4_extract_lane::<2>(vmax),
+        f32x4_extract_lane::<3>(vmax),
+    ];
+    let mut m = 1e-5f32;
+    for av in lanes.into_iter().chain(xt.iter().map(|&v| libm::fabsf(v))) {
+        if av > m {
+            m = av;
+        }
+    }
+    let s = super::act_scale(m);
+    let sv = f32x4_splat(s);
+    let to_i32 = |p: &[f32]| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(load_f32(p, 0), sv)));
+    let (q16, _) = q.as_chunks_mut::<16>();
+    for (c, qc) in x16.iter().zip(q16.iter_mut()) {
+        let lo = i16x8_narrow_i32x4(to_i32(&c[0..4]), to_i32(&c[4..8]));
+        let hi = i16x8_narrow_i32x4(to_i32(&c[8..12]), to_i32(&c[12..16]));
+        // SAFETY: `qc` is 16 writable bytes; `v128.store` has no alignment
+        // requirement.
+        unsafe { v128_store(qc.as_mut_ptr().cast(), i8x16_narrow_i16x8(lo, hi)) };
+    }
+    let done = x16.len() * 16;
+    for (qi, &v) in q[done..].iter_mut().zip(&x[done..]) {
+        *qi = super::quantize_act_value(v, s);
+    }
+    s
+}
+
+/// TQ2_0 x Q8_K GEMV, bit-identical to
+/// [`crate::quant::tq2_0::vec_dot_tq2_0_q8_k`] per row: per block the exact
+/// `sum (code - 1) * q` (weights -1..=2 as i8, products through
+/// `i16x8.extmul`: 16 pairs of |.| <= 512 per i16 lane), then
+/// `sumf += sumi as f32 * (a.d * w.d)` in block order.
+///
+/// # Safety
+/// The build must enable simd128; `row_bytes == act.len() * 66`,
+/// `w.len() == out.len() * row_bytes` (checked by the dispatch).
+#[target_feature(enable = "simd128")]
+pub(super) unsafe fn tq2_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], out: &mut [f32]) {
+    let one = i8x16_splat(1);
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
+        let mut sumf = 0.0f32;
+        for (blk, ab) in row.chunks_exact(BlockTq2_0::BYTES).zip(act) {
+            let mut p = i16x8_splat(0);
+            // Byte 32g + 16h + m carries weights 128g + 32l + 16h + m.
+            for g in 0..2 {
+                for h in 0..2 {
+                    let b = load_at(blk, 32 * g + 16 * h);
+                    for l in 0..4 {
+                        let wv = i8x16_sub(codes_at(b, 2 * l as u32), one);
+                        let a = load_at(&ab.qs, 128 * g + 32 * l + 16 * h);
+                        p = i16x8_add(p, mul_pairs(wv, a));
+                    }
+                }
+            }
+            let sumi = hsum_i32(i32x4_extadd_pairwise_i16x8(p));
+            let d = ab.d * f16::from_bits(u16::from_le_bytes([blk[64], blk[65]])).to_f32();
+            sumf += sumi as f32 * d;
+        }
+        *o = sumf;
+    }
+}
+
+/// Trits `((b * p mod 256) * 3) >> 8` (0..=2) of the bytes `b` with the
+/// per-byte powers of three `p`, minus one: TQ1_0 weights -1..=1 as i8
+/// (wasm has no 8-bit multiply, so the product is taken in 16-bit lanes).
+#[inline]
+#[target_feature(enable = "simd128")]
+fn tq1_weights(b: v128, p: v128) -> v128 {
+    let (byte, three) = (u16x8_splat(0xff), u16x8_splat(3));
+    let trit = |v: v128, p: v128| u16x8_shr(i16x8_mul(v128_and(i16x8_mul(v, p), byte), three), 8);
+    let lo = trit(u16x8_extend_low_u8x16(b), u16x8_extend_low_u8x16(p));
+    let hi = trit(u16x8_extend_high_u8x16(b), u16x8_extend_high_u8x16(p));
+    i8x16_sub(u8x16_narrow_i16x8(lo, hi), i8x16_splat(1))
+}
+
+/// TQ1_0 x Q8_K GEMV, bit-identical to
+/// [`crate::quant::tq1_0::vec_dot_tq1_0_q8_k`] per row: the trits of the
+/// 32- and 16-byte groups (trit `n` of byte `m` is weight `32n + m`, resp.
+/// `160 + 16n + m`) and of the 4 high bytes (weight `240 + 4n + j`: the
+/// bytes repeated four times against powers 1, 3, 9, 27) meet contiguous
+/// activations; per block the exact integer (16 pairs of |.| <= 256 per
+/// i16 lane), then `sumf += sumi as f32 * (w.d * a.d)` in block order.
+///
+/// # Safety
+/// The build must enable simd128; `row_bytes == act.len() * 54`,
+/// `w.len() == out.len() * row_bytes` (checked by the dispatch).
+#[target_feature(enable = "simd128")]
+pub(super) unsafe fn tq1_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], out: &mut [f32]) {
+    const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+    let qh_pow = u8x16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27);
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
+        let mut sumf = 0.0f32;
+        for (blk, ab) in row.chunks_exact(BlockTq1_0::BYTES).zip(act) {
+            let mut p = i16x8_splat(0);
+            for (n, &pw) in POW3.iter().enumerate() {
+                let pv = u8x16_splat(pw);
+                for h in 0..2 {
+                    let wv = tq1_weights(load_at(blk, 16 * h), pv);
+                    p = i16x8_add(p, mul_pairs(wv, load_at(&ab.qs, 32 * n + 16 * h)));
+                }
+                let wv = tq1_weights(load_at(blk, 32), pv);
+                p = i16x8_add(p, mul_pairs(wv, load_at(&ab.qs, 160 + 16 * n)));
+            }
+            let qh = u32::from_le_bytes([blk[48], blk[49], blk[50], blk[51]]);
+            let wv = tq1_weights(u32x4_splat(qh), qh_pow);
+            p = i16x8_add(p, mul_pairs(wv, load_at(&ab.qs, 240)));
+            let sumi = hsum_i32(i32x4_extadd_pairwise_i16x8(p));
+            let d = f16::from_bits(u16::from_le_bytes([blk[52], blk[53]])).to_f32();
+            sumf += sumi as f32 * (d * ab.d);
+        }
+        *o = sumf;
+    }
+}
+
+/// Eight f16 values (`h`, little-endian bits) as two f32x4, exactly as
+/// `f16::to_f32`: the bits land in the top half of 32-bit lanes; an
+/// arithmetic shift by 3 and a mask give the f32 with the sign in place and
+/// exponent/mantissa shifted by 13, which times 2^112 rebiases normals and
+/// normalizes subnormals exactly. Callers send infinities and NaNs (the
+/// only values this would get wrong) to [`f16x8_to_f32_slow`].
+#[inline]
+#[target_feature(enable = "simd128")]
+fn f16x8_to_f32(h: v128) -> [v128; 2] {
+    let zero = i16x8_splat(0);
+    let scale = f32x4_splat(f32::from_bits((127 + 112) << 23));
+    let mask = i32x4_splat(0x8fff_e000_u32 as i32);
+    let cvt = |hi: v128| f32x4_mul(v128_and(i32x4_shr(hi, 3), mask), scale);
+    [
+        cvt(i16x8_shuffle::<8, 0, 9, 1, 10, 2, 11, 3>(h, zero)),
+        cvt(i16x8_shuffle::<12, 4, 13, 5, 14, 6, 15, 7>(h, zero)),
+    ]
+}
+
+/// [`f16x8_to_f32`] element by element (`f16::to_f32`), for the vectors
+/// that hold an infinity or NaN.
+#[cold]
+#[target_feature(enable = "simd128")]
+fn f16x8_to_f32_slow(b: &[u8]) -> [v128; 2] {
+    let f: [f32; 8] = core::array::from_fn(|i| {
+        f16::from_bits(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])).to_f32()
+    });
+    [load_f32(&f, 0), load_f32(&f, 4)]
+}
+
+/// F16 x f32 GEMV, bit-identical to [`crate::quant::f16::dot_f16_f32`] per
+/// row: element `i`'s product `w_i * x_i` (f32, not fused) is added to lane
+/// `i % 8` (two f32x4 accumulators), the tail goes to lanes 0.. in the
+/// same way, then the halving reduction.
+///
+/// # Safety
+/// The build must enable simd128; `row_bytes == 2 * x.len()`,
+/// `w.len() == out.len() * row_bytes` (checked by the dispatch).
+#[target_feature(enable = "simd128")]
+pub(super) unsafe fn f16_gemv(w: &[u8], row_bytes: usize, x: &[f32], out: &mut [f32]) {
+    let (xc, xt) = x.as_chunks::<8>();
+    let inf = u16x8_splat(0x7c00);
+    let abs = u16x8_splat(0x7fff);
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
+        let (rc, rt) = row.as_chunks::<16>();
+        let (mut a0, mut a1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        for (wb, xv) in rc.iter().zip(xc) {
+            let h = load16(wb);
+            let [w0, w1] = if v128_any_true(u16x8_ge(v128_and(h, abs), inf)) {
+                f16x8_to_f32_slow(wb)
+            } else {
+                f16x8_to_f32(h)
+            };
+            a0 = f32x4_add(a0, f32x4_mul(w0, load_f32(xv, 0)));
+            a1 = f32x4_add(a1, f32x4_mul(w1, load_f32(xv, 4)));
+        }
+        let mut acc = [0.0f32; 8];
+        // SAFETY: `acc` is 8 writable f32 (32 bytes); unaligned stores.
+        unsafe {
+            v128_store(acc.as_mut_ptr().cast(), a0);
+            v128_store(acc.as_mut_ptr().add(4).cast(), a1);
+        }
+        for (a, (we, &xv)) in acc.iter_mut().zip(rt.chunks_exact(2).zip(xt)) {
+            *a += f16::from_bits(u16::from_le_bytes([we[0], we[1]])).to_f32() * xv;
+        }
+        for half in [4, 2, 1] {
+            for l in 0..half {
+                acc[l] += acc[l + half];
+            }
+        }
+        *o = acc[0];
+    }
+}
+
+/// Int8 LM-head GEMV: `out[r] = sum w[r][i] * q[i]` exactly (codes in
+/// -127..=127, so a pair of products is at most 32512 in an i16 lane).
+///
+/// # Safety
+/// The build must enable simd128; `q.len() == k`, `w.len() == out.len() * k`,
+/// codes in -127..=127 (checked by the dispatch / `Q8Rows`).
+#[target_feature(enable = "simd128")]
+pub(super) unsafe fn q8_head_gemv(w: &[i8], k: usize, q: &[i8], out: &mut [i32]) {
+    let (qc, qt) = q.as_chunks::<16>();
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(k)) {
+        let (rc, rt) = row.as_chunks::<16>();
+        let mut acc = i32x4_splat(0);
+        for (wv, qv) in rc.iter().zip(qc) {
+            let p = mul_pairs(load16(wv), load16(qv));
+            acc = i32x4_add(acc, i32x4_extadd_pairwise_i16x8(p));
+        }
+        let tail: i32 = rt
+            .iter()
+            .zip(qt)
+            .map(|(&a, &b)| i32::from(a) * i32::from(b))
+            .sum();
+        *o = hsum_i32(acc) + tail;
     }
 }

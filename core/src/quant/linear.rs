@@ -230,6 +230,33 @@ impl<'a> QuantizedLinear<'a> {
         self.q8.as_deref()
     }
 
+    /// The int8 copy as a shared handle, to hand to another view of the
+    /// same weights ([`use_q8`](Self::use_q8)) without quantizing again.
+    pub fn q8_shared(&self) -> Option<Arc<Q8Rows>> {
+        self.q8.clone()
+    }
+
+    /// Runs the matmul on `q8` from now on: the int8 copy that
+    /// [`quantize_q8`](Self::quantize_q8) made of this matrix in an earlier
+    /// view of the same bytes (a caller that rebuilds its views per run,
+    /// like the wasm engine, keeps it across runs). **Changes numerics**
+    /// as `quantize_q8` does. Fails when this is not a float matrix or the
+    /// shapes differ.
+    pub fn use_q8(&mut self, q8: Arc<Q8Rows>) -> Result<(), QuantError> {
+        if !matches!(
+            self.qtype,
+            QuantType::F32 | QuantType::F16 | QuantType::BF16
+        ) {
+            return Err(QuantError::UnsupportedType {
+                name: self.qtype.name(),
+            });
+        }
+        check_len("q8 head rows", self.rows, q8.rows())?;
+        check_len("q8 head columns", self.cols, q8.cols())?;
+        self.q8 = Some(q8);
+        Ok(())
+    }
+
     /// The TL repacking, if any.
     pub fn tl(&self) -> Option<&TlMatrix> {
         self.tl.as_deref()
