@@ -57,6 +57,12 @@ pub enum ParseError {
     /// Not JSON, or JSON that does not match the schema (missing or unknown
     /// field, wrong type, a value over its capacity).
     Json(serde_json_core::de::Error),
+    /// A number too large for an f64 (JSON has no infinity or NaN, but an
+    /// exponent like `1e999` overflows to one).
+    NonFinite {
+        /// The field, e.g. `timings.load_ms`.
+        field: &'static str,
+    },
 }
 
 impl ParseError {
@@ -76,6 +82,9 @@ impl fmt::Display for ParseError {
                 "receipt nests deeper than {MAX_JSON_DEPTH} levels at byte {offset}"
             ),
             Self::Json(e) => write!(f, "malformed receipt JSON: {e}"),
+            Self::NonFinite { field } => {
+                write!(f, "receipt field {field} is not a finite number")
+            }
         }
     }
 }
@@ -119,9 +128,20 @@ pub fn parse(bytes: &[u8]) -> Result<Receipt, ParseError> {
     }
     check_depth(bytes)?;
     let mut buf = [0u8; UNESCAPE_BUF];
-    serde_json_core::from_slice_escaped(bytes, &mut buf)
-        .map(|(r, _)| r)
-        .map_err(ParseError::Json)
+    let (r, _): (Receipt, _) =
+        serde_json_core::from_slice_escaped(bytes, &mut buf).map_err(ParseError::Json)?;
+    let t = &r.timings;
+    for (field, v) in [
+        ("timings.load_ms", t.load_ms),
+        ("timings.prefill_ms", t.prefill_ms),
+        ("timings.decode_ms", t.decode_ms),
+        ("timings.tokens_per_sec", t.tokens_per_sec),
+    ] {
+        if !v.is_finite() {
+            return Err(ParseError::NonFinite { field });
+        }
+    }
+    Ok(r)
 }
 
 /// Serializes a receipt as compact JSON.

@@ -1,7 +1,7 @@
 //! Build -> JSON -> parse -> verify round trips and hostile-input tests.
 //! The golden files and the tampering suite live in `bitnet-std`.
 
-use alloc::string::String as StdString;
+use alloc::string::{String as StdString, ToString};
 use alloc::vec::Vec as StdVec;
 
 use super::*;
@@ -101,6 +101,32 @@ fn legacy_receipt_without_fingerprint_parses_and_verifies() {
     assert_eq!(verify(&back, &policy()), Ok(()));
     r.schema_version = "1.1.0".try_into().unwrap();
     assert_eq!(verify(&r, &policy()), Err(Rejection::MissingFingerprint));
+}
+
+#[test]
+fn numbers_that_overflow_to_infinity_are_parse_errors() {
+    // Found by the receipt_verify fuzz target: `1e9998` parsed to an
+    // infinity that did not survive the round trip through to_json.
+    let r = build(&[1, 2, 3, 4], &counters(4));
+    let json = StdString::from_utf8(to_json(&r).unwrap()).unwrap();
+    for (from, to, field) in [
+        ("\"load_ms\":1.5", "\"load_ms\":1.5e9998", "timings.load_ms"),
+        (
+            "\"decode_ms\":40.0",
+            "\"decode_ms\":-4e999",
+            "timings.decode_ms",
+        ),
+        (
+            "\"tokens_per_sec\":100.0",
+            "\"tokens_per_sec\":1E400",
+            "timings.tokens_per_sec",
+        ),
+    ] {
+        assert!(json.contains(from), "{json}");
+        let e = parse(json.replace(from, to).as_bytes()).unwrap_err();
+        assert_eq!(e, ParseError::NonFinite { field });
+        assert!(e.to_string().contains(field));
+    }
 }
 
 #[test]
