@@ -111,6 +111,19 @@ fn i2s_dot_ref(row: &[u8], q: &[i8]) -> i32 {
 }
 
 /// The expected id of each kernel entry on each tier.
+/// Whether this build's NEON kernels use `sdot` (`cargo xtask cross-test
+/// aarch64` runs the suite with and without `+dotprod`).
+const DOTPROD: bool = cfg!(target_feature = "dotprod");
+
+/// The TQ kernel id expected on `isa` for the format named `fmt` (`tq2_0`
+/// or `tq1_0`); `None` where no fixed expectation applies.
+fn tq_neon_id(isa: Isa, fmt: &str) -> Option<String> {
+    (isa == Isa::Neon).then(|| {
+        let suffix = if DOTPROD { "_dotprod" } else { "" };
+        format!("{fmt}_gemv_neon{suffix}")
+    })
+}
+
 fn i2s_id(isa: Isa, gemm: bool) -> &'static str {
     match (isa, gemm) {
         (Isa::Scalar, _) => ids::I2S_GEMV_SCALAR,
@@ -118,6 +131,8 @@ fn i2s_id(isa: Isa, gemm: bool) -> &'static str {
         (Isa::Avx2, true) => ids::I2S_GEMM_AVX2,
         (Isa::Avx512, false) => ids::I2S_GEMV_AVX512VNNI,
         (Isa::Avx512, true) => ids::I2S_GEMM_AVX512VNNI,
+        (Isa::Neon, false) if DOTPROD => ids::I2S_GEMV_NEON_DOTPROD,
+        (Isa::Neon, true) if DOTPROD => ids::I2S_GEMM_NEON_DOTPROD,
         (Isa::Neon, false) => ids::I2S_GEMV_NEON,
         (Isa::Neon, true) => ids::I2S_GEMM_NEON,
         (Isa::Simd128, false) => ids::I2S_GEMV_SIMD128,
@@ -333,6 +348,9 @@ fn tq_gemv_every_tier() {
                     for rows in [0..m, m / 2..m] {
                         let mut out = vec![f32::NAN; rows.len()];
                         let id = kernel(p, &w, k, rows.clone(), &act, &mut out).unwrap();
+                        if let Some(want) = tq_neon_id(p.isa(), &id[..5]) {
+                            assert_eq!(id, want);
+                        }
                         for (i, r) in rows.clone().enumerate() {
                             let row = &w[r * row_bytes..(r + 1) * row_bytes];
                             let want = tq_dot_ref(row, &act, bytes, weight);
@@ -424,10 +442,9 @@ fn linear_forward_every_tier_equals_portable() {
                         want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                         "{qtype} {id} batch={batch}"
                     );
-                    // NEON has I2_S, TQ2_0 (and TL) kernels only so far; simd128 I2_S.
+                    // NEON has I2_S, TQ2_0, TQ1_0 (and TL) kernels; simd128 I2_S.
                     if p.isa() != Isa::Scalar
-                        && (p.isa() != Isa::Neon
-                            || matches!(qtype, QuantType::I2S | QuantType::TQ2_0))
+                        && (p.isa() != Isa::Neon || qtype != QuantType::F16)
                         && (p.isa() != Isa::Simd128 || qtype == QuantType::I2S)
                     {
                         assert_ne!(id, qtype.scalar_kernel_id(), "{qtype} on {p:?}");
