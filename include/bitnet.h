@@ -27,8 +27,12 @@
 /**
  * Version of this C ABI. Bumped on any incompatible change to `bitnet.h`
  * (compare `bitnet_abi_version()` with it at start-up).
+ *
+ * 2: `bitnet_model_params.lm_head` appended (the struct, passed by value,
+ * grew; sources that start from `bitnet_model_default_params()` compile
+ * unchanged).
  */
-#define BITNET_ABI_VERSION 1
+#define BITNET_ABI_VERSION 2
 
 /**
  * Major version of the library (the crate version).
@@ -186,6 +190,32 @@ typedef uint32_t bitnet_kernel;
 #endif // __cplusplus
 
 /**
+ * LM head numerics (`bitnet_model_params.lm_head`), as the native CLI's
+ * `--lm-head`. Any other value fails the load with
+ * `BITNET_STATUS_INVALID_ARG`.
+ */
+enum bitnet_lm_head
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+    /**
+     * The file's head as stored (F16 for the tied embedding): exact.
+     */
+    BITNET_LM_HEAD_EXACT = 0,
+    /**
+     * Int8 per row, quantized at load. **Changes numerics** (greedy
+     * tokens may differ from the exact head); receipts record it as
+     * `q8_head_gemv_*` kernels. A head that is not a float matrix stays
+     * as it is.
+     */
+    BITNET_LM_HEAD_Q8 = 1,
+};
+#ifndef __cplusplus
+typedef uint32_t bitnet_lm_head;
+#endif // __cplusplus
+
+/**
  * A loaded model. Opaque; create with `bitnet_model_load` or
  * `bitnet_model_load_from_memory`, free with `bitnet_model_free`.
  */
@@ -229,6 +259,10 @@ typedef struct bitnet_model_params {
      * Passed to `progress_callback` unchanged.
      */
     void *progress_callback_user_data;
+    /**
+     * A `bitnet_lm_head` value (added in ABI version 2).
+     */
+    uint32_t lm_head;
 } bitnet_model_params;
 
 /**
@@ -390,7 +424,7 @@ size_t bitnet_last_error(char *buf, size_t buf_len);
 
 /**
  * Default model settings: one thread per core, automatic kernels, mmap, no
- * progress callback. Thread-safe; never fails.
+ * progress callback, the exact LM head. Thread-safe; never fails.
  */
 struct bitnet_model_params bitnet_model_default_params(void);
 
@@ -401,7 +435,7 @@ struct bitnet_model_params bitnet_model_default_params(void);
  * Ownership: the caller owns the handle and must release it with
  * `bitnet_model_free`. `*model_out` is written only on success.
  *
- * Errors: `NULL_ARG`, `INVALID_ARG` (unknown kernel value), `IO`,
+ * Errors: `NULL_ARG`, `INVALID_ARG` (unknown kernel or lm_head value), `IO`,
  * `GGUF`, `TOKENIZER`, `MODEL`, `QUANT`, `KERNEL_UNAVAILABLE`,
  * `CANCELLED`.
  *

@@ -18,6 +18,7 @@ use bitnet_core::quant::i2s::{i2s_dot_i32, quantize_act_i2s, quantize_i2s};
 use bitnet_core::quant::q8_head::Q8Rows;
 use bitnet_core::quant::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
 use bitnet_core::quant::tl::{TL_TABLE_BYTES, TlKind, TlMatrix, tl_build_tables};
+use bitnet_core::quant::tl_tq::TlBlocks;
 use bitnet_core::quant::tq1_0::{BlockTq1_0, vec_dot_tq1_0_q8_k};
 use bitnet_core::quant::tq2_0::{BlockTq2_0, vec_dot_tq2_0_q8_k};
 use bitnet_core::quant::{ActScratch, QuantError, QuantType, QuantizedLinear};
@@ -110,6 +111,19 @@ fn i2s_dot_ref(row: &[u8], q: &[i8]) -> i32 {
 }
 
 /// The expected id of each kernel entry on each tier.
+/// Whether this build's NEON kernels use `sdot` (`cargo xtask cross-test
+/// aarch64` runs the suite with and without `+dotprod`).
+const DOTPROD: bool = cfg!(target_feature = "dotprod");
+
+/// The TQ kernel id expected on `isa` for the format named `fmt` (`tq2_0`
+/// or `tq1_0`); `None` where no fixed expectation applies.
+fn tq_neon_id(isa: Isa, fmt: &str) -> Option<String> {
+    (isa == Isa::Neon).then(|| {
+        let suffix = if DOTPROD { "_dotprod" } else { "" };
+        format!("{fmt}_gemv_neon{suffix}")
+    })
+}
+
 fn i2s_id(isa: Isa, gemm: bool) -> &'static str {
     match (isa, gemm) {
         (Isa::Scalar, _) => ids::I2S_GEMV_SCALAR,
@@ -117,6 +131,8 @@ fn i2s_id(isa: Isa, gemm: bool) -> &'static str {
         (Isa::Avx2, true) => ids::I2S_GEMM_AVX2,
         (Isa::Avx512, false) => ids::I2S_GEMV_AVX512VNNI,
         (Isa::Avx512, true) => ids::I2S_GEMM_AVX512VNNI,
+        (Isa::Neon, false) if DOTPROD => ids::I2S_GEMV_NEON_DOTPROD,
+        (Isa::Neon, true) if DOTPROD => ids::I2S_GEMM_NEON_DOTPROD,
         (Isa::Neon, false) => ids::I2S_GEMV_NEON,
         (Isa::Neon, true) => ids::I2S_GEMM_NEON,
         (Isa::Simd128, false) if cfg!(target_feature = "relaxed-simd") => {
@@ -338,6 +354,9 @@ fn tq_gemv_every_tier() {
                     for rows in [0..m, m / 2..m] {
                         let mut out = vec![f32::NAN; rows.len()];
                         let id = kernel(p, &w, k, rows.clone(), &act, &mut out).unwrap();
+                        if let Some(want) = tq_neon_id(p.isa(), &id[..5]) {
+                            assert_eq!(id, want);
+                        }
                         for (i, r) in rows.clone().enumerate() {
                             let row = &w[r * row_bytes..(r + 1) * row_bytes];
                             let want = tq_dot_ref(row, &act, bytes, weight);
@@ -429,10 +448,9 @@ fn linear_forward_every_tier_equals_portable() {
                         want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                         "{qtype} {id} batch={batch}"
                     );
-                    // NEON has I2_S, TQ2_0 (and TL) kernels only so far; simd128 I2_S.
+                    // NEON has I2_S, TQ2_0, TQ1_0 (and TL) kernels; simd128 I2_S.
                     if p.isa() != Isa::Scalar
-                        && (p.isa() != Isa::Neon
-                            || matches!(qtype, QuantType::I2S | QuantType::TQ2_0))
+                        && (p.isa() != Isa::Neon || qtype != QuantType::F16)
                         && (p.isa() != Isa::Simd128 || qtype == QuantType::I2S)
                     {
                         assert_ne!(id, qtype.scalar_kernel_id(), "{qtype} on {p:?}");
@@ -686,5 +704,161 @@ fn q8_head_gemv_every_tier() {
                 }
             }
         }
+    }
+}
+
+/// Random TQ weights of `m x k` in `qtype` with random f16 block scales;
+/// TQ2_0 codes are kept ternary (0..=2), as its quantizer writes them.
+fn tq_weights(rng: &mut Rng, qtype: QuantType, m: usize, k: usize) -> Vec<u8> {
+    let bytes = match qtype {
+        QuantType::TQ2_0 => BlockTq2_0::BYTES,
+        _ => BlockTq1_0::BYTES,
+    };
+    let mut w = rng.bytes(m * k / QK_K * bytes);
+    for blk in w.chunks_exact_mut(bytes) {
+        if qtype == QuantType::TQ2_0 {
+            for b in &mut blk[..64] {
+                // Every 2-bit field 3 becomes 2.
+                let both = *b & (*b >> 1) & 0x55;
+                *b ^= both;
+            }
+        }
+        blk[bytes - 2..].copy_from_slice(&f16_scale(rng));
+    }
+    w
+}
+
+#[test]
+fn tl_from_tq_every_tier_equals_tq() {
+    let mut rng = Rng(17);
+    type WeightRef = fn(&[u8], usize) -> i32;
+    let formats: [(QuantType, usize, WeightRef); 2] = [
+        (QuantType::TQ2_0, BlockTq2_0::BYTES, tq2_weight_ref),
+        (QuantType::TQ1_0, BlockTq1_0::BYTES, tq1_weight_ref),
+    ];
+    for (qtype, bytes, weight) in formats {
+        for k in TQ_KS {
+            for m in ROWS.into_iter().chain([64, 65, 97, 129]) {
+                let row_bytes = k / QK_K * bytes;
+                let w = tq_weights(&mut rng, qtype, m, k);
+                let act = q8k_blocks(&mut rng, k);
+                for kind in [TlKind::Tl1, TlKind::Tl2] {
+                    let packed = TlBlocks::from_tq(&w, qtype, m, k, kind).unwrap();
+                    let mut tables = vec![0i8; packed.tables_len()];
+                    packed.build_tables(&act, &mut tables).unwrap();
+                    for p in platforms() {
+                        for rows in [0..m, m / 2..m, m / 3..m / 3 + 1] {
+                            let mut out = vec![f32::NAN; rows.len()];
+                            let id = packed
+                                .gemv(p, rows.clone(), &act, &tables, &mut out)
+                                .unwrap();
+                            assert!(id.starts_with(kind.name()), "{id}");
+                            for (i, r) in rows.clone().enumerate() {
+                                let row = &w[r * row_bytes..(r + 1) * row_bytes];
+                                let want = tq_dot_ref(row, &act, bytes, weight);
+                                assert_eq!(
+                                    out[i].to_bits(),
+                                    want.to_bits(),
+                                    "{qtype} {id} k={k} m={m} r={r}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tl_from_tq_extreme_values_and_linear() {
+    // All -1 / all +1 weights against all -128 / 127 activations: the
+    // largest per-block sums; then QuantizedLinear with batches.
+    let mut rng = Rng(18);
+    for k in [256, 2560] {
+        for code in [0x00u8, 0xaa] {
+            let mut w = vec![code; 33 * k / QK_K * BlockTq2_0::BYTES];
+            for blk in w.chunks_exact_mut(BlockTq2_0::BYTES) {
+                blk[64..].copy_from_slice(&half::f16::from_f32(0.5).to_bits().to_le_bytes());
+            }
+            for v in [-128i8, 127] {
+                let act = vec![
+                    BlockQ8K {
+                        d: 0.25,
+                        qs: [v; QK_K],
+                        bsums: [i16::from(v) * 16; QK_K / 16],
+                    };
+                    k / QK_K
+                ];
+                for kind in [TlKind::Tl1, TlKind::Tl2] {
+                    let packed = TlBlocks::from_tq(&w, QuantType::TQ2_0, 33, k, kind).unwrap();
+                    let mut tables = vec![0i8; packed.tables_len()];
+                    packed.build_tables(&act, &mut tables).unwrap();
+                    for p in platforms() {
+                        let mut out = vec![f32::NAN; 33];
+                        packed.gemv(p, 0..33, &act, &tables, &mut out).unwrap();
+                        let row = &w[..k / QK_K * BlockTq2_0::BYTES];
+                        let want = vec_dot_tq2_0_q8_k(row, &act).unwrap();
+                        assert!(out.iter().all(|o| o.to_bits() == want.to_bits()), "{p:?}");
+                    }
+                }
+            }
+        }
+    }
+    let mut scratch = ActScratch::new();
+    for qtype in [QuantType::TQ2_0, QuantType::TQ1_0] {
+        let (m, k) = (67, 512);
+        let w = tq_weights(&mut rng, qtype, m, k);
+        let plain = QuantizedLinear::new(&w, qtype, m, k).unwrap();
+        for kind in [TlKind::Tl1, TlKind::Tl2] {
+            let mut tl = plain.clone();
+            assert!(tl.repack_tl(kind).unwrap());
+            for batch in [1, 3] {
+                let x: Vec<f32> = (0..batch * k).map(|_| rng.unit() * 5.0).collect();
+                let mut want = vec![0.0f32; batch * m];
+                plain
+                    .forward_with(Platform::portable(), &x, &mut want, &mut scratch)
+                    .unwrap();
+                for p in platforms() {
+                    let mut got = vec![f32::NAN; batch * m];
+                    let id = tl.forward_with(p, &x, &mut got, &mut scratch).unwrap();
+                    assert!(id.starts_with(kind.name()), "{id}");
+                    assert_eq!(
+                        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "{qtype} {id} batch={batch}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tl_from_tq_rejects_bad_input() {
+    let mut w = vec![0x55u8; 2 * BlockTq2_0::BYTES];
+    // Row 1, weight 32 * 2 + 5: code 3 (weight +2) is not ternary.
+    w[BlockTq2_0::BYTES + 5] = 0x55 | (3 << 4);
+    assert_eq!(
+        TlBlocks::from_tq(&w, QuantType::TQ2_0, 2, 256, TlKind::Tl2),
+        Err(QuantError::NotTernary {
+            index: 256 + 69,
+            value: 2
+        })
+    );
+    assert!(TlBlocks::from_tq(&w[..65], QuantType::TQ2_0, 1, 256, TlKind::Tl1).is_err());
+    assert!(TlBlocks::from_tq(&w, QuantType::TQ2_0, 1, 300, TlKind::Tl1).is_err());
+    assert!(TlBlocks::from_tq(&w, QuantType::I2S, 1, 256, TlKind::Tl1).is_err());
+    assert!(TlBlocks::from_tq(&w, QuantType::TQ2_0, 0, 256, TlKind::Tl1).is_err());
+    let ok = TlBlocks::from_tq(&w[..66], QuantType::TQ2_0, 1, 256, TlKind::Tl1).unwrap();
+    let act = [BlockQ8K::ZERO];
+    let mut t = vec![0i8; ok.tables_len()];
+    assert!(ok.build_tables(&act, &mut t[1..]).is_err());
+    assert!(ok.build_tables(&[], &mut t).is_err());
+    ok.build_tables(&act, &mut t).unwrap();
+    for p in platforms() {
+        assert!(ok.gemv(p, 0..2, &act, &t, &mut [0.0; 2]).is_err());
+        assert!(ok.gemv(p, 0..1, &act, &t, &mut [0.0; 2]).is_err());
+        assert!(ok.gemv(p, 0..1, &act, &t[..32], &mut [0.0; 1]).is_err());
     }
 }

@@ -1,6 +1,7 @@
-//! The TL1 / TL2 lookup-table kernel families on the I2_S fixtures: with
-//! the projections repacked at load, every tier gives bit-identical logits
-//! and the same greedy tokens as the zero-copy I2_S path (DESIGN.md §5).
+//! The TL1 / TL2 lookup-table kernel families on the I2_S, TQ2_0 and TQ1_0
+//! fixtures: with the projections repacked at load, every tier gives
+//! bit-identical logits and the same greedy tokens as the zero-copy path of
+//! the file's format (DESIGN.md §5).
 
 mod common;
 
@@ -52,6 +53,38 @@ fn tl_kernels_match_i2s_on_the_fixtures() {
                 let (got, got_greedy, ids) = logits_and_greedy(&tl, p, &tokens);
                 assert!(ids.iter().any(|id| id.starts_with(kind.name())), "{ids:?}");
                 assert!(!ids.iter().any(|id| id.starts_with("i2s_gem")), "{ids:?}");
+                assert_eq!(got, want, "{fixture} {kind:?} {p:?}: logits");
+                assert_eq!(got_greedy, greedy, "{fixture} {kind:?} {p:?}: greedy");
+            }
+        }
+    }
+}
+
+#[test]
+fn tl_kernels_match_tq_on_the_fixtures() {
+    // TQ weights repacked per 256-column block: the same per-block
+    // integers and float combination as the TQ kernels, so the same logits
+    // bits and greedy tokens.
+    for fixture in [
+        "bitnet-tq2_0.gguf",
+        "bitnet-tq1_0.gguf",
+        "shakespeare-tq2_0.gguf",
+    ] {
+        let bytes = common::fixture(fixture);
+        let g = Gguf::parse(&bytes).unwrap();
+        let model = Model::from_gguf(&g).unwrap();
+        let vocab = model.config.vocab_size as u32;
+        let tokens: Vec<u32> = (0..24u32).map(|i| (i * 7919 + 3) % vocab).collect();
+        let (want, greedy, ids) = logits_and_greedy(&model, Platform::portable(), &tokens);
+        assert!(ids.iter().any(|id| id.starts_with("tq")), "{ids:?}");
+        for kind in [TlKind::Tl1, TlKind::Tl2] {
+            let mut tl = Model::from_gguf(&g).unwrap();
+            let n = tl.weights.repack_tl(kind).unwrap();
+            assert_eq!(n, 7 * tl.config.n_layers, "{fixture}");
+            for p in Platform::available() {
+                let (got, got_greedy, ids) = logits_and_greedy(&tl, p, &tokens);
+                assert!(ids.iter().any(|id| id.starts_with(kind.name())), "{ids:?}");
+                assert!(!ids.iter().any(|id| id.starts_with("tq")), "{ids:?}");
                 assert_eq!(got, want, "{fixture} {kind:?} {p:?}: logits");
                 assert_eq!(got_greedy, greedy, "{fixture} {kind:?} {p:?}: greedy");
             }

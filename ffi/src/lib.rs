@@ -40,7 +40,9 @@ pub mod bench;
 pub use bench::{BITNET_RECEIPT_MAX_BYTES, bitnet_bench_params};
 pub use boundary::bitnet_last_error;
 pub use generate::{bitnet_sampler_params, bitnet_token_callback};
-pub use model::{bitnet_kernel, bitnet_model, bitnet_model_params, bitnet_progress_callback};
+pub use model::{
+    bitnet_kernel, bitnet_lm_head, bitnet_model, bitnet_model_params, bitnet_progress_callback,
+};
 pub use session::{bitnet_session, bitnet_session_params};
 pub use status::{bitnet_status, bitnet_status_str};
 
@@ -48,7 +50,11 @@ use core::ffi::c_char;
 
 /// Version of this C ABI. Bumped on any incompatible change to `bitnet.h`
 /// (compare `bitnet_abi_version()` with it at start-up).
-pub const BITNET_ABI_VERSION: u32 = 1;
+///
+/// 2: `bitnet_model_params.lm_head` appended (the struct, passed by value,
+/// grew; sources that start from `bitnet_model_default_params()` compile
+/// unchanged).
+pub const BITNET_ABI_VERSION: u32 = 2;
 
 /// Major version of the library (the crate version).
 pub const BITNET_VERSION_MAJOR: u32 = 0;

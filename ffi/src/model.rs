@@ -18,6 +18,7 @@ use bitnet_core::kernels::{KernelChoice, Platform};
 use bitnet_core::model::Model;
 use bitnet_core::tokenizer::Tokenizer;
 use bitnet_std::ModelFile;
+use bitnet_std::engine::LmHead;
 
 use crate::boundary::{
     copy_c_str, ffi_boundary, ffi_boundary_value, finish_copy, try_buf, try_out, try_ref, try_slice,
@@ -55,6 +56,32 @@ impl bitnet_kernel {
     }
 }
 
+/// LM head numerics (`bitnet_model_params.lm_head`), as the native CLI's
+/// `--lm-head`. Any other value fails the load with
+/// `BITNET_STATUS_INVALID_ARG`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum bitnet_lm_head {
+    /// The file's head as stored (F16 for the tied embedding): exact.
+    Exact = 0,
+    /// Int8 per row, quantized at load. **Changes numerics** (greedy
+    /// tokens may differ from the exact head); receipts record it as
+    /// `q8_head_gemv_*` kernels. A head that is not a float matrix stays
+    /// as it is.
+    Q8 = 1,
+}
+
+impl bitnet_lm_head {
+    fn from_u32(v: u32) -> Option<LmHead> {
+        Some(match v {
+            0 => LmHead::Exact,
+            1 => LmHead::Q8,
+            _ => return None,
+        })
+    }
+}
+
 /// Load progress: called with a fraction in `[0, 1]` on the loading thread;
 /// return `false` to cancel the load (`BITNET_STATUS_CANCELLED`).
 pub type bitnet_progress_callback =
@@ -76,10 +103,12 @@ pub struct bitnet_model_params {
     pub progress_callback: bitnet_progress_callback,
     /// Passed to `progress_callback` unchanged.
     pub progress_callback_user_data: *mut c_void,
+    /// A `bitnet_lm_head` value (added in ABI version 2).
+    pub lm_head: u32,
 }
 
 /// Default model settings: one thread per core, automatic kernels, mmap, no
-/// progress callback. Thread-safe; never fails.
+/// progress callback, the exact LM head. Thread-safe; never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn bitnet_model_default_params() -> bitnet_model_params {
     bitnet_model_params {
@@ -88,6 +117,7 @@ pub extern "C" fn bitnet_model_default_params() -> bitnet_model_params {
         use_mmap: true,
         progress_callback: None,
         progress_callback_user_data: core::ptr::null_mut(),
+        lm_head: bitnet_lm_head::Exact as u32,
     }
 }
 
@@ -218,6 +248,8 @@ fn load(
 ) -> Result<bitnet_model> {
     let choice = bitnet_kernel::from_u32(params.kernel)
         .ok_or_else(|| Error::invalid(format!("unknown kernel value {}", params.kernel)))?;
+    let head = bitnet_lm_head::from_u32(params.lm_head)
+        .ok_or_else(|| Error::invalid(format!("unknown lm_head value {}", params.lm_head)))?;
     let platform = Platform::with_choice(choice)?;
     report(params, 0.25)?;
     let mut extra = None;
@@ -235,7 +267,12 @@ fn load(
             .iter()
             .map(|(k, v)| (k.to_string(), render_scalar(v)))
             .collect::<Vec<_>>();
-        let model = Model::from_gguf(&g)?;
+        let mut model = Model::from_gguf(&g)?;
+        if head == LmHead::Q8 {
+            // false (a head that is not a float matrix) leaves it as stored,
+            // as the native CLI does.
+            model.weights.quantize_lm_head_q8()?;
+        }
         extra = Some((tokenizer, metadata));
         Ok(model)
     })?;
@@ -286,7 +323,7 @@ fn path_from_c(path: &CStr) -> Result<PathBuf> {
 /// Ownership: the caller owns the handle and must release it with
 /// `bitnet_model_free`. `*model_out` is written only on success.
 ///
-/// Errors: `NULL_ARG`, `INVALID_ARG` (unknown kernel value), `IO`,
+/// Errors: `NULL_ARG`, `INVALID_ARG` (unknown kernel or lm_head value), `IO`,
 /// `GGUF`, `TOKENIZER`, `MODEL`, `QUANT`, `KERNEL_UNAVAILABLE`,
 /// `CANCELLED`.
 ///

@@ -52,7 +52,7 @@ pub struct ModelOpts {
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
     /// Kernel: auto, scalar, avx2, avx512, or the lookup-table families tl1,
-    /// tl2 (I2_S weights repacked at load); results are identical.
+    /// tl2 (I2_S, TQ1_0 and TQ2_0 weights repacked at load); results are identical.
     #[arg(long, default_value = "auto", value_parser = parse_kernel)]
     pub kernel: bitnet_core::kernels::KernelChoice,
     /// LM head: f16 (exact, the default) or q8 (int8 per row; CHANGES

@@ -112,7 +112,7 @@ pub fn platform(choice: KernelChoice) -> Result<Platform, Error> {
 }
 
 /// Prepares `model` for a `--kernel` choice: for `tl1` / `tl2` repacks its
-/// I2_S projections into the lookup-table layout (owned copies; results
+/// ternary (I2_S, TQ1_0, TQ2_0) projections into the lookup-table layout (owned copies; results
 /// stay identical). Returns the number of matrices repacked.
 pub fn prepare(model: &mut Model<'_>, choice: KernelChoice) -> Result<usize, Error> {
     match choice.lut() {

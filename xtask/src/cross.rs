@@ -1,16 +1,31 @@
 //! `cargo xtask cross-test aarch64|wasm32`: bitnet-core's kernel harness
 //! and the fixture tests built for aarch64-unknown-linux-gnu and run under
-//! qemu-aarch64, or built for wasm32-wasip1 with simd128 (and again with
-//! relaxed-simd) and run under Node's WASI (ci/wasi-run.mjs), so the NEON
-//! and simd128 kernels are proven to give the same integers (and the same
-//! greedy tokens) as the x86 and portable ones.
+//! qemu-aarch64 (twice: baseline NEON, then with `+dotprod` on qemu's `max`
+//! CPU so the `sdot` kernels run too), or built for wasm32-wasip1 with
+//! simd128 (and again with relaxed-simd) and run under Node's WASI
+//! (ci/wasi-run.mjs), so the NEON and simd128 kernels are proven to give
+//! the same integers (and the same greedy tokens) as the x86 and portable
+//! ones.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use crate::root;
 use crate::tools::{Result, run};
 
 const TARGET: &str = "aarch64-unknown-linux-gnu";
+
+/// The aarch64 runs: name, extra target features, extra qemu arguments.
+/// The NEON kernels choose `sdot` at compile time (core/src/kernels/neon.rs),
+/// so each variant is its own build; `-cpu max` gives qemu the extension.
+const AARCH64_RUNS: [(&str, &str, &[&str]); 2] = [
+    ("neon", "", &[]),
+    (
+        "neon+dotprod",
+        "-C target-feature=+dotprod",
+        &["-cpu", "max"],
+    ),
+];
 
 /// Test binaries of bitnet-core run on the foreign architecture
 /// (`hostile_inputs`: the malformed-file suite, where wasm32's 32-bit
@@ -128,19 +143,41 @@ pub fn cross_test(arch: &str) -> Result<()> {
         }
     }
     ensure_aarch64_tools()?;
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(root())
-        .env(
-            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
-            "aarch64-linux-gnu-gcc",
-        )
-        .env(
-            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER",
-            "qemu-aarch64 -L /usr/aarch64-linux-gnu",
-        )
-        .args(["test", "--release", "-p", "bitnet-core", "--target", TARGET]);
-    for t in TESTS {
-        cmd.args(["--test", t]);
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    for (name, features, qemu_args) in AARCH64_RUNS {
+        eprintln!("cross-test aarch64: {name}");
+        let mut runner = vec!["qemu-aarch64"];
+        runner.extend_from_slice(qemu_args);
+        runner.extend_from_slice(&["-L", "/usr/aarch64-linux-gnu"]);
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(root())
+            .env(
+                "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
+                "aarch64-linux-gnu-gcc",
+            )
+            .env(
+                "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER",
+                runner.join(" "),
+            )
+            .args(["test", "--release", "-p", "bitnet-core", "--target", TARGET]);
+        if !features.is_empty() {
+            // Its own target directory: switching flags in one would
+            // rebuild everything on every run.
+            cmd.env("CARGO_TARGET_DIR", base.join("aarch64-dotprod"))
+                .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS", features);
+        }
+        // The `sdot` kernels are the I2_S and TQ ones; the TL kernels
+        // (`model_tl`, the slowest binary under qemu) do not change with
+        // `dotprod`, so that variant leaves them to the baseline run.
+        for t in TESTS
+            .iter()
+            .filter(|&&t| features.is_empty() || t != "model_tl")
+        {
+            cmd.args(["--test", t]);
+        }
+        run(&mut cmd)?;
     }
-    run(&mut cmd)
+    Ok(())
 }

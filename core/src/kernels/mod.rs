@@ -21,9 +21,10 @@
 //! | `Simd128`| wasm32 built with `+simd128` (compile-time) |
 //! | `Scalar` | none (the portable kernels)                |
 //!
-//! `Neon` has I2_S, TQ2_0 and TL1/TL2 (`tbl`) kernels, `Simd128` I2_S
-//! (GEMV/GEMM and activation quantization), TQ2_0, TQ1_0, F16 and int8-head
-//! ones;
+//! `Neon` has I2_S, TQ2_0, TQ1_0 and TL1/TL2 (`tbl`) kernels (`sdot`
+//! variants of the first three when the target has `dotprod`, a
+//! compile-time choice: see `neon.rs`), `Simd128` I2_S (GEMV/GEMM and
+//! activation quantization), TQ2_0, TQ1_0, F16 and int8-head ones;
 //! other formats fall back to the portable kernels there, and the returned
 //! id says so. The TL1/TL2 families ([`Platform::tl_gemm`]) run on weights
 //! repacked at load ([`crate::quant::tl`]); `--kernel tl1|tl2`
@@ -133,6 +134,16 @@ pub mod ids {
     pub const Q8_HEAD_GEMV_SIMD128: &str = "q8_head_gemv_simd128";
     /// NEON TQ2_0 x Q8_K.
     pub const TQ2_0_GEMV_NEON: &str = "tq2_0_gemv_neon";
+    /// NEON I2_S GEMV, `sdot` products (targets with `dotprod`).
+    pub const I2S_GEMV_NEON_DOTPROD: &str = "i2s_gemv_neon_dotprod";
+    /// NEON I2_S GEMM, `sdot` products (targets with `dotprod`).
+    pub const I2S_GEMM_NEON_DOTPROD: &str = "i2s_gemm_neon_dotprod";
+    /// NEON TQ2_0 x Q8_K, `sdot` products (targets with `dotprod`).
+    pub const TQ2_0_GEMV_NEON_DOTPROD: &str = "tq2_0_gemv_neon_dotprod";
+    /// NEON TQ1_0 x Q8_K (`mul` + multiply-shift trits).
+    pub const TQ1_0_GEMV_NEON: &str = "tq1_0_gemv_neon";
+    /// NEON TQ1_0 x Q8_K, `sdot` products (targets with `dotprod`).
+    pub const TQ1_0_GEMV_NEON_DOTPROD: &str = "tq1_0_gemv_neon_dotprod";
     /// NEON TL1 GEMV (`tbl` look-ups).
     pub const TL1_GEMV_NEON: &str = "tl1_gemv_neon";
     /// NEON TL2 GEMV (`tbl` look-ups, sign bits by `cmtst`).
@@ -406,7 +417,7 @@ impl Platform {
                 // SAFETY: a Neon platform is only built on AArch64, where
                 // NEON is always present; shapes checked above.
                 unsafe { neon::i2s_gemm(w, row_bytes, q, out) };
-                Ok(ids::I2S_GEMV_NEON)
+                Ok(neon::I2S_GEMV_ID)
             }
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 => {
@@ -470,7 +481,7 @@ impl Platform {
                 // SAFETY: a Neon platform is only built on AArch64, where
                 // NEON is always present; shapes checked above.
                 unsafe { neon::i2s_gemm(w, row_bytes, q, out) };
-                Ok(ids::I2S_GEMM_NEON)
+                Ok(neon::I2S_GEMM_ID)
             }
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 => {
@@ -529,7 +540,7 @@ impl Platform {
                 // SAFETY: a Neon platform is only built on AArch64, where
                 // NEON is always present; shapes checked above.
                 unsafe { neon::tq2_0_gemv(w, row_bytes, act, out) };
-                Ok(ids::TQ2_0_GEMV_NEON)
+                Ok(neon::TQ2_0_GEMV_ID)
             }
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 => {
@@ -574,6 +585,13 @@ impl Platform {
                 // enables simd128; shapes checked above.
                 unsafe { simd128::tq1_0_gemv(w, row_bytes, act, out) };
                 Ok(ids::TQ1_0_GEMV_SIMD128)
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                // SAFETY: a Neon platform is only built on AArch64, where
+                // NEON is always present; shapes checked above.
+                unsafe { neon::tq1_0_gemv(w, row_bytes, act, out) };
+                Ok(neon::TQ1_0_GEMV_ID)
             }
             _ => {
                 for (row, o) in w.chunks_exact(row_bytes).zip(out.iter_mut()) {

@@ -1,8 +1,18 @@
-//! AArch64 NEON kernels: I2_S GEMV/GEMM, TQ2_0 x Q8_K GEMV and the TL1/TL2
-//! tile dots. Each
+//! AArch64 NEON kernels: I2_S GEMV/GEMM, TQ2_0 and TQ1_0 x Q8_K GEMV and the
+//! TL1/TL2 tile dots. Each
 //! reproduces the portable kernel of [`crate::quant`] exactly (module docs
 //! of [`super`]). NEON is part of the AArch64 base ISA, so the tier is a
 //! compile-time choice (no runtime detection needed).
+//!
+//! The Armv8.2 dot-product extension (`sdot`) is a compile-time choice too:
+//! a build whose target has `dotprod` (`-C target-feature=+dotprod`, or a
+//! `target-cpu` that implies it) multiplies codes and activations with
+//! `sdot` (four products per i32 lane) instead of `smull`/`smlal` +
+//! `sadalp`, and reports the `*_neon_dotprod` kernel ids. Runtime detection
+//! would need the OS (`getauxval` / `sysctl`), which this `no_std` crate
+//! does not reach. The intrinsic `vdotq_s32` is unstable
+//! (`stdarch_neon_dotprod`), so the instruction is written with `asm!`.
+//! Both variants give the same exact integers.
 //!
 //! The I2_S file layout is read as it is on every CPU (128-weight blocks of
 //! 32 bytes, DESIGN.md §4): a block's 32 bytes give four 32-code groups by
@@ -19,9 +29,38 @@ use core::arch::aarch64::*;
 
 use half::f16;
 
-use super::sum_i8;
+use super::{ids, sum_i8};
 use crate::quant::q8_k::BlockQ8K;
+use crate::quant::tq1_0::BlockTq1_0;
 use crate::quant::tq2_0::BlockTq2_0;
+
+/// Whether this build's code/activation products use `sdot`.
+const DOTPROD: bool = cfg!(target_feature = "dotprod");
+
+/// Kernel id of [`i2s_gemm`] for one token.
+pub(super) const I2S_GEMV_ID: &str = if DOTPROD {
+    ids::I2S_GEMV_NEON_DOTPROD
+} else {
+    ids::I2S_GEMV_NEON
+};
+/// Kernel id of [`i2s_gemm`] for several tokens.
+pub(super) const I2S_GEMM_ID: &str = if DOTPROD {
+    ids::I2S_GEMM_NEON_DOTPROD
+} else {
+    ids::I2S_GEMM_NEON
+};
+/// Kernel id of [`tq2_0_gemv`].
+pub(super) const TQ2_0_GEMV_ID: &str = if DOTPROD {
+    ids::TQ2_0_GEMV_NEON_DOTPROD
+} else {
+    ids::TQ2_0_GEMV_NEON
+};
+/// Kernel id of [`tq1_0_gemv`].
+pub(super) const TQ1_0_GEMV_ID: &str = if DOTPROD {
+    ids::TQ1_0_GEMV_NEON_DOTPROD
+} else {
+    ids::TQ1_0_GEMV_NEON
+};
 
 /// Loads 16 bytes.
 #[inline]
@@ -56,6 +95,41 @@ fn fix_code3(b: uint8x16_t) -> uint8x16_t {
     veorq_u8(b, vaddq_u8(both, both))
 }
 
+/// `acc` plus the products of the unsigned codes `c` (each <= 3) and the
+/// activations `a`, summed four by four into the i32 lanes (`sdot`): exact.
+/// (The whole build targets `dotprod`, so the function needs no attribute
+/// of its own for it, and its callers stay `neon`-only.)
+#[cfg(target_feature = "dotprod")]
+#[inline]
+#[target_feature(enable = "neon")]
+fn dot_codes(mut acc: int32x4_t, c: uint8x16_t, a: int8x16_t) -> int32x4_t {
+    let c = vreinterpretq_s8_u8(c);
+    // SAFETY: `sdot` exists (this build's target has `dotprod`) and only
+    // reads and writes the three vector registers.
+    unsafe {
+        core::arch::asm!(
+            "sdot {acc:v}.4s, {c:v}.16b, {a:v}.16b",
+            acc = inout(vreg) acc,
+            c = in(vreg) c,
+            a = in(vreg) a,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
+/// `acc` plus the products of the unsigned codes `c` (each <= 3) and the
+/// activations `a`: pairs through `smull`/`smlal` into i16 (|pair| <= 768)
+/// and `sadalp` into the i32 lanes: exact.
+#[cfg(not(target_feature = "dotprod"))]
+#[inline]
+#[target_feature(enable = "neon")]
+fn dot_codes(acc: int32x4_t, c: uint8x16_t, a: int8x16_t) -> int32x4_t {
+    let c = vreinterpretq_s8_u8(c);
+    let p = vmlal_high_s8(vmull_s8(vget_low_s8(c), vget_low_s8(a)), c, a);
+    vpadalq_s16(acc, p)
+}
+
 /// `sum c*q` of one I2_S row with one token (exact in i32).
 #[inline]
 #[target_feature(enable = "neon")]
@@ -72,11 +146,7 @@ fn i2s_row(row: &[u8], q: &[i8]) -> i32 {
                 vandq_u8(b, m3),
             ];
             for (j, c) in codes.into_iter().enumerate() {
-                let c = vreinterpretq_s8_u8(c);
-                let a = ld_i8(&qb[32 * j + 16 * h..]);
-                let p = vmull_s8(vget_low_s8(c), vget_low_s8(a));
-                let p = vmlal_high_s8(p, c, a);
-                acc = vpadalq_s16(acc, p);
+                acc = dot_codes(acc, c, ld_i8(&qb[32 * j + 16 * h..]));
             }
         }
     }
@@ -184,8 +254,8 @@ pub(super) unsafe fn tl_tile_dot(
 /// TQ2_0 x Q8_K GEMV: `w` holds `out.len()` rows of `row_bytes` bytes
 /// (`act.len()` blocks of 66 bytes); `out[r]` equals
 /// [`crate::quant::tq2_0::vec_dot_tq2_0_q8_k`] bit for bit: the same
-/// integer per block (`sum code * q - sum q`, codes 0..=3 through `smull` /
-/// `smlal`, |pair| <= 768) and the same float combination in block order.
+/// integer per block (`sum code * q - sum q`, codes 0..=3 through
+/// [`dot_codes`]) and the same float combination in block order.
 ///
 /// # Safety
 /// The CPU must support NEON; `row_bytes == act.len() * 66` and
@@ -207,10 +277,7 @@ pub(super) unsafe fn tq2_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], ou
                             2 => vandq_u8(vshrq_n_u8::<4>(b), m3),
                             _ => vshrq_n_u8::<6>(b),
                         };
-                        let c = vreinterpretq_s8_u8(c);
-                        let a = ld_i8(&qg[32 * l + 16 * h..]);
-                        let p = vmlal_high_s8(vmull_s8(vget_low_s8(c), vget_low_s8(a)), c, a);
-                        acc = vpadalq_s16(acc, p);
+                        acc = dot_codes(acc, c, ld_i8(&qg[32 * l + 16 * h..]));
                     }
                 }
             }
@@ -218,6 +285,60 @@ pub(super) unsafe fn tq2_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], ou
             let sumi = vaddvq_s32(acc) - sum_q;
             let d = ab.d * f16::from_bits(u16::from_le_bytes([blk[64], blk[65]])).to_f32();
             sumf += sumi as f32 * d;
+        }
+        *o = sumf;
+    }
+}
+
+/// ggml's trit extraction on 16 bytes already multiplied by `3^n`
+/// (wrapping): `(q * 3) >> 8` in u16, each result 0..=2.
+#[inline]
+#[target_feature(enable = "neon")]
+fn trits(q: uint8x16_t) -> uint8x16_t {
+    let lo = vshrn_n_u16::<8>(vmull_u8(vget_low_u8(q), vdup_n_u8(3)));
+    let hi = vshrn_n_u16::<8>(vmull_high_u8(q, vdupq_n_u8(3)));
+    vcombine_u8(lo, hi)
+}
+
+/// TQ1_0 x Q8_K GEMV: `w` holds `out.len()` rows of `row_bytes` bytes
+/// (`act.len()` blocks of 54 bytes); `out[r]` equals
+/// [`crate::quant::tq1_0::vec_dot_tq1_0_q8_k`] bit for bit: per block the
+/// exact `sum trit * q - sum q` (trits by `mul` with `3^n` and ggml's
+/// multiply-shift, products through [`dot_codes`]), then
+/// `sumf += sumi * (d_w * d_a)` in block order.
+///
+/// The block layout (module docs of [`crate::quant::tq1_0`]) keeps every
+/// trit position `n` of a run of bytes next to a contiguous run of
+/// activations: `qs[0..32]` meets `q[32n..32n + 32]`, `qs[32..48]` meets
+/// `q[160 + 16n..]`, and the four `qh` bytes, repeated across the vector
+/// and multiplied by `3^(lane / 4)`, meet `q[240..256]`.
+///
+/// # Safety
+/// The CPU must support NEON; `row_bytes == act.len() * 54` and
+/// `w.len() == out.len() * row_bytes` (checked by the dispatch).
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn tq1_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], out: &mut [f32]) {
+    const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+    let pow_qh = ld_u8(&[1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27]);
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
+        let mut sumf = 0.0f32;
+        for (blk, ab) in row.chunks_exact(BlockTq1_0::BYTES).zip(act) {
+            let q = &ab.qs;
+            let (b0, b1, b2) = (ld_u8(blk), ld_u8(&blk[16..]), ld_u8(&blk[32..]));
+            let mut acc = vdupq_n_s32(0);
+            for (n, &p) in POW3.iter().enumerate() {
+                let p = vdupq_n_u8(p);
+                acc = dot_codes(acc, trits(vmulq_u8(b0, p)), ld_i8(&q[32 * n..]));
+                acc = dot_codes(acc, trits(vmulq_u8(b1, p)), ld_i8(&q[32 * n + 16..]));
+                acc = dot_codes(acc, trits(vmulq_u8(b2, p)), ld_i8(&q[160 + 16 * n..]));
+            }
+            let qh = u32::from_le_bytes([blk[48], blk[49], blk[50], blk[51]]);
+            let h = vreinterpretq_u8_u32(vdupq_n_u32(qh));
+            acc = dot_codes(acc, trits(vmulq_u8(h, pow_qh)), ld_i8(&q[240..]));
+            let sum_q: i32 = ab.bsums.iter().map(|&s| i32::from(s)).sum();
+            let sumi = vaddvq_s32(acc) - sum_q;
+            let d = f16::from_bits(u16::from_le_bytes([blk[52], blk[53]])).to_f32();
+            sumf += sumi as f32 * (d * ab.d);
         }
         *o = sumf;
     }

@@ -286,7 +286,7 @@ impl<'a> Weights<'a> {
 }
 
 impl Weights<'_> {
-    /// Repacks every I2_S projection of the blocks into `kind`'s
+    /// Repacks every ternary (I2_S, TQ1_0, TQ2_0) projection of the blocks into `kind`'s
     /// lookup-table layout (owned buffers; see
     /// [`QuantizedLinear::repack_tl`]) so that the matmuls run the TL
     /// kernels with identical results. Other formats (and the LM head) stay

@@ -11,6 +11,7 @@ use super::q8_0::{BlockQ8_0, QK8_0, quantize_row_q8_0, vec_dot_q8_0_q8_0};
 use super::q8_head::Q8Rows;
 use super::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
 use super::tl::{TL_TABLE_BYTES, TlKind, TlMatrix, tl_build_tables};
+use super::tl_tq::TlBlocks;
 use super::{QuantError, QuantType, blocks_of, check_len, mul_size};
 use crate::kernels::Platform;
 use crate::parallel::{Join, SerialJoin, for_each_chunk_mut};
@@ -131,7 +132,8 @@ fn grow<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) -> Result<&mut [T], QuantE
 /// constructor checks their length against the shape, so
 /// [`forward`](Self::forward) cannot index out of bounds. An I2_S matrix
 /// can additionally own a TL1/TL2 repacking ([`repack_tl`](Self::repack_tl));
-/// the zero-copy bytes stay the default.
+/// the zero-copy bytes stay the default; so can a TQ1_0 / TQ2_0 matrix
+/// ([`crate::quant::tl_tq`]).
 #[derive(Debug, Clone)]
 pub struct QuantizedLinear<'a> {
     /// Weight bytes, `QuantType::tensor_bytes(rows, cols)` long.
@@ -149,6 +151,10 @@ pub struct QuantizedLinear<'a> {
     /// An owned TL1/TL2 repacking of an I2_S matrix; when present the
     /// matmul runs the TL kernels on it (same integers).
     tl: Option<Arc<TlMatrix>>,
+    /// An owned TL1/TL2 repacking of a TQ1_0 / TQ2_0 matrix (per 256-column
+    /// block); when present the matmul runs the TL kernels on it (same
+    /// integers per block, same float combination).
+    tl_tq: Option<Arc<TlBlocks>>,
     /// An owned int8-per-row copy of a float matrix (`--lm-head q8`); when
     /// present the matmul runs on it instead (changes numerics).
     q8: Option<Arc<Q8Rows>>,
@@ -192,20 +198,30 @@ impl<'a> QuantizedLinear<'a> {
             row_bytes,
             i2s_scale,
             tl: None,
+            tl_tq: None,
             q8: None,
         })
     }
 
-    /// Repacks an I2_S matrix into `kind`'s lookup-table layout (owned,
-    /// about `M * K / 4` or `M * K * 5 / 24` bytes) so that the matmul runs
-    /// the TL kernels; outputs stay bit-identical. Returns `false` (and
-    /// changes nothing) for other formats.
+    /// Repacks a ternary matrix (I2_S, TQ1_0, TQ2_0) into `kind`'s
+    /// lookup-table layout (owned, about `M * K / 4` or `M * K * 5 / 24`
+    /// bytes, plus the block scales for TQ) so that the matmul runs the TL
+    /// kernels; outputs stay bit-identical. Returns `false` (and changes
+    /// nothing) for other formats; a TQ2_0 matrix holding the non-ternary
+    /// code 3 is refused ([`QuantError::NotTernary`]).
     pub fn repack_tl(&mut self, kind: TlKind) -> Result<bool, QuantError> {
-        if self.qtype != QuantType::I2S {
-            return Ok(false);
+        match self.qtype {
+            QuantType::I2S => {
+                let packed = TlMatrix::from_i2s(self.weight, self.rows, self.cols, kind)?;
+                self.tl = Some(Arc::new(packed));
+            }
+            QuantType::TQ1_0 | QuantType::TQ2_0 => {
+                let packed =
+                    TlBlocks::from_tq(self.weight, self.qtype, self.rows, self.cols, kind)?;
+                self.tl_tq = Some(Arc::new(packed));
+            }
+            _ => return Ok(false),
         }
-        let packed = TlMatrix::from_i2s(self.weight, self.rows, self.cols, kind)?;
-        self.tl = Some(Arc::new(packed));
         Ok(true)
     }
 
@@ -257,17 +273,24 @@ impl<'a> QuantizedLinear<'a> {
         Ok(())
     }
 
-    /// The TL repacking, if any.
+    /// The TL repacking of an I2_S matrix, if any.
     pub fn tl(&self) -> Option<&TlMatrix> {
         self.tl.as_deref()
+    }
+
+    /// The TL repacking of a TQ1_0 / TQ2_0 matrix, if any.
+    pub fn tl_tq(&self) -> Option<&TlBlocks> {
+        self.tl_tq.as_deref()
     }
 
     /// The weight bytes one matmul reads: the TL repacking when present,
     /// else the borrowed bytes.
     pub fn weight_bytes(&self) -> usize {
-        self.tl
-            .as_ref()
-            .map_or(self.weight.len(), |t| t.data().len())
+        match (&self.tl, &self.tl_tq) {
+            (Some(t), _) => t.data().len(),
+            (None, Some(t)) => t.bytes(),
+            (None, None) => self.weight.len(),
+        }
     }
 
     /// The borrowed weight bytes.
@@ -415,6 +438,17 @@ impl<'a> QuantizedLinear<'a> {
                 let act = grow(&mut scratch.q8k, batch * nb, BlockQ8K::ZERO)?;
                 quantize_row_q8_k(x, act)?;
                 let mut id = self.qtype.scalar_kernel_id();
+                if let Some(tl) = self.tl_tq.as_deref() {
+                    let tables = grow(&mut scratch.tl_tables, tl.tables_len(), 0)?;
+                    for (ab, ob) in act.chunks_exact(nb).zip(out.chunks_exact_mut(self.rows)) {
+                        tl.build_tables(ab, tables)?;
+                        let tables = &*tables;
+                        id = run_rows::<J, _, _>(ob, self.rows, 1, |rows, o| {
+                            tl.gemv(platform, rows, ab, tables, o)
+                        })?;
+                    }
+                    return Ok(id);
+                }
                 let (w, qtype) = (self.weight, self.qtype);
                 for (ab, ob) in act.chunks_exact(nb).zip(out.chunks_exact_mut(self.rows)) {
                     id = run_rows::<J, _, _>(ob, self.rows, 1, |rows, o| match qtype {

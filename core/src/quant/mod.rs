@@ -32,6 +32,7 @@ pub mod q8_0;
 pub mod q8_head;
 pub mod q8_k;
 pub mod tl;
+pub mod tl_tq;
 pub mod tq1_0;
 pub mod tq2_0;
 

@@ -157,20 +157,10 @@ impl TlMatrix {
         i2s_scale(tensor, rows, cols)?;
         let blocks = blocks_of("I2_S row length", cols, I2S_BLOCK_LEN)?;
         let row_bytes = blocks * I2S_BLOCK_BYTES;
-        let tiles = rows.div_ceil(TL_TILE_ROWS);
-        let tile_bytes = kind.tile_bytes(cols);
-        let total = mul_size("TL matrix bytes", tiles, tile_bytes)?;
-        let mut data = Vec::new();
-        data.try_reserve_exact(total)
-            .map_err(|_| QuantError::AllocFailed { bytes: total })?;
-        data.resize(total, 0);
-        let groups = kind.groups(cols);
-        let glen = kind.group_len();
+        let mut m = Self::zeroed(kind, rows, cols)?;
         let mut w = Vec::new();
-        w.try_reserve_exact(groups * glen)
-            .map_err(|_| QuantError::AllocFailed {
-                bytes: groups * glen,
-            })?;
+        w.try_reserve_exact(cols)
+            .map_err(|_| QuantError::AllocFailed { bytes: cols })?;
         for r in 0..rows {
             w.clear();
             let row = &tensor[r * row_bytes..(r + 1) * row_bytes];
@@ -183,31 +173,56 @@ impl TlMatrix {
                     }
                 }
             }
-            w.resize(groups * glen, 0);
-            let tile = &mut data[(r / TL_TILE_ROWS) * tile_bytes..][..tile_bytes];
-            let (tr, shift) = (r % 16, 4 * ((r % TL_TILE_ROWS) / 16));
-            let (index, signs) = tile.split_at_mut(groups * TL_INDEX_BYTES);
-            for (g, ws) in w.chunks_exact(glen).enumerate() {
-                let (nib, neg) = match kind {
-                    TlKind::Tl1 => (3 * (ws[0] + 1) + (ws[1] + 1), false),
-                    TlKind::Tl2 => {
-                        let v = 9 * ws[0] + 3 * ws[1] + ws[2];
-                        (v.abs(), v < 0)
-                    }
-                };
-                index[g * TL_INDEX_BYTES + tr] |= (nib as u8) << shift;
-                if neg {
-                    let bit = r % TL_TILE_ROWS;
-                    signs[g * TL2_SIGN_BYTES + bit / 8] |= 1 << (bit % 8);
-                }
-            }
+            m.pack_row(r, &w);
         }
+        Ok(m)
+    }
+
+    /// An all-zero-weight matrix of `rows x cols` (rows then set by
+    /// [`pack_row`](Self::pack_row)).
+    pub(crate) fn zeroed(kind: TlKind, rows: usize, cols: usize) -> Result<Self, QuantError> {
+        if rows == 0 || cols == 0 {
+            return Err(QuantError::EmptyShape { rows, cols });
+        }
+        let tiles = rows.div_ceil(TL_TILE_ROWS);
+        let total = mul_size("TL matrix bytes", tiles, kind.tile_bytes(cols))?;
+        let mut data = Vec::new();
+        data.try_reserve_exact(total)
+            .map_err(|_| QuantError::AllocFailed { bytes: total })?;
+        data.resize(total, 0);
         Ok(Self {
             kind,
             rows,
             cols,
             data,
         })
+    }
+
+    /// Writes row `r` (zero so far) from its `cols` ternary weights `w`
+    /// (each -1, 0 or +1; the caller guarantees it). Weights past `cols` in
+    /// the last group are 0.
+    pub(crate) fn pack_row(&mut self, r: usize, w: &[i8]) {
+        let (kind, groups, glen) = (self.kind, self.groups(), self.kind.group_len());
+        let tile_bytes = self.tile_bytes();
+        let tile = &mut self.data[(r / TL_TILE_ROWS) * tile_bytes..][..tile_bytes];
+        let (tr, shift) = (r % 16, 4 * ((r % TL_TILE_ROWS) / 16));
+        let (index, signs) = tile.split_at_mut(groups * TL_INDEX_BYTES);
+        for (g, wg) in w.chunks(glen).enumerate().take(groups) {
+            let mut ws = [0i8; 3];
+            ws[..wg.len()].copy_from_slice(wg);
+            let (nib, neg) = match kind {
+                TlKind::Tl1 => (3 * (ws[0] + 1) + (ws[1] + 1), false),
+                TlKind::Tl2 => {
+                    let v = 9 * ws[0] + 3 * ws[1] + ws[2];
+                    (v.abs(), v < 0)
+                }
+            };
+            index[g * TL_INDEX_BYTES + tr] |= (nib as u8) << shift;
+            if neg {
+                let bit = r % TL_TILE_ROWS;
+                signs[g * TL2_SIGN_BYTES + bit / 8] |= 1 << (bit % 8);
+            }
+        }
     }
 
     /// The family.

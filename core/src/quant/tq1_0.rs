@@ -100,6 +100,16 @@ fn for_each_trit(block: &[u8], mut f: impl FnMut(usize, u8, usize)) {
     }
 }
 
+/// The 256 weights (`trit - 1`, each -1, 0 or +1) of one TQ1_0 block
+/// (`block.len() == 54`), for the TL repacking.
+pub(crate) fn block_weights(block: &[u8], out: &mut [i8; QK_K]) {
+    for_each_trit(block, |i, byte, n| {
+        if let Some(w) = out.get_mut(i) {
+            *w = trit(byte, n) as i8 - 1;
+        }
+    });
+}
+
 /// Packs trits (each 0..=2, first most significant) like ggml: base-3 value
 /// in wrapping u8 arithmetic, then `ceil(v * 256 / 243)`.
 fn pack_trits(trits: impl Iterator<Item = i32>) -> u8 {

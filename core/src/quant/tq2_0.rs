@@ -115,6 +115,28 @@ pub fn dequantize_row_tq2_0(x: &[u8], y: &mut [f32]) -> Result<(), QuantError> {
     Ok(())
 }
 
+/// The 256 weights (`code - 1`) of one TQ2_0 block (its 64 code bytes
+/// `qs`), for the TL repacking: `Err(i)` names the first weight whose code
+/// is 3 (weight +2, which no ternary table holds).
+pub(crate) fn block_weights(qs: &[u8], out: &mut [i8; QK_K]) -> Result<(), usize> {
+    for (g, (qg, og)) in qs
+        .chunks_exact(32)
+        .zip(out.chunks_exact_mut(128))
+        .enumerate()
+    {
+        for (l, ol) in og.chunks_exact_mut(32).enumerate() {
+            for (m, (&byte, w)) in qg.iter().zip(ol.iter_mut()).enumerate() {
+                let code = (byte >> (2 * l)) & 3;
+                if code == 3 {
+                    return Err(128 * g + 32 * l + m);
+                }
+                *w = code as i8 - 1;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `sum (code - 1) * q` over one block: `qs` its 64 code bytes, `a` the 256
 /// Q8_K values.
 fn block_dot_i32(qs: &[u8], a: &[i8]) -> i32 {

@@ -490,6 +490,87 @@ static void test_session(const bitnet_model *m) {
     bitnet_session_free(NULL); /* no-op */
 }
 
+/* Greedy tokens of `prompt` (n_gen of them) with a model loaded under `lm_head`. */
+static size_t greedy_run(const bitnet_model *m, const bitnet_token *prompt, size_t np,
+                         size_t n_gen, collect_t *out) {
+    bitnet_session_params sp = bitnet_session_default_params();
+    sp.n_threads = 1;
+    bitnet_session *s = NULL;
+    CHECK_STATUS(bitnet_session_new(m, sp, &s), BITNET_STATUS_OK);
+    if (!s) return 0;
+    bitnet_sampler_params gp = bitnet_sampler_greedy_params();
+    gp.max_tokens = (uint32_t)n_gen;
+    gp.stop_at_eog = false;
+    size_t ngen = 0;
+    CHECK_STATUS(bitnet_generate(s, prompt, np, gp, collect, out, &ngen), BITNET_STATUS_OK);
+    bitnet_session_free(s);
+    return ngen;
+}
+
+/* Greedy agreement of the int8 LM head (lm_head = Q8) with the exact one,
+ * counted position by position up to the first divergence, like the native
+ * test (core/tests/model_tl.rs); an int8 head moves logits by about 1 % of
+ * their spread, so near-ties may flip. */
+#define Q8_HEAD_MIN_AGREEMENT 0.75 /* as Q8_HEAD_MIN_AGREEMENT of the native test */
+#define Q8_PROMPTS 6
+#define Q8_GEN 16
+
+static void test_lm_head(void) {
+    bitnet_model_params p = bitnet_model_default_params();
+    p.n_threads = 1;
+    CHECK(p.lm_head == BITNET_LM_HEAD_EXACT);
+    bitnet_model *m = NULL;
+    p.lm_head = 7;
+    CHECK_STATUS(bitnet_model_load(model_path, p, &m), BITNET_STATUS_INVALID_ARG);
+    CHECK(m == NULL && last_error_has("lm_head"));
+    p.lm_head = BITNET_LM_HEAD_EXACT;
+    bitnet_model *exact = NULL, *q8 = NULL;
+    CHECK_STATUS(bitnet_model_load(model_path, p, &exact), BITNET_STATUS_OK);
+    p.lm_head = BITNET_LM_HEAD_Q8;
+    CHECK_STATUS(bitnet_model_load(model_path, p, &q8), BITNET_STATUS_OK);
+    if (!exact || !q8) {
+        bitnet_model_free(exact);
+        bitnet_model_free(q8);
+        return;
+    }
+    size_t vocab = bitnet_model_n_vocab(exact);
+    size_t same = 0, total = 0;
+    for (unsigned seed = 0; seed < Q8_PROMPTS; seed++) {
+        bitnet_token prompt[8];
+        for (unsigned i = 0; i < 8; i++)
+            prompt[i] = (bitnet_token)((i * 7919u + seed * 104729u + 3u) % vocab);
+        collect_t a = {0}, b = {0};
+        size_t na = greedy_run(exact, prompt, 8, Q8_GEN, &a);
+        size_t nb = greedy_run(q8, prompt, 8, Q8_GEN, &b);
+        CHECK(na == Q8_GEN && nb == Q8_GEN);
+        size_t k = 0;
+        while (k < na && k < nb && a.toks[k] == b.toks[k]) k++;
+        same += k;
+        total += Q8_GEN;
+    }
+    double rate = (double)same / (double)total;
+    printf("lm_head q8 vs exact: greedy agreement %zu/%zu = %.3f\n", same, total, rate);
+    CHECK(rate >= Q8_HEAD_MIN_AGREEMENT);
+
+    /* The receipt records the head through the kernels that ran. */
+    bitnet_bench_params bp = bitnet_bench_default_params();
+    bp.n_gen = 2;
+    bp.n_threads = 1;
+    char *json = malloc(BITNET_RECEIPT_MAX_BYTES + 1);
+    size_t len = 0;
+    CHECK_STATUS(bitnet_bench_receipt_json(q8, NULL, 0, bp, json, BITNET_RECEIPT_MAX_BYTES + 1,
+                                           &len),
+                 BITNET_STATUS_OK);
+    CHECK(len > 0 && strstr(json, "\"q8_head_gemv_") != NULL);
+    CHECK_STATUS(bitnet_bench_receipt_json(exact, NULL, 0, bp, json,
+                                           BITNET_RECEIPT_MAX_BYTES + 1, &len),
+                 BITNET_STATUS_OK);
+    CHECK(len > 0 && strstr(json, "q8_head_gemv_") == NULL);
+    free(json);
+    bitnet_model_free(exact);
+    bitnet_model_free(q8);
+}
+
 static void test_session_outlives_model(void) {
     bitnet_model *m = NULL;
     bitnet_model_params p = bitnet_model_default_params();
@@ -608,6 +689,7 @@ int main(int argc, char **argv) {
 
     test_session_outlives_model();
     test_from_memory();
+    test_lm_head();
     test_panic();
 
     printf("%d passed, %d failed\n", passed, failed);
