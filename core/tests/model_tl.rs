@@ -36,27 +36,34 @@ fn logits_and_greedy(
     (bits, greedy, ids)
 }
 
+/// `fixture` repacked as TL1 and as TL2 gives the logits bits and greedy
+/// tokens of its own kernels (whose ids start with `native`) on every tier.
+fn tl_matches_the_native_kernels(fixture: &str, native: &str) {
+    let bytes = common::fixture(fixture);
+    let g = Gguf::parse(&bytes).unwrap();
+    let model = Model::from_gguf(&g).unwrap();
+    let vocab = model.config.vocab_size as u32;
+    let tokens: Vec<u32> = (0..24u32).map(|i| (i * 7919 + 3) % vocab).collect();
+    let (want, greedy, ids) = logits_and_greedy(&model, Platform::portable(), &tokens);
+    assert!(ids.iter().any(|id| id.starts_with(native)), "{ids:?}");
+    for kind in [TlKind::Tl1, TlKind::Tl2] {
+        let mut tl = Model::from_gguf(&g).unwrap();
+        let n = tl.weights.repack_tl(kind).unwrap();
+        assert_eq!(n, 7 * tl.config.n_layers, "{fixture}");
+        for p in Platform::available() {
+            let (got, got_greedy, ids) = logits_and_greedy(&tl, p, &tokens);
+            assert!(ids.iter().any(|id| id.starts_with(kind.name())), "{ids:?}");
+            assert!(!ids.iter().any(|id| id.starts_with(native)), "{ids:?}");
+            assert_eq!(got, want, "{fixture} {kind:?} {p:?}: logits");
+            assert_eq!(got_greedy, greedy, "{fixture} {kind:?} {p:?}: greedy");
+        }
+    }
+}
+
 #[test]
 fn tl_kernels_match_i2s_on_the_fixtures() {
     for fixture in ["bitnet-b1.58-i2s.gguf", "shakespeare-i2s.gguf"] {
-        let bytes = common::fixture(fixture);
-        let g = Gguf::parse(&bytes).unwrap();
-        let model = Model::from_gguf(&g).unwrap();
-        let vocab = model.config.vocab_size as u32;
-        let tokens: Vec<u32> = (0..24u32).map(|i| (i * 7919 + 3) % vocab).collect();
-        let (want, greedy, _) = logits_and_greedy(&model, Platform::portable(), &tokens);
-        for kind in [TlKind::Tl1, TlKind::Tl2] {
-            let mut tl = Model::from_gguf(&g).unwrap();
-            let n = tl.weights.repack_tl(kind).unwrap();
-            assert_eq!(n, 7 * tl.config.n_layers, "{fixture}");
-            for p in Platform::available() {
-                let (got, got_greedy, ids) = logits_and_greedy(&tl, p, &tokens);
-                assert!(ids.iter().any(|id| id.starts_with(kind.name())), "{ids:?}");
-                assert!(!ids.iter().any(|id| id.starts_with("i2s_gem")), "{ids:?}");
-                assert_eq!(got, want, "{fixture} {kind:?} {p:?}: logits");
-                assert_eq!(got_greedy, greedy, "{fixture} {kind:?} {p:?}: greedy");
-            }
-        }
+        tl_matches_the_native_kernels(fixture, "i2s_gem");
     }
 }
 
@@ -70,25 +77,7 @@ fn tl_kernels_match_tq_on_the_fixtures() {
         "bitnet-tq1_0.gguf",
         "shakespeare-tq2_0.gguf",
     ] {
-        let bytes = common::fixture(fixture);
-        let g = Gguf::parse(&bytes).unwrap();
-        let model = Model::from_gguf(&g).unwrap();
-        let vocab = model.config.vocab_size as u32;
-        let tokens: Vec<u32> = (0..24u32).map(|i| (i * 7919 + 3) % vocab).collect();
-        let (want, greedy, ids) = logits_and_greedy(&model, Platform::portable(), &tokens);
-        assert!(ids.iter().any(|id| id.starts_with("tq")), "{ids:?}");
-        for kind in [TlKind::Tl1, TlKind::Tl2] {
-            let mut tl = Model::from_gguf(&g).unwrap();
-            let n = tl.weights.repack_tl(kind).unwrap();
-            assert_eq!(n, 7 * tl.config.n_layers, "{fixture}");
-            for p in Platform::available() {
-                let (got, got_greedy, ids) = logits_and_greedy(&tl, p, &tokens);
-                assert!(ids.iter().any(|id| id.starts_with(kind.name())), "{ids:?}");
-                assert!(!ids.iter().any(|id| id.starts_with("tq")), "{ids:?}");
-                assert_eq!(got, want, "{fixture} {kind:?} {p:?}: logits");
-                assert_eq!(got_greedy, greedy, "{fixture} {kind:?} {p:?}: greedy");
-            }
-        }
+        tl_matches_the_native_kernels(fixture, "tq");
     }
 }
 
