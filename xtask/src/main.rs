@@ -6,6 +6,7 @@ mod cross;
 mod crossval;
 mod ctests;
 mod fixtures;
+mod gguf_build;
 mod golden_receipts;
 mod receipts;
 mod tools;
