@@ -39,6 +39,9 @@ pub enum Proj {
     /// Pure ternary TQ2_0 blocks (d = 1) plus a one-element F32 `*.scale`
     /// tensor.
     Tq2WithScaleTensors,
+    /// TQ2_0 of `w * scale` (llama.cpp's quantizer): each 256-block gets
+    /// `d = f16(scale)`, or 0 when all its weights are 0.
+    Tq2,
     /// TQ1_0 of `w * scale`.
     Tq1,
     /// I2_S (DESIGN.md §4): codes plus the f32 tensor scale in the tail.
@@ -47,6 +50,7 @@ pub enum Proj {
 
 /// One projection: ternary weights `rows x cols` (row-major, values in
 /// {-1, 0, 1}) and the tensor scale.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ternary {
     pub w: Vec<i8>,
     pub scale: f32,
@@ -79,6 +83,11 @@ pub fn projection(
             let mut out = vec![0u8; rows * cols / 256 * 66];
             quantize_row_tq2_0(&plain, &mut out).map_err(e)?;
             (GgmlType::TQ2_0, out, Some(t.scale))
+        }
+        Proj::Tq2 => {
+            let mut out = vec![0u8; rows * cols / 256 * 66];
+            quantize_row_tq2_0(&scaled(), &mut out).map_err(e)?;
+            (GgmlType::TQ2_0, out, None)
         }
         Proj::Tq1 => {
             let mut out = vec![0u8; rows * cols / 256 * 54];
