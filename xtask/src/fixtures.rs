@@ -33,55 +33,14 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use bitnet_core::gguf::{GgmlType, Gguf, GgufWriter, OwnedValue, TensorSpec};
-use bitnet_core::quant::i2s::quantize_i2s;
-use bitnet_core::quant::tq1_0::quantize_row_tq1_0;
-use bitnet_core::quant::tq2_0::quantize_row_tq2_0;
+use bitnet_core::gguf::{GgmlType, Gguf, GgufWriter, TensorSpec};
 use bitnet_core::sample::Rng;
 use bitnet_core::tokenizer::Vocab;
 use half::f16;
 
-/// Shape and metadata of one generated model.
-#[derive(Clone, Copy)]
-struct Shape {
-    arch: &'static str,
-    dim: usize,
-    layers: usize,
-    heads: usize,
-    kv_heads: usize,
-    ff: usize,
-    vocab: usize,
-    ctx: usize,
-    rope_base: f32,
-}
-
-impl Shape {
-    fn head_dim(&self) -> usize {
-        self.dim / self.heads
-    }
-}
-
-/// How projections are stored.
-#[derive(Clone, Copy, PartialEq)]
-enum Proj {
-    F32,
-    Tq2WithScaleTensors,
-    Tq1,
-    I2s,
-}
-
-/// How `token_embd` is stored.
-#[derive(Clone, Copy, PartialEq)]
-enum Emb {
-    F32,
-    F16,
-}
-
-/// One projection: ternary weights `rows x cols` and the tensor scale.
-struct Ternary {
-    w: Vec<i8>,
-    scale: f32,
-}
+use crate::gguf_build::{
+    Proj, Shape, Ternary, f16_bytes, f32_bytes, metadata, projection, projections,
+};
 
 /// Draws everything in a fixed order from one seeded stream, so the same
 /// seed gives the same weights whatever the storage format.
@@ -109,84 +68,11 @@ impl Gen {
     }
 }
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn f16_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter()
-        .flat_map(|&x| f16::from_f32(x).to_bits().to_le_bytes())
-        .collect()
-}
-
-/// The bytes and type of a projection in format `p`, plus the optional
-/// `.scale` tensor value.
-fn projection(
-    t: &Ternary,
-    rows: usize,
-    cols: usize,
-    p: Proj,
-) -> Result<(GgmlType, Vec<u8>, Option<f32>), String> {
-    let scaled: Vec<f32> = t.w.iter().map(|&w| f32::from(w) * t.scale).collect();
-    let e = |e: bitnet_core::quant::QuantError| e.to_string();
-    Ok(match p {
-        Proj::F32 => (GgmlType::F32, f32_bytes(&scaled), None),
-        Proj::Tq2WithScaleTensors => {
-            let plain: Vec<f32> = t.w.iter().map(|&w| f32::from(w)).collect();
-            let mut out = vec![0u8; rows * cols / 256 * 66];
-            quantize_row_tq2_0(&plain, &mut out).map_err(e)?;
-            (GgmlType::TQ2_0, out, Some(t.scale))
-        }
-        Proj::Tq1 => {
-            let mut out = vec![0u8; rows * cols / 256 * 54];
-            quantize_row_tq1_0(&scaled, &mut out).map_err(e)?;
-            (GgmlType::TQ1_0, out, None)
-        }
-        Proj::I2s => (
-            GgmlType::I2S,
-            quantize_i2s(&t.w, t.scale, rows, cols).map_err(e)?,
-            None,
-        ),
-    })
-}
-
-/// Metadata common to every generated model.
-fn metadata(w: &mut GgufWriter, s: &Shape, name: &str) {
-    let a = s.arch;
-    let u = |v: usize| OwnedValue::U32(v as u32);
-    w.kv("general.architecture", OwnedValue::String(a.into()));
-    w.kv("general.name", OwnedValue::String(name.into()));
-    w.kv(&format!("{a}.context_length"), u(s.ctx));
-    w.kv(&format!("{a}.embedding_length"), u(s.dim));
-    w.kv(&format!("{a}.block_count"), u(s.layers));
-    w.kv(&format!("{a}.feed_forward_length"), u(s.ff));
-    w.kv(&format!("{a}.attention.head_count"), u(s.heads));
-    w.kv(&format!("{a}.attention.head_count_kv"), u(s.kv_heads));
-    w.kv(
-        &format!("{a}.attention.layer_norm_rms_epsilon"),
-        OwnedValue::F32(1e-5),
-    );
-    w.kv(&format!("{a}.rope.freq_base"), OwnedValue::F32(s.rope_base));
-    w.kv(&format!("{a}.rope.dimension_count"), u(s.head_dim()));
-}
-
-/// A projection name, its `rows x cols` (out x in).
-fn projections(s: &Shape) -> [(&'static str, usize, usize); 7] {
-    let (d, q, kv, ff) = (
-        s.dim,
-        s.heads * s.head_dim(),
-        s.kv_heads * s.head_dim(),
-        s.ff,
-    );
-    [
-        ("attn_q", q, d),
-        ("attn_k", kv, d),
-        ("attn_v", kv, d),
-        ("attn_output", d, q),
-        ("ffn_gate", ff, d),
-        ("ffn_up", ff, d),
-        ("ffn_down", d, ff),
-    ]
+/// How `token_embd` is stored.
+#[derive(Clone, Copy, PartialEq)]
+enum Emb {
+    F32,
+    F16,
 }
 
 /// Every tensor of a model as (name, type, dims, bytes), generated lazily in
@@ -296,6 +182,7 @@ pub fn gen_tiny(out_dir: &Path, vocab_path: &Path, seeds: [u64; 2]) -> Result<()
         vocab: 0,
         ctx: 256,
         rope_base: 10000.0,
+        rms_eps: 1e-5,
     };
     let b158 = Shape {
         arch: "bitnet-b1.58",
@@ -367,6 +254,7 @@ pub fn gen_full(out_dir: &Path, seed: u64, llama3_model: &Path) -> Result<(), St
         vocab: 128256,
         ctx: 4096,
         rope_base: 500000.0,
+        rms_eps: 1e-5,
     };
     if vocab.tokens.len() != shape.vocab {
         return Err(format!(

@@ -5,7 +5,9 @@ mod benchmark;
 mod cross;
 mod crossval;
 mod ctests;
+mod export_model;
 mod fixtures;
+mod gguf_build;
 mod golden_receipts;
 mod receipts;
 mod tools;
@@ -70,6 +72,23 @@ enum Cmd {
         /// Folder for the full-size models.
         #[arg(long, default_value = "target/full-models")]
         full_dir: PathBuf,
+    },
+    /// The trained model (xtask/train) into GGUF through our own writer and
+    /// quantizers: reads the interchange that `xtask/train/dump.py --out
+    /// DIR` writes from a checkpoint, writes I2_S and/or TQ2_0 files.
+    ExportModel {
+        /// The dump folder (model.json + tensors.bin).
+        #[arg(long)]
+        from: PathBuf,
+        /// Output file with I2_S projections.
+        #[arg(long)]
+        i2s: Option<PathBuf>,
+        /// Output file with TQ2_0 projections.
+        #[arg(long)]
+        tq2: Option<PathBuf>,
+        /// `general.name`, before the `-i2_s` / `-tq2_0` suffix.
+        #[arg(long, default_value = export_model::DEFAULT_NAME)]
+        name: String,
     },
     /// Deterministic prefill + greedy decode of the shipped model that
     /// writes a receipt (ci/inference.json) of the kernels that ran.
@@ -209,6 +228,21 @@ fn main() -> ExitCode {
             full,
             full_dir,
         } => gen_fixtures(out_dir, vocab, [seed, seed_i2s], full.then_some(full_dir)),
+        Cmd::ExportModel {
+            from,
+            i2s,
+            tq2,
+            name,
+        } => {
+            let outputs: Vec<(&std::path::Path, export_model::Format)> = [
+                (i2s.as_deref(), export_model::Format::I2s),
+                (tq2.as_deref(), export_model::Format::Tq2),
+            ]
+            .into_iter()
+            .filter_map(|(p, f)| p.map(|p| (p, f)))
+            .collect();
+            export_model::export_model(&from, &outputs, &name)
+        }
         Cmd::GenVocab { model, out } => vocab::gen_vocab(&model, &out),
         Cmd::Wasm {
             serve,

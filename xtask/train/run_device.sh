@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs on the device machine (one H100): several configurations at once (the model is
-# small, so one GPU is far from busy with one of them); each writes $OUT/<name>/{log.csv,best.pt}.
+# small, so one GPU is far from busy with one of them); each writes $OUT/<name>/{log.csv,best.pt}
+# and the interchange $OUT/<name>/dump/ of its best checkpoint (xtask/train/dump.py).
 #   bash xtask/train/run_device.sh final|explore|smoke
+# That machine has Python/PyTorch but no Rust: the GGUF export runs back here,
+#   cargo xtask export-model --from $OUT/a/dump --i2s ... --tq2 ...   (see README.md)
 set -u
 MODE=${1:-final}
 OUT=${OUT:-/tmp/out}
@@ -30,6 +33,10 @@ for n in a b c; do echo "== $n"; grep -E '^(config|step|summary|auto)|Error|erro
 for n in a b c; do
   [ -f $OUT/$n/best.pt ] && python3 xtask/train/eval.py --ckpt $OUT/$n/best.pt --corpus xtask/train/data/tinyshakespeare.txt \
      --device cuda --prompt "ROMEO:" --n-gen 30 --out /tmp/ev_$n.json 2>&1 | grep -E '"ppl"|"n_scored"|ROMEO|Error' | sed "s/^/$n: /"
+done
+# the interchange for `cargo xtask export-model`, which runs where Rust is
+for n in a b c; do
+  [ -f $OUT/$n/best.pt ] && { python3 xtask/train/dump.py --ckpt $OUT/$n/best.pt --out $OUT/$n/dump 2>&1 | sed "s/^/$n: /"; }
 done
 cat $OUT/a.log $OUT/b.log $OUT/c.log > $OUT/train.log; rm -f $OUT/a.log $OUT/b.log $OUT/c.log
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
