@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+#[path = "../../core/tests/common/hostile.rs"]
+mod hostile;
+
 /// Max |logit diff| vs llama.cpp on stories260K (F32 weights; only float
 /// summation order differs; measured 7.6e-6 in core's test).
 const STORIES_LOGIT_TOL: f32 = 1e-4;
@@ -267,4 +270,29 @@ fn errors_exit_nonzero_with_error_line() {
     ]);
     assert_ne!(code, 0);
     assert!(stderr.contains("unknown kernel"), "{stderr}");
+}
+
+/// Issue 4: a model whose I2_S per-tensor scale is NaN is refused at load
+/// (exit 1, an `error:` line naming the tensor), not run into garbage.
+#[test]
+fn nan_i2s_scale_is_refused_at_load() {
+    let model = hostile::tiny_model(1);
+    let bad = hostile::with_i2s_scale(&model, "blk.0.attn_q.weight", f32::NAN);
+    let dir = std::env::temp_dir().join(format!("bitnet-cli-run-nan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (good_path, bad_path) = (dir.join("good.gguf"), dir.join("nan-scale.gguf"));
+    std::fs::write(&good_path, &model).unwrap();
+    std::fs::write(&bad_path, &bad).unwrap();
+    let run = |p: &PathBuf| bitnet(&["run", "-m", p.to_str().unwrap(), "--tokens", "1", "-n", "2"]);
+    let (code, _, stderr) = run(&good_path);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run(&bad_path);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 1, "stdout {stdout:?}, stderr {stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("error: ")
+            && l.contains("blk.0.attn_q.weight")
+            && l.contains("not finite")),
+        "{stderr}"
+    );
 }
