@@ -55,11 +55,17 @@ fn run_json(args: &[&str]) -> (Vec<u32>, Vec<u32>, String) {
     let (code, stdout, stderr) = bitnet(&all);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object on stdout");
-    (
-        ids(&v["prompt_tokens"]),
-        ids(&v["generated_tokens"]),
-        v["text"].as_str().unwrap().to_string(),
-    )
+    let (prompt, generated) = (ids(&v["prompt_tokens"]), ids(&v["generated_tokens"]));
+    let text = v["text"].as_str().unwrap().to_string();
+    // Exactly issue 4's object, keys in its order, one line, nothing else.
+    let exact = format!(
+        "{{\"prompt_tokens\":{},\"generated_tokens\":{},\"text\":{}}}\n",
+        serde_json::to_string(&prompt).unwrap(),
+        serde_json::to_string(&generated).unwrap(),
+        serde_json::to_string(&text).unwrap()
+    );
+    assert_eq!(stdout, exact, "bitnet run --json output");
+    (prompt, generated, text)
 }
 
 /// Reads a float32 `.npy` written by `bitnet logits`: (shape, data).
