@@ -287,6 +287,42 @@ fn tamper_throughput_times_1000() {
     );
 }
 
+/// Issue 7: the CPU ceiling depends on the run's threads. The golden at an
+/// honest one-thread rate (5 GB/s of weights) verifies; x100 tokens/s with
+/// the decode time to match (500 GB/s) stays under the socket's DRAM ceiling
+/// but not under one core's, and is rejected by the throughput rule. The
+/// same numbers from 64 threads stay under the ceiling.
+#[test]
+fn tamper_throughput_times_100_on_one_thread() {
+    let honest = |r: &mut Receipt| {
+        assert_eq!(r.threads, 1);
+        let tps = 5e9 / r.weight_bytes_per_token as f64;
+        set_rate(r, tps);
+    };
+    let mut r = golden("receipt-1.1.0.json");
+    honest(&mut r);
+    assert_eq!(check(&r, false), Ok(()));
+    let inflated = r.timings.tokens_per_sec * 100.0;
+    let implied = r.weight_bytes_per_token as f64 * inflated;
+    assert!(
+        implied < CPU_CEILING,
+        "the socket ceiling alone would catch this"
+    );
+    tampered(
+        |r| {
+            honest(r);
+            let tps = r.timings.tokens_per_sec * 100.0;
+            set_rate(r, tps);
+        },
+        false,
+        27,
+        "throughput above the hardware ceiling",
+    );
+    set_rate(&mut r, inflated);
+    r.threads = 64;
+    assert_eq!(check(&r, false), Ok(()));
+}
+
 #[test]
 fn tamper_decode_time() {
     tampered(
