@@ -9,7 +9,7 @@ mod common;
 use bitnet_core::gguf::Gguf;
 use bitnet_core::kernels::Platform;
 use bitnet_core::model::{Arch, Generator, Logits, Model};
-use bitnet_core::quant::QuantType;
+use bitnet_core::quant::{QuantType, QuantizedLinear};
 use bitnet_core::sample::{Sampler, SamplerParams};
 
 /// Max |logit difference| against llama.cpp for the `bitnet` fixtures
@@ -132,6 +132,43 @@ fn tq2_0_fixture_carries_scale_tensors() {
         assert!(l.wq.scale.is_some() && l.w_down.scale.is_some());
         assert!(lf.wq.scale.is_none());
     }
+}
+
+/// Issue 7's compute_path evidence through the real forward pass: the I2_S
+/// fixture's generation is "real"; the same model with one projection of
+/// one layer swapped for an F32 copy (a non-quantized path) is partial,
+/// though every other projection still runs quantized.
+#[test]
+fn a_float_projection_in_one_layer_makes_the_run_partial() {
+    let bytes = common::fixture("bitnet-b1.58-i2s.gguf");
+    let g = Gguf::parse(&bytes).unwrap();
+    let mut model = Model::from_gguf(&g).unwrap();
+    let layers = model.config.n_layers;
+    assert!(layers >= 2);
+    let generate = |model: &Model<'_>| {
+        let mut state = model.new_state(8, 64).unwrap();
+        let mut sampler = Sampler::new(SamplerParams::greedy());
+        let tokens: Vec<u32> = Generator::new(model, &mut state, &mut sampler, &[1, 2, 3], 4, &[])
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let n = tokens.len() as u64;
+        (
+            state.counters().is_real(n),
+            state.counters().partial_passes(),
+        )
+    };
+    assert_eq!(generate(&model), (true, 0));
+
+    let up = &model.weights.layers[layers - 1].w_up.matrix;
+    let (rows, cols) = (up.rows(), up.cols());
+    let mut w = vec![0f32; rows * cols];
+    bitnet_core::quant::i2s::dequantize_i2s(up.weight(), rows, cols, &mut w).unwrap();
+    let f32_bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+    model.weights.layers[layers - 1].w_up.matrix =
+        QuantizedLinear::new(&f32_bytes, QuantType::F32, rows, cols).unwrap();
+    let (real, partial) = generate(&model);
+    assert!(!real);
+    assert!(partial > 0);
 }
 
 /// Logits bits of `tokens`, a 16-token greedy continuation and the kernel

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use bitnet_core::receipt::{
-    Backend, KernelCounters, KernelRecord, ModelInfo, ParseError, Receipt, Rejection, RunInfo,
-    verify,
+    Backend, KernelCounters, KernelRecord, ModelInfo, ParseError, Projections, Receipt, Rejection,
+    RunInfo, verify,
 };
 use bitnet_std::receipt::policy::CPU_CEILING_BYTES_PER_SEC as CPU_CEILING;
 use bitnet_std::receipt::{
@@ -98,8 +98,8 @@ fn fingerprint_comes_from_this_host() {
 fn builder_writes_what_the_counters_recorded() {
     let mut c = KernelCounters::new();
     for pass in 0..5 {
-        for _ in 0..3 {
-            c.record("tq2_0_gemv_scalar", 4096);
+        for layer in 0..3 {
+            c.record_projection(layer, Projections::ALL, "tq2_0_gemv_scalar", 4096);
         }
         c.end_pass(if pass == 0 { 6 } else { 1 }, 3);
     }
