@@ -21,9 +21,35 @@ const LLAMA_CPP_LOGIT_TOL: f32 = 1e-4;
 
 /// Max |logit difference| against the numpy oracle for I2_S (issue 4):
 /// the integer dots are exact on both sides; float parts differ in
-/// summation order only. A larger difference would come from an int8
-/// activation rounding flip at a .5 tie, which `i2s_flips` below counts.
+/// summation order only (measured a few 1e-6). Issue 4: "Any larger
+/// difference must be traced to a single int8 rounding flip at a tie;
+/// report how many there are." What this test checks is the logits only:
+/// it counts the prompt positions whose max |diff| exceeds this tolerance,
+/// prints the count, and requires it to be 0, so there is no larger
+/// difference to trace. It does not count flips themselves: that needs the
+/// engine's int8 activations per layer and projection input, which no hook
+/// of the forward pass exposes; a nonzero count would have to be traced by
+/// hand.
 const ORACLE_LOGIT_TOL: f32 = 1e-3;
+
+/// Positions (rows of `got`, `want.len()` of them) whose max |logit diff|
+/// exceeds `tol`, with that difference.
+fn positions_beyond(got: &[f32], want: &[Vec<f32>], tol: f32) -> Vec<(usize, f32)> {
+    let vocab = want[0].len();
+    assert_eq!(got.len(), vocab * want.len(), "logit count");
+    got.chunks_exact(vocab)
+        .zip(want)
+        .enumerate()
+        .filter_map(|(i, (g, w))| {
+            let d = g
+                .iter()
+                .zip(w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            (d > tol).then_some((i, d))
+        })
+        .collect()
+}
 
 fn run(fixture: &str, golden: &str, tol: f32, expect: QuantType, arch: Arch) {
     let bytes = common::fixture(fixture);
@@ -40,7 +66,24 @@ fn run(fixture: &str, golden: &str, tol: f32, expect: QuantType, arch: Arch) {
     let mut state = model.new_state(32, 128).unwrap();
     let got = model.forward(&mut state, &tokens, 0, Logits::All).unwrap();
     let d = common::max_abs_diff(got, &want);
-    println!("{fixture} vs {golden}: max |logit diff| over 24 positions = {d:e}");
+    let beyond = positions_beyond(got, &want, tol);
+    println!(
+        "{fixture} vs {golden}: max |logit diff| over 24 positions = {d:e}; \
+         positions beyond {tol:e}: {}",
+        beyond.len()
+    );
+    if expect == QuantType::I2S {
+        println!(
+            "{fixture}: differences beyond {tol:e} to trace to an int8 tie flip: {} \
+             (activations are not compared; see ORACLE_LOGIT_TOL)",
+            beyond.len()
+        );
+    }
+    assert!(
+        beyond.is_empty(),
+        "{fixture}: (position, max |diff|) beyond {tol}: {beyond:?}; issue 4 asks that each \
+         such difference be traced to a single int8 rounding flip at a tie"
+    );
     assert!(d <= tol, "{fixture}: max |diff| {d} > {tol}");
     // The projection kernels that ran are this format's (ids such as
     // `tq2_0_gemv_avx2`, `i2s_gemm_avx512vnni`).
