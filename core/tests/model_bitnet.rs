@@ -9,7 +9,7 @@ mod common;
 use bitnet_core::gguf::Gguf;
 use bitnet_core::kernels::Platform;
 use bitnet_core::model::{Arch, Generator, Logits, Model};
-use bitnet_core::quant::QuantType;
+use bitnet_core::quant::{QuantType, QuantizedLinear};
 use bitnet_core::sample::{Sampler, SamplerParams};
 
 /// Max |logit difference| against llama.cpp for the `bitnet` fixtures
@@ -21,9 +21,35 @@ const LLAMA_CPP_LOGIT_TOL: f32 = 1e-4;
 
 /// Max |logit difference| against the numpy oracle for I2_S (issue 4):
 /// the integer dots are exact on both sides; float parts differ in
-/// summation order only. A larger difference would come from an int8
-/// activation rounding flip at a .5 tie, which `i2s_flips` below counts.
+/// summation order only (measured a few 1e-6). Issue 4: "Any larger
+/// difference must be traced to a single int8 rounding flip at a tie;
+/// report how many there are." What this test checks is the logits only:
+/// it counts the prompt positions whose max |diff| exceeds this tolerance,
+/// prints the count, and requires it to be 0, so there is no larger
+/// difference to trace. It does not count flips themselves: that needs the
+/// engine's int8 activations per layer and projection input, which no hook
+/// of the forward pass exposes; a nonzero count would have to be traced by
+/// hand.
 const ORACLE_LOGIT_TOL: f32 = 1e-3;
+
+/// Positions (rows of `got`, `want.len()` of them) whose max |logit diff|
+/// exceeds `tol`, with that difference.
+fn positions_beyond(got: &[f32], want: &[Vec<f32>], tol: f32) -> Vec<(usize, f32)> {
+    let vocab = want[0].len();
+    assert_eq!(got.len(), vocab * want.len(), "logit count");
+    got.chunks_exact(vocab)
+        .zip(want)
+        .enumerate()
+        .filter_map(|(i, (g, w))| {
+            let d = g
+                .iter()
+                .zip(w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            (d > tol).then_some((i, d))
+        })
+        .collect()
+}
 
 fn run(fixture: &str, golden: &str, tol: f32, expect: QuantType, arch: Arch) {
     let bytes = common::fixture(fixture);
@@ -40,7 +66,24 @@ fn run(fixture: &str, golden: &str, tol: f32, expect: QuantType, arch: Arch) {
     let mut state = model.new_state(32, 128).unwrap();
     let got = model.forward(&mut state, &tokens, 0, Logits::All).unwrap();
     let d = common::max_abs_diff(got, &want);
-    println!("{fixture} vs {golden}: max |logit diff| over 24 positions = {d:e}");
+    let beyond = positions_beyond(got, &want, tol);
+    println!(
+        "{fixture} vs {golden}: max |logit diff| over 24 positions = {d:e}; \
+         positions beyond {tol:e}: {}",
+        beyond.len()
+    );
+    if expect == QuantType::I2S {
+        println!(
+            "{fixture}: differences beyond {tol:e} to trace to an int8 tie flip: {} \
+             (activations are not compared; see ORACLE_LOGIT_TOL)",
+            beyond.len()
+        );
+    }
+    assert!(
+        beyond.is_empty(),
+        "{fixture}: (position, max |diff|) beyond {tol}: {beyond:?}; issue 4 asks that each \
+         such difference be traced to a single int8 rounding flip at a tie"
+    );
     assert!(d <= tol, "{fixture}: max |diff| {d} > {tol}");
     // The projection kernels that ran are this format's (ids such as
     // `tq2_0_gemv_avx2`, `i2s_gemm_avx512vnni`).
@@ -132,6 +175,43 @@ fn tq2_0_fixture_carries_scale_tensors() {
         assert!(l.wq.scale.is_some() && l.w_down.scale.is_some());
         assert!(lf.wq.scale.is_none());
     }
+}
+
+/// Issue 7's compute_path evidence through the real forward pass: the I2_S
+/// fixture's generation is "real"; the same model with one projection of
+/// one layer swapped for an F32 copy (a non-quantized path) is partial,
+/// though every other projection still runs quantized.
+#[test]
+fn a_float_projection_in_one_layer_makes_the_run_partial() {
+    let bytes = common::fixture("bitnet-b1.58-i2s.gguf");
+    let g = Gguf::parse(&bytes).unwrap();
+    let mut model = Model::from_gguf(&g).unwrap();
+    let layers = model.config.n_layers;
+    assert!(layers >= 2);
+    let generate = |model: &Model<'_>| {
+        let mut state = model.new_state(8, 64).unwrap();
+        let mut sampler = Sampler::new(SamplerParams::greedy());
+        let tokens: Vec<u32> = Generator::new(model, &mut state, &mut sampler, &[1, 2, 3], 4, &[])
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let n = tokens.len() as u64;
+        (
+            state.counters().is_real(n),
+            state.counters().partial_passes(),
+        )
+    };
+    assert_eq!(generate(&model), (true, 0));
+
+    let up = &model.weights.layers[layers - 1].w_up.matrix;
+    let (rows, cols) = (up.rows(), up.cols());
+    let mut w = vec![0f32; rows * cols];
+    bitnet_core::quant::i2s::dequantize_i2s(up.weight(), rows, cols, &mut w).unwrap();
+    let f32_bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+    model.weights.layers[layers - 1].w_up.matrix =
+        QuantizedLinear::new(&f32_bytes, QuantType::F32, rows, cols).unwrap();
+    let (real, partial) = generate(&model);
+    assert!(!real);
+    assert!(partial > 0);
 }
 
 /// Logits bits of `tokens`, a 16-token greedy continuation and the kernel

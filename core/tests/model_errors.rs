@@ -1,6 +1,9 @@
 //! Model-level load and run errors on small GGUF files built with the
 //! writer: every failure is a clear `ModelError`, never a panic.
 
+#[path = "common/hostile.rs"]
+mod hostile;
+
 use bitnet_core::gguf::{GgmlType, Gguf, GgufWriter, OwnedArray, OwnedValue, TensorSpec};
 use bitnet_core::model::{Logits, Model, ModelError};
 
@@ -210,6 +213,35 @@ fn non_finite_norms_are_rejected() {
         matches!(e, ModelError::NotFinite { ref name, index: 2, .. } if name == "blk.0.ffn_norm.weight"),
         "{e}"
     );
+}
+
+/// Issue 4: "scales ... finite" on load. An I2_S tensor's scale (the f32
+/// in its 32-byte tail) multiplies every output; NaN or inf is refused,
+/// naming the tensor, and the file next to it with a finite scale loads.
+#[test]
+fn non_finite_i2s_scales_are_rejected() {
+    let (_, arch, proj, _) = hostile::TINY[1];
+    assert_eq!((arch, proj), ("bitnet-b1.58", hostile::Proj::I2s));
+    let model = hostile::tiny_model(1);
+    load(&model).unwrap();
+    for (tensor, bad) in [
+        ("blk.0.attn_q.weight", f32::NAN),
+        ("blk.0.ffn_down.weight", f32::INFINITY),
+        ("blk.0.attn_output.weight", f32::NEG_INFINITY),
+    ] {
+        let e = load(&hostile::with_i2s_scale(&model, tensor, bad)).unwrap_err();
+        assert!(
+            matches!(e, ModelError::ScaleNotFinite { ref name, value } if name == tensor && value.to_bits() == bad.to_bits()),
+            "{tensor}: {e}"
+        );
+        let msg = e.to_string();
+        assert!(msg.contains(tensor) && msg.contains("not finite"), "{msg}");
+    }
+    // A finite scale of any size or sign loads (what is plausible is
+    // `bitnet validate`'s quant.scale rule, not the loader's).
+    for ok in [0.0, -0.5, 1e30] {
+        load(&hostile::with_i2s_scale(&model, "blk.0.attn_q.weight", ok)).unwrap();
+    }
 }
 
 #[test]

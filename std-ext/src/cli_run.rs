@@ -17,6 +17,7 @@ use bitnet_std::receipt::{ReceiptBuilder, write_receipt};
 use bitnet_std::validate_cmd::ValidationOptions;
 use bitnet_std::{Error, ModelFile};
 use clap::Args;
+use serde::Serialize;
 
 /// Context length when neither `-c` nor a smaller model limit applies.
 const DEFAULT_CTX: usize = 4096;
@@ -384,6 +385,16 @@ fn prompt_echo(l: &Loaded<'_>, prompt: Option<&str>, ids: &[u32]) -> Result<Opti
     })
 }
 
+/// `bitnet run --json`'s one object. A struct, not `serde_json::json!`
+/// (whose map sorts keys): issue 4 gives the key order
+/// `{"prompt_tokens":[..],"generated_tokens":[..],"text":".."}`.
+#[derive(Serialize)]
+struct RunJson<'a> {
+    prompt_tokens: &'a [u32],
+    generated_tokens: &'a [u32],
+    text: &'a str,
+}
+
 /// The end of `bitnet run`: the JSON object, or the summary line.
 fn finish_run(
     l: &Loaded<'_>,
@@ -397,12 +408,13 @@ fn finish_run(
             Some(t) => t.decode_lossy(generated, DecodeOptions::default())?,
             None => String::new(),
         };
-        let obj = serde_json::json!({
-            "prompt_tokens": ids,
-            "generated_tokens": generated,
-            "text": text,
-        });
-        println!("{obj}");
+        let obj = RunJson {
+            prompt_tokens: ids,
+            generated_tokens: generated,
+            text: &text,
+        };
+        let line = serde_json::to_string(&obj).map_err(|e| Error::Render(e.to_string()))?;
+        println!("{line}");
     } else {
         eprintln!(
             "\n[{} prompt + {} generated tokens in {:.2} s]",

@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+#[path = "../../core/tests/common/hostile.rs"]
+mod hostile;
+
 /// Max |logit diff| vs llama.cpp on stories260K (F32 weights; only float
 /// summation order differs; measured 7.6e-6 in core's test).
 const STORIES_LOGIT_TOL: f32 = 1e-4;
@@ -52,11 +55,17 @@ fn run_json(args: &[&str]) -> (Vec<u32>, Vec<u32>, String) {
     let (code, stdout, stderr) = bitnet(&all);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object on stdout");
-    (
-        ids(&v["prompt_tokens"]),
-        ids(&v["generated_tokens"]),
-        v["text"].as_str().unwrap().to_string(),
-    )
+    let (prompt, generated) = (ids(&v["prompt_tokens"]), ids(&v["generated_tokens"]));
+    let text = v["text"].as_str().unwrap().to_string();
+    // Exactly issue 4's object, keys in its order, one line, nothing else.
+    let exact = format!(
+        "{{\"prompt_tokens\":{},\"generated_tokens\":{},\"text\":{}}}\n",
+        serde_json::to_string(&prompt).unwrap(),
+        serde_json::to_string(&generated).unwrap(),
+        serde_json::to_string(&text).unwrap()
+    );
+    assert_eq!(stdout, exact, "bitnet run --json output");
+    (prompt, generated, text)
 }
 
 /// Reads a float32 `.npy` written by `bitnet logits`: (shape, data).
@@ -267,4 +276,29 @@ fn errors_exit_nonzero_with_error_line() {
     ]);
     assert_ne!(code, 0);
     assert!(stderr.contains("unknown kernel"), "{stderr}");
+}
+
+/// Issue 4: a model whose I2_S per-tensor scale is NaN is refused at load
+/// (exit 1, an `error:` line naming the tensor), not run into garbage.
+#[test]
+fn nan_i2s_scale_is_refused_at_load() {
+    let model = hostile::tiny_model(1);
+    let bad = hostile::with_i2s_scale(&model, "blk.0.attn_q.weight", f32::NAN);
+    let dir = std::env::temp_dir().join(format!("bitnet-cli-run-nan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (good_path, bad_path) = (dir.join("good.gguf"), dir.join("nan-scale.gguf"));
+    std::fs::write(&good_path, &model).unwrap();
+    std::fs::write(&bad_path, &bad).unwrap();
+    let run = |p: &PathBuf| bitnet(&["run", "-m", p.to_str().unwrap(), "--tokens", "1", "-n", "2"]);
+    let (code, _, stderr) = run(&good_path);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run(&bad_path);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 1, "stdout {stdout:?}, stderr {stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("error: ")
+            && l.contains("blk.0.attn_q.weight")
+            && l.contains("not finite")),
+        "{stderr}"
+    );
 }

@@ -11,6 +11,12 @@
 //! - `BITNET_CROSSVAL_HARNESS`: the C++ harness ci/crossval/harness.cpp
 //!   (default: target/crossval/crossval_harness, which
 //!   `cargo xtask crossval --setup` builds).
+//! - `BITNET_CROSSVAL_LIB_PATH`: the harness's whole `LD_LIBRARY_PATH`
+//!   (`cargo xtask crossval` passes the release libbitnet.so's directory
+//!   and llama.cpp's). Unset: the harness runs without `LD_LIBRARY_PATH` and
+//!   finds its libraries by its RPATH. Never the inherited value: `cargo
+//!   test` puts target/debug/deps first there, where a stale debug
+//!   libbitnet.so (another ABI) once made every case fail.
 //! - `BITNET_CROSSVAL_SUMMARY` (optional): a file to append this run's
 //!   summary row to (one JSON object per line); `BITNET_CROSSVAL_LABEL`
 //!   names the row; `BITNET_CROSSVAL_THREADS` (default 1).
@@ -314,6 +320,30 @@ fn env_path(key: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// The harness, with exactly the libraries meant for it: the library path
+/// `BITNET_CROSSVAL_LIB_PATH` names, else none (the harness's RPATH), never
+/// the `LD_LIBRARY_PATH` this test inherited.
+fn harness_command(harness: &Path) -> Command {
+    let mut cmd = Command::new(harness);
+    match std::env::var_os("BITNET_CROSSVAL_LIB_PATH") {
+        Some(p) => cmd.env("LD_LIBRARY_PATH", p),
+        None => cmd.env_remove("LD_LIBRARY_PATH"),
+    };
+    cmd
+}
+
+#[test]
+fn harness_does_not_inherit_the_library_path() {
+    let cmd = harness_command(Path::new("/bin/true"));
+    let lib_path = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "LD_LIBRARY_PATH")
+        .map(|(_, v)| v.map(|v| v.to_os_string()));
+    let want = std::env::var_os("BITNET_CROSSVAL_LIB_PATH");
+    // Set to the given path, or explicitly removed (`Some(None)`).
+    assert_eq!(lib_path, Some(want));
+}
+
 #[test]
 fn logits_and_greedy_tokens_match_llama_cpp() {
     let Some(ours) = env_path("BITNET_GGUF") else {
@@ -358,7 +388,7 @@ fn logits_and_greedy_tokens_match_llama_cpp() {
     };
 
     let out = std::env::temp_dir().join(format!("bitnet-crossval-{}.json", std::process::id()));
-    let mut cmd = Command::new(&harness);
+    let mut cmd = harness_command(&harness);
     cmd.arg("--bitnet")
         .arg(&ours)
         .arg("--llama")

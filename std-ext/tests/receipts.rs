@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use bitnet_core::receipt::{
-    Backend, KernelCounters, KernelRecord, ModelInfo, ParseError, Receipt, Rejection, RunInfo,
-    verify,
+    Backend, KernelCounters, KernelRecord, ModelInfo, ParseError, Projections, Receipt, Rejection,
+    RunInfo, verify,
 };
 use bitnet_std::receipt::policy::CPU_CEILING_BYTES_PER_SEC as CPU_CEILING;
 use bitnet_std::receipt::{
@@ -98,8 +98,8 @@ fn fingerprint_comes_from_this_host() {
 fn builder_writes_what_the_counters_recorded() {
     let mut c = KernelCounters::new();
     for pass in 0..5 {
-        for _ in 0..3 {
-            c.record("tq2_0_gemv_scalar", 4096);
+        for layer in 0..3 {
+            c.record_projection(layer, Projections::ALL, "tq2_0_gemv_scalar", 4096);
         }
         c.end_pass(if pass == 0 { 6 } else { 1 }, 3);
     }
@@ -285,6 +285,42 @@ fn tamper_throughput_times_1000() {
         28,
         "disagrees with generated / decode time",
     );
+}
+
+/// Issue 7: the CPU ceiling depends on the run's threads. The golden at an
+/// honest one-thread rate (5 GB/s of weights) verifies; x100 tokens/s with
+/// the decode time to match (500 GB/s) stays under the socket's DRAM ceiling
+/// but not under one core's, and is rejected by the throughput rule. The
+/// same numbers from 64 threads stay under the ceiling.
+#[test]
+fn tamper_throughput_times_100_on_one_thread() {
+    let honest = |r: &mut Receipt| {
+        assert_eq!(r.threads, 1);
+        let tps = 5e9 / r.weight_bytes_per_token as f64;
+        set_rate(r, tps);
+    };
+    let mut r = golden("receipt-1.1.0.json");
+    honest(&mut r);
+    assert_eq!(check(&r, false), Ok(()));
+    let inflated = r.timings.tokens_per_sec * 100.0;
+    let implied = r.weight_bytes_per_token as f64 * inflated;
+    assert!(
+        implied < CPU_CEILING,
+        "the socket ceiling alone would catch this"
+    );
+    tampered(
+        |r| {
+            honest(r);
+            let tps = r.timings.tokens_per_sec * 100.0;
+            set_rate(r, tps);
+        },
+        false,
+        27,
+        "throughput above the hardware ceiling",
+    );
+    set_rate(&mut r, inflated);
+    r.threads = 64;
+    assert_eq!(check(&r, false), Ok(()));
 }
 
 #[test]

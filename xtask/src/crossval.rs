@@ -8,7 +8,9 @@
 //!    llama.cpp needs (see [`reencode`]) and runs the threshold checks,
 //!    `cargo test -p bitnet-std --features crossval --test crossval`, with
 //!    `BITNET_GGUF` (our side), `BITNET_CROSSVAL_REF_GGUF` (llama.cpp's
-//!    side), `BITNET_CROSSVAL_HARNESS` and `BITNET_CROSSVAL_SUMMARY` set.
+//!    side), `BITNET_CROSSVAL_HARNESS`, `BITNET_CROSSVAL_LIB_PATH` (the
+//!    release libbitnet.so's and llama.cpp's library directories, the
+//!    harness's whole LD_LIBRARY_PATH) and `BITNET_CROSSVAL_SUMMARY` set.
 //! 3. Prints the summary table the tests wrote; fails if any case failed.
 //!
 //! Thresholds and their derivation: std-ext/tests/crossval.rs and
@@ -122,7 +124,11 @@ pub fn crossval(args: &Args) -> Result<()> {
             .env("BITNET_CROSSVAL_SUMMARY", &summary)
             .env("BITNET_CROSSVAL_LABEL", &c.label)
             .env("BITNET_CROSSVAL_THREADS", args.threads.to_string())
-            .env("LD_LIBRARY_PATH", &built.lib_path))
+            // Not LD_LIBRARY_PATH: `cargo test` prepends target/debug/deps
+            // to it, where a debug libbitnet.so of another ABI may lie, and
+            // the harness would load that one. The test hands this path to
+            // the harness alone.
+            .env("BITNET_CROSSVAL_LIB_PATH", &built.lib_path))
         .is_ok();
         if !ok {
             failed.push(c.label.clone());
@@ -178,6 +184,10 @@ fn setup(root: &Path, out: &Path) -> Result<Built> {
     };
     run(Command::new("g++")
         .args(["-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror"])
+        // DT_RPATH, not DT_RUNPATH: searched before LD_LIBRARY_PATH, so the
+        // harness finds the release libbitnet.so it was linked against even
+        // when run by hand from an environment such as `cargo test`'s.
+        .arg("-Wl,--disable-new-dtags")
         .arg(inc(root.join("include")))
         .arg(inc(llama_src.join("include")))
         .arg(inc(llama_src.join("ggml/include")))

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bitnet_core::quant::i2s::quantize_i2s;
 use bitnet_core::quant::{ActScratch, QuantType, QuantizedLinear};
-use bitnet_core::receipt::{Backend, KernelCounters, ModelInfo, Receipt, RunInfo};
+use bitnet_core::receipt::{Backend, KernelCounters, ModelInfo, Projections, Receipt, RunInfo};
 use bitnet_std::receipt::{ReceiptBuilder, sha256, write_receipt};
 
 /// Hidden size of the synthetic stack.
@@ -141,25 +141,53 @@ fn forward(
                 .copied()
         })
         .collect();
-    let mut run = |bytes: &[u8], qt, rows, cols, input: &[f32], counters: &mut KernelCounters| {
-        let lin = QuantizedLinear::new(bytes, qt, rows, cols).map_err(|e| e.to_string())?;
+    // `(layer, projection)`: the layer evidence of the receipt's
+    // compute_path.
+    let mut run = |bytes: &[u8],
+                   rows,
+                   cols,
+                   input: &[f32],
+                   at: (usize, Projections),
+                   counters: &mut KernelCounters| {
+        let lin =
+            QuantizedLinear::new(bytes, QuantType::I2S, rows, cols).map_err(|e| e.to_string())?;
         let mut out = vec![0f32; n * rows];
         let id = lin
             .forward(input, &mut out, scratch)
             .map_err(|e| e.to_string())?;
-        counters.record(id, bytes.len() as u64);
+        counters.record_projection(at.0, at.1, id, bytes.len() as u64);
         Ok::<_, String>(out)
     };
-    for mats in &stack.layers {
+    const ATTENTION: [Projections; 4] = [
+        Projections::Q,
+        Projections::K,
+        Projections::V,
+        Projections::O,
+    ];
+    for (l, mats) in stack.layers.iter().enumerate() {
         let mut h = vec![0f32; n * DIM];
-        for (bytes, rows, cols) in &mats[..4] {
-            let y = run(bytes, QuantType::I2S, *rows, *cols, &x, counters)?;
+        for ((bytes, rows, cols), p) in mats[..4].iter().zip(ATTENTION) {
+            let y = run(bytes, *rows, *cols, &x, (l, p), counters)?;
             h.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
         }
-        let gate = run(&mats[4].0, QuantType::I2S, HIDDEN, DIM, &x, counters)?;
-        let up = run(&mats[5].0, QuantType::I2S, HIDDEN, DIM, &x, counters)?;
+        let gate = run(
+            &mats[4].0,
+            HIDDEN,
+            DIM,
+            &x,
+            (l, Projections::GATE),
+            counters,
+        )?;
+        let up = run(&mats[5].0, HIDDEN, DIM, &x, (l, Projections::UP), counters)?;
         let act: Vec<f32> = gate.iter().zip(&up).map(|(g, u)| g.max(0.0) * u).collect();
-        let down = run(&mats[6].0, QuantType::I2S, DIM, HIDDEN, &act, counters)?;
+        let down = run(
+            &mats[6].0,
+            DIM,
+            HIDDEN,
+            &act,
+            (l, Projections::DOWN),
+            counters,
+        )?;
         for ((xi, hi), di) in x.iter_mut().zip(&h).zip(&down) {
             *xi += hi + di;
         }

@@ -132,7 +132,10 @@ pub struct Config {
 /// Caps that keep every derived size far from overflow on 32-bit targets
 /// while admitting any real model.
 const MAX_DIM: usize = 1 << 16;
-const MAX_LAYERS: usize = 1 << 10;
+/// Most transformer layers (`{arch}.block_count`) a model may have; also the
+/// capacity of the receipts' per-layer evidence
+/// ([`crate::receipt::KernelCounters`]).
+pub const MAX_LAYERS: usize = 1 << 10;
 const MAX_CTX: usize = 1 << 24;
 
 impl Config {

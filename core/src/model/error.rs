@@ -84,6 +84,14 @@ pub enum ModelError {
         /// The value.
         value: f32,
     },
+    /// A quantized matrix's own scale (I2_S: the f32 in the tensor's 32-byte
+    /// tail, which multiplies every output) is NaN or infinite.
+    ScaleNotFinite {
+        /// The tensor name.
+        name: String,
+        /// The scale.
+        value: f32,
+    },
     /// A tensor type this engine cannot use in that role.
     UnsupportedType {
         /// The tensor name.
@@ -180,6 +188,12 @@ impl fmt::Display for ModelError {
             ),
             Self::NotFinite { name, index, value } => {
                 write!(f, "tensor {name} element {index} is {value}, not finite")
+            }
+            Self::ScaleNotFinite { name, value } => {
+                write!(
+                    f,
+                    "tensor {name} has the per-tensor scale {value}, not finite"
+                )
             }
             Self::UnsupportedType { name, ggml_type } => {
                 write!(f, "tensor {name} has type {ggml_type}, not supported there")

@@ -12,7 +12,7 @@ use crate::gguf::Gguf;
 use crate::kernels::Platform;
 use crate::parallel::{Join, SerialJoin};
 use crate::quant::ActScratch;
-use crate::receipt::KernelCounters;
+use crate::receipt::{KernelCounters, Projections};
 
 /// Which positions of a [`Model::forward`] batch get logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +150,9 @@ impl RunState {
 }
 
 /// Runs `lin` on the first `batch` rows of `x` into `out` and records the
-/// kernel that ran with the weight bytes it read.
+/// kernel that ran with the weight bytes it read; `layer` names the layer
+/// and projection it computes (`None`: the LM head), the receipts' evidence
+/// that every layer ran quantized.
 #[allow(clippy::too_many_arguments)]
 fn matmul<J: Join>(
     lin: &Linear<'_>,
@@ -160,10 +162,15 @@ fn matmul<J: Join>(
     platform: Platform,
     scratch: &mut ActScratch,
     counters: &mut KernelCounters,
+    layer: Option<(usize, Projections)>,
 ) -> Result<(), ModelError> {
     let (k, m) = (lin.matrix.cols(), lin.matrix.rows());
     let id = lin.forward_in::<J>(platform, &x[..batch * k], &mut out[..batch * m], scratch)?;
-    counters.record(id, lin.matrix.weight_bytes() as u64);
+    let bytes = lin.matrix.weight_bytes() as u64;
+    match layer {
+        Some((l, p)) => counters.record_projection(l, p, id, bytes),
+        None => counters.record(id, bytes),
+    }
     Ok(())
 }
 
@@ -269,6 +276,7 @@ impl<'a> Model<'a> {
             s.platform,
             &mut s.scratch,
             &mut s.counters,
+            None,
         )?;
         s.counters.end_pass(tokens.len(), c.n_layers);
         Ok(&s.logits[..n * vocab])
@@ -330,9 +338,36 @@ impl<'a> Model<'a> {
                 let r = b * dim..(b + 1) * dim;
                 rmsnorm(&mut xb[r.clone()], &x[r], &lw.attn_norm, c.norm_eps);
             }
-            matmul::<J>(&lw.wq, xb, q, nb, platform, scratch, counters)?;
-            matmul::<J>(&lw.wk, xb, k, nb, platform, scratch, counters)?;
-            matmul::<J>(&lw.wv, xb, v, nb, platform, scratch, counters)?;
+            matmul::<J>(
+                &lw.wq,
+                xb,
+                q,
+                nb,
+                platform,
+                scratch,
+                counters,
+                Some((l, Projections::Q)),
+            )?;
+            matmul::<J>(
+                &lw.wk,
+                xb,
+                k,
+                nb,
+                platform,
+                scratch,
+                counters,
+                Some((l, Projections::K)),
+            )?;
+            matmul::<J>(
+                &lw.wv,
+                xb,
+                v,
+                nb,
+                platform,
+                scratch,
+                counters,
+                Some((l, Projections::V)),
+            )?;
 
             for b in 0..nb {
                 let (cs, sn) = (
@@ -392,7 +427,16 @@ impl<'a> Model<'a> {
                 }
                 None => att_out,
             };
-            matmul::<J>(&lw.wo, attn_in, xb, nb, platform, scratch, counters)?;
+            matmul::<J>(
+                &lw.wo,
+                attn_in,
+                xb,
+                nb,
+                platform,
+                scratch,
+                counters,
+                Some((l, Projections::O)),
+            )?;
             for (xi, &o) in x[..nb * dim].iter_mut().zip(&xb[..nb * dim]) {
                 *xi += o;
             }
@@ -402,8 +446,26 @@ impl<'a> Model<'a> {
                 let r = b * dim..(b + 1) * dim;
                 rmsnorm(&mut xb[r.clone()], &x[r], &lw.ffn_norm, c.norm_eps);
             }
-            matmul::<J>(&lw.w_gate, xb, hb, nb, platform, scratch, counters)?;
-            matmul::<J>(&lw.w_up, xb, hb2, nb, platform, scratch, counters)?;
+            matmul::<J>(
+                &lw.w_gate,
+                xb,
+                hb,
+                nb,
+                platform,
+                scratch,
+                counters,
+                Some((l, Projections::GATE)),
+            )?;
+            matmul::<J>(
+                &lw.w_up,
+                xb,
+                hb2,
+                nb,
+                platform,
+                scratch,
+                counters,
+                Some((l, Projections::UP)),
+            )?;
             let act = c.arch.ffn_activation();
             for (g, &u) in hb[..nb * ff].iter_mut().zip(&hb2[..nb * ff]) {
                 *g = match act {
@@ -424,7 +486,16 @@ impl<'a> Model<'a> {
                 }
                 None => hb,
             };
-            matmul::<J>(&lw.w_down, ffn_in, xb, nb, platform, scratch, counters)?;
+            matmul::<J>(
+                &lw.w_down,
+                ffn_in,
+                xb,
+                nb,
+                platform,
+                scratch,
+                counters,
+                Some((l, Projections::DOWN)),
+            )?;
             for (xi, &o) in x[..nb * dim].iter_mut().zip(&xb[..nb * dim]) {
                 *xi += o;
             }

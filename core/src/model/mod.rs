@@ -27,7 +27,7 @@ mod kv_cache;
 mod math;
 mod weights;
 
-pub use config::{Arch, Config, FfnActivation, RopeStyle};
+pub use config::{Arch, Config, FfnActivation, MAX_LAYERS, RopeStyle};
 pub use error::ModelError;
 pub use forward::{Logits, Model, RunState};
 pub use generate::{Generator, StopReason};

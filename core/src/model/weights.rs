@@ -19,6 +19,7 @@ use super::error::{ModelError, zeroed};
 use crate::gguf::{GgmlType, Gguf, TensorInfo, Value};
 use crate::kernels::Platform;
 use crate::parallel::Join;
+use crate::quant::i2s::i2s_scale;
 use crate::quant::q8_0::dequantize_row_q8_0;
 use crate::quant::tq1_0::dequantize_row_tq1_0;
 use crate::quant::tq2_0::dequantize_row_tq2_0;
@@ -197,7 +198,8 @@ const UNSUPPORTED_LAYER_TENSORS: [&str; 8] = [
 impl<'a> Weights<'a> {
     /// Borrows every tensor of `g` that `cfg` needs, checking dims against the
     /// metadata, the vocabulary size against the embedding rows, and norm
-    /// weights and scales for finiteness. Sets `cfg.vocab_size`.
+    /// weights, `*.scale` tensors and I2_S per-tensor scales for finiteness.
+    /// Sets `cfg.vocab_size`.
     pub fn from_gguf(g: &Gguf<'a>, cfg: &mut Config) -> Result<Self, ModelError> {
         for name in ["rope_freqs.weight", "blk.0.rope_freqs.weight"] {
             if g.tensor(name).is_some() {
@@ -440,10 +442,27 @@ fn matrix<'a>(
         name: t.name.to_string(),
         ggml_type: t.ggml_type.name(),
     })?;
-    QuantizedLinear::new(g.tensor_data(t), qt, rows, cols).map_err(|source| ModelError::Quant {
+    let quant = |source| ModelError::Quant {
         name: t.name.to_string(),
         source,
-    })
+    };
+    let bytes = g.tensor_data(t);
+    let m = QuantizedLinear::new(bytes, qt, rows, cols).map_err(quant)?;
+    if qt == QuantType::I2S {
+        // The tail's one f32 multiplies every output of the matrix: NaN or
+        // inf there turns every logit into garbage. O(1) per tensor, read by
+        // the same helper as the kernels. (The per-block f16 scales of
+        // TQ1_0/TQ2_0/Q8_0 are not scanned here: that would touch every
+        // block of the file at load; `bitnet validate`'s quant.scale does.)
+        let value = i2s_scale(bytes, rows, cols).map_err(quant)?;
+        if !value.is_finite() {
+            return Err(ModelError::ScaleNotFinite {
+                name: t.name.to_string(),
+                value,
+            });
+        }
+    }
+    Ok(m)
 }
 
 /// `{prefix}{proj}.weight` as a `rows x cols` matrix, with the optional

@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 pub use builder::{Backend, BuildError, ModelInfo, RunInfo};
-pub use counters::{KernelCount, KernelCounters};
+pub use counters::{KernelCount, KernelCounters, Projections};
 pub use schema::*;
 pub use verify::{
     BACKENDS, FAKE_KERNEL_MARKERS, GPU_KERNEL_SEGMENTS, KernelIdProblem, MAX_KERNEL_ID_LEN, Policy,

@@ -32,8 +32,10 @@ fn fingerprint() -> Fingerprint {
 fn counters(generated: usize) -> KernelCounters {
     let mut c = KernelCounters::new();
     for pass in 0..generated {
-        for _layer in 0..2 {
-            c.record("i2s_gemv_scalar", 1000);
+        for layer in 0..2 {
+            // One kernel call for the whole layer: a test of the builder,
+            // not of how a forward pass splits its projections.
+            c.record_projection(layer, Projections::ALL, "i2s_gemv_scalar", 1000);
         }
         c.record("f16_gemv_scalar", 500);
         c.end_pass(if pass == 0 { 3 } else { 1 }, 2);
@@ -81,6 +83,24 @@ fn built_receipt_round_trips_and_verifies() {
 #[test]
 fn a_run_with_too_few_passes_is_written_as_partial() {
     let r = build(&[1, 2, 3, 4], &counters(3));
+    assert_eq!(r.compute_path, "partial");
+    assert!(matches!(
+        verify(&r, &policy()),
+        Err(Rejection::ComputePathNotReal { found: "partial" })
+    ));
+}
+
+/// Issue 7: "real" only if quantized kernels ran for every layer of every
+/// generated token. Enough quantized calls (two per pass, as many as the
+/// layers) but all on layer 0 in the last pass: written as partial.
+#[test]
+fn a_pass_that_skips_a_layer_is_written_as_partial() {
+    let mut c = counters(3);
+    c.record_projection(0, Projections::ALL, "i2s_gemv_scalar", 1000);
+    c.record_projection(0, Projections::ALL, "i2s_gemv_scalar", 1000);
+    c.record("f16_gemv_scalar", 500);
+    c.end_pass(1, 2);
+    let r = build(&[1, 2, 3, 4], &c);
     assert_eq!(r.compute_path, "partial");
     assert!(matches!(
         verify(&r, &policy()),

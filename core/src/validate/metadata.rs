@@ -112,7 +112,7 @@ pub(super) fn check(g: &Gguf<'_>, ctx: &mut Ctx) -> Option<Config> {
 /// scales are left to the tensor rules, which report every one of them.
 fn weights_error(e: ModelError, arch: &str, ctx: &mut Ctx) {
     let (rule, subject) = match &e {
-        ModelError::NotFinite { .. } => return,
+        ModelError::NotFinite { .. } | ModelError::ScaleNotFinite { .. } => return,
         ModelError::MissingTensor { name } => (RuleId::MetaTensorMissing, name.clone()),
         ModelError::ShapeMismatch { name, .. } => (RuleId::MetaShape, name.clone()),
         ModelError::VocabMismatch { source, .. } => (RuleId::MetaVocab, source.to_string()),

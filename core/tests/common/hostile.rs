@@ -9,7 +9,7 @@
 //! (tests/fuzz-seeds/model_load/, kept current by a test).
 #![allow(dead_code)]
 
-use bitnet_core::gguf::{GgmlType, GgufWriter, OwnedValue, TensorSpec};
+use bitnet_core::gguf::{GgmlType, Gguf, GgufWriter, OwnedValue, TensorSpec};
 use bitnet_core::quant::f16::f32_to_f16_row;
 use bitnet_core::quant::i2s::quantize_i2s;
 use bitnet_core::quant::tq1_0::quantize_row_tq1_0;
@@ -203,6 +203,19 @@ pub fn tiny_model(i: usize) -> Vec<u8> {
         }
     }
     w.to_bytes().expect("tiny model writes")
+}
+
+/// `model` (a valid GGUF file, e.g. [`tiny_model`]) with the per-tensor
+/// scale of the I2_S tensor `tensor` (the f32 at byte `n_elements / 4` of its
+/// data, DESIGN.md §4) replaced by `scale`.
+pub fn with_i2s_scale(model: &[u8], tensor: &str, scale: f32) -> Vec<u8> {
+    let g = Gguf::parse(model).expect("a valid model");
+    let t = g.tensor(tensor).expect("the tensor is in the model");
+    assert_eq!(t.ggml_type, GgmlType::I2S, "{tensor} is not I2_S");
+    let at = usize::try_from(g.data_offset() + t.offset + t.n_elements() / 4).unwrap();
+    let mut b = model.to_vec();
+    b[at..at + 4].copy_from_slice(&scale.to_le_bytes());
+    b
 }
 
 /// Offsets of the GGUF header fields (v3): magic, version, tensor count,

@@ -22,7 +22,7 @@ use bitnet_core::quant::i2s::{i2s_dot_i32, i2s_output, i2s_scale};
 use bitnet_core::quant::q8_k::BlockQ8K;
 use bitnet_core::quant::tq2_0::BlockTq2_0;
 use bitnet_core::quant::tq2_0::vec_dot_tq2_0_q8_k;
-use bitnet_core::receipt::KernelCounters;
+use bitnet_core::receipt::{KernelCounters, Projections};
 
 use cudarc::driver::sys::{self, CUevent_flags, CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{
@@ -430,10 +430,15 @@ pub struct CudaModel {
     qmeta_buf: CudaSlice<i32>,
     graph: Option<CudaGraph>,
     /// Kernels one step launches, recorded as they were captured.
-    step_kernels: Vec<(&'static str, u64)>,
+    step_kernels: Vec<StepKernel>,
     counters: KernelCounters,
     weight_bytes_per_token: u64,
 }
+
+/// One kernel of the captured step: its id, the weight bytes it reads, and
+/// the layer and projections it computes (`None`: not a projection), the
+/// receipts' per-layer evidence.
+type StepKernel = (&'static str, u64, Option<(usize, Projections)>);
 
 fn ptr_u8(s: &CudaSlice<u8>, stream: &CudaStream) -> u64 {
     s.device_ptr(stream).0
@@ -1100,39 +1105,49 @@ impl CudaModel {
     }
 
     /// Issues one whole step on the stream; returns the kernels launched.
-    fn issue_step(&self) -> Result<Vec<(&'static str, u64)>, CudaError> {
+    fn issue_step(&self) -> Result<Vec<StepKernel>, CudaError> {
         let mut ks = Vec::new();
         self.k_embed()?;
-        ks.push((ID_EMBED, 0));
+        ks.push((ID_EMBED, 0, None));
         let c = &self.cfg;
-        for d in &self.layers {
+        let qkv = Projections::Q.union(Projections::K).union(Projections::V);
+        let glu = Projections::GATE.union(Projections::UP);
+        for (l, d) in self.layers.iter().enumerate() {
             self.k_quant(self.x, d.attn_norm, c.dim, d.qkv.format)?;
-            ks.push((ID_QUANT, 0));
+            ks.push((ID_QUANT, 0, None));
             self.gemv(&d.qkv, None, self.qkv, 0)?;
-            ks.push((gemv_id(&d.qkv, false), d.qkv.bytes));
+            ks.push((gemv_id(&d.qkv, false), d.qkv.bytes, Some((l, qkv))));
             self.k_attn(d)?;
-            ks.push((ID_ATTN, 0));
+            ks.push((ID_ATTN, 0, None));
             self.k_quant(self.att, d.attn_sub_norm, c.q_dim(), d.o.format)?;
-            ks.push((ID_QUANT, 0));
+            ks.push((ID_QUANT, 0, None));
             self.gemv(&d.o, None, self.x, 1)?;
-            ks.push((gemv_id(&d.o, false), d.o.bytes));
+            ks.push((gemv_id(&d.o, false), d.o.bytes, Some((l, Projections::O))));
             self.k_quant(self.x, d.ffn_norm, c.dim, d.gate.format)?;
-            ks.push((ID_QUANT, 0));
+            ks.push((ID_QUANT, 0, None));
             self.gemv(&d.gate, Some(&d.up), self.hb, 0)?;
-            ks.push((gemv_id(&d.gate, true), d.gate.bytes + d.up.bytes));
+            ks.push((
+                gemv_id(&d.gate, true),
+                d.gate.bytes + d.up.bytes,
+                Some((l, glu)),
+            ));
             self.k_quant(self.hb, d.ffn_sub_norm, c.hidden_dim, d.down.format)?;
-            ks.push((ID_QUANT, 0));
+            ks.push((ID_QUANT, 0, None));
             self.gemv(&d.down, None, self.x, 1)?;
-            ks.push((gemv_id(&d.down, false), d.down.bytes));
+            ks.push((
+                gemv_id(&d.down, false),
+                d.down.bytes,
+                Some((l, Projections::DOWN)),
+            ));
         }
         self.k_head()?;
         let head_id = match self.head_format {
             HeadFormat::F16 => ID_HEAD,
             HeadFormat::F32 => ID_HEAD_F32,
         };
-        ks.push((head_id, self.head_bytes));
+        ks.push((head_id, self.head_bytes, None));
         self.k_argmax()?;
-        ks.push((ID_ARGMAX, 0));
+        ks.push((ID_ARGMAX, 0, None));
         Ok(ks)
     }
 
@@ -1157,8 +1172,11 @@ impl CudaModel {
             .as_ref()
             .ok_or_else(|| CudaError::Usage("no captured step".into()))?;
         g.launch()?;
-        for &(id, bytes) in &self.step_kernels {
-            self.counters.record(id, bytes);
+        for &(id, bytes, layer) in &self.step_kernels {
+            match layer {
+                Some((l, p)) => self.counters.record_projection(l, p, id, bytes),
+                None => self.counters.record(id, bytes),
+            }
         }
         self.counters.end_pass(1, self.cfg.n_layers);
         Ok(())

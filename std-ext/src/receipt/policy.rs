@@ -22,11 +22,31 @@ use saphyr::{LoadableYamlNode, Yaml};
 
 use super::ReceiptError;
 
-/// CPU (and wasm) ceiling, bytes/s: the DRAM bandwidth of a 12-channel
-/// DDR5-6400 socket (12 x 51.2 GB/s = 614 GB/s), more than any desktop or
-/// single-socket server sustains. Caches can beat DRAM, but only for models
-/// small enough that bytes/token x tokens/s stays far below this.
+/// CPU (and wasm) socket ceiling, bytes/s: the DRAM bandwidth of a
+/// 12-channel DDR5-6400 socket (12 x 51.2 GB/s = 614 GB/s), more than any
+/// desktop or single-socket server sustains. Caches can beat DRAM, but only
+/// for models small enough that bytes/token x tokens/s stays far below this.
+/// A receipt's ceiling is also capped per thread ([`cpu_ceiling`]).
 pub const CPU_CEILING_BYTES_PER_SEC: f64 = 614.4e9;
+/// Per-core ceiling, bytes/s, when a thread's share of the weights is larger
+/// than any L2 ([`L2_MAX_BYTES`]): each token then pulls every byte from L3
+/// or DRAM, and a core's L3 read port moves at most 32 B per cycle (Zen 4/5:
+/// 32 B/cycle L3->L2 per core; Intel's ring stop is no wider) at the fastest
+/// shipping boost clock, 6.2 GHz: 198 GB/s. Measured single-core L3
+/// bandwidth is about half of that, and one core streaming from DRAM gets
+/// 20-35 GB/s (docs/perf.md: 11-13 GB/s for the I2_S GEMV on Zen 4).
+pub const CORE_L3_CEILING_BYTES_PER_SEC: f64 = 200e9;
+/// Per-core ceiling, bytes/s, when a thread's share fits in L2 but not in
+/// L1 ([`L1_MAX_BYTES`]): the L2->L1 fill path moves one 64-byte line per
+/// cycle (Zen 4/5, Golden Cove and later) at 6.2 GHz: 397 GB/s.
+pub const CORE_L2_CEILING_BYTES_PER_SEC: f64 = 400e9;
+/// A share at most this large may sit in one core's L1 data cache (Apple's
+/// P-cores have 128 KiB, x86 cores 48 KiB; doubled for margin). Loads from
+/// L1 are not capped per core: only the socket ceiling applies.
+pub const L1_MAX_BYTES: u64 = 256 << 10;
+/// A share at most this large may be read at L2 speed: x86 private L2s
+/// reach 3 MB (Arrow Lake P-cores), Apple's cluster-shared L2 16 MB.
+pub const L2_MAX_BYTES: u64 = 16 << 20;
 /// GPU of unknown compute capability: above every HBM part we know (B200
 /// HBM3e, 8 TB/s).
 pub const UNKNOWN_GPU_CEILING_BYTES_PER_SEC: f64 = 8.0e12;
@@ -52,14 +72,33 @@ pub const GPU_CEILINGS: [(&str, f64); 8] = [
 ];
 
 /// The bandwidth ceiling for a receipt: by its fingerprint's `gpu_cc` on
-/// cuda, [`CPU_CEILING_BYTES_PER_SEC`] otherwise.
+/// cuda, [`cpu_ceiling`] otherwise.
 pub fn bandwidth_ceiling(r: &Receipt) -> f64 {
     if r.backend != "cuda" {
-        return CPU_CEILING_BYTES_PER_SEC;
+        return cpu_ceiling(r.weight_bytes_per_token, r.threads);
     }
     let cc = r.fingerprint.as_ref().and_then(|f| f.gpu_cc.as_deref());
     cc.and_then(|cc| GPU_CEILINGS.iter().find(|(c, _)| *c == cc))
         .map_or(UNKNOWN_GPU_CEILING_BYTES_PER_SEC, |(_, b)| *b)
+}
+
+/// CPU ceiling of a run with `threads` workers (0 read as 1) reading
+/// `bytes_per_token` weight bytes per token: `min(socket, threads x
+/// per-core)`, the per-core ceiling chosen by the cache level one thread's
+/// share (the rows of every matrix split over the threads) must stream from
+/// on every token. A receipt claiming tokens/s x100 on one thread then
+/// fails even where the socket's DRAM could carry it.
+pub fn cpu_ceiling(bytes_per_token: u64, threads: u32) -> f64 {
+    let threads = u64::from(threads.max(1));
+    let share = bytes_per_token.div_ceil(threads);
+    let per_core = if share > L2_MAX_BYTES {
+        CORE_L3_CEILING_BYTES_PER_SEC
+    } else if share > L1_MAX_BYTES {
+        CORE_L2_CEILING_BYTES_PER_SEC
+    } else {
+        return CPU_CEILING_BYTES_PER_SEC;
+    };
+    (per_core * threads as f64).min(CPU_CEILING_BYTES_PER_SEC)
 }
 
 /// One allowlist entry.
@@ -179,6 +218,22 @@ pub fn policy_for(r: &Receipt, allowlist: Option<&Allowlist>, require_gpu_kernel
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_ceiling_scales_with_threads_up_to_the_socket() {
+        let big = 100 << 20;
+        assert_eq!(cpu_ceiling(big, 1), CORE_L3_CEILING_BYTES_PER_SEC);
+        assert_eq!(cpu_ceiling(big, 0), CORE_L3_CEILING_BYTES_PER_SEC);
+        assert_eq!(cpu_ceiling(big, 2), 2.0 * CORE_L3_CEILING_BYTES_PER_SEC);
+        assert_eq!(cpu_ceiling(big, 64), CPU_CEILING_BYTES_PER_SEC);
+        // Shares that fit in L2, then in L1.
+        assert_eq!(cpu_ceiling(L2_MAX_BYTES, 1), CORE_L2_CEILING_BYTES_PER_SEC);
+        assert_eq!(
+            cpu_ceiling(L1_MAX_BYTES + 1, 1),
+            CORE_L2_CEILING_BYTES_PER_SEC
+        );
+        assert_eq!(cpu_ceiling(L1_MAX_BYTES, 1), CPU_CEILING_BYTES_PER_SEC);
+    }
 
     #[test]
     fn parses_the_documented_format() {
