@@ -718,6 +718,50 @@ fn overlapping_tensors() {
 }
 
 #[test]
+fn overlap_hidden_behind_an_empty_tensor() {
+    // a[0..128], z (0 bytes at 32), c[64..80]: sorted by offset, z sits
+    // between a and c; a and c still overlap.
+    let mut r = Raw::header(3, 3, 0);
+    r.tensor("a", &[32], 0, 0)
+        .tensor("z", &[0], 0, 32)
+        .tensor("c", &[4], 0, 64)
+        .data(32, 128);
+    assert_eq!(
+        err(&r.build()),
+        GgufError::TensorOverlap {
+            first: "a".into(),
+            second: "c".into()
+        }
+    );
+}
+
+#[test]
+fn overlap_with_a_tensor_before_the_neighbour() {
+    // a[0..128] holds both b[32..48] and c[64..80]; b and c do not overlap.
+    let mut r = Raw::header(3, 3, 0);
+    r.tensor("a", &[32], 0, 0)
+        .tensor("b", &[4], 0, 32)
+        .tensor("c", &[4], 0, 64)
+        .data(32, 128);
+    assert_eq!(
+        err(&r.build()),
+        GgufError::TensorOverlap {
+            first: "a".into(),
+            second: "b".into()
+        }
+    );
+}
+
+#[test]
+fn empty_tensor_inside_another_is_allowed() {
+    let mut r = Raw::header(3, 2, 0);
+    r.tensor("a", &[32], 0, 0)
+        .tensor("z", &[0], 0, 32)
+        .data(32, 128);
+    assert!(Gguf::parse(&r.build()).is_ok());
+}
+
+#[test]
 fn duplicate_tensor_names() {
     let mut r = Raw::header(3, 2, 0);
     r.tensor("a", &[4], 0, 0)

@@ -402,13 +402,21 @@ impl<'a> Gguf<'a> {
                 });
             }
         }
-        // Overlap: sort by offset (O(n log n)) and compare neighbours.
-        let mut order: Vec<usize> = (0..tensors.len()).collect();
+        // Overlap: sort the non-empty tensors by offset (O(n log n)) and
+        // compare neighbours. Empty tensors occupy no bytes and overlap
+        // nothing, but they must be left out before sorting, not skipped
+        // when comparing: `z` (0 bytes at 32) between a[0..128] and
+        // c[64..80] would otherwise hide their overlap. Without overlaps
+        // between neighbours the end offsets increase, so no pair further
+        // apart can overlap either.
+        let mut order: Vec<usize> = (0..tensors.len())
+            .filter(|&i| tensors[i].size > 0)
+            .collect();
         order.sort_unstable_by_key(|&i| (tensors[i].offset, tensors[i].size));
         for w in order.windows(2) {
             let (a, b) = (&tensors[w[0]], &tensors[w[1]]);
             // In bounds, so offset + size cannot overflow.
-            if a.size > 0 && b.size > 0 && a.offset + a.size > b.offset {
+            if a.offset + a.size > b.offset {
                 return Err(GgufError::TensorOverlap {
                     first: a.name.to_string(),
                     second: b.name.to_string(),
