@@ -857,3 +857,17 @@ fn zero_sized_tensor_is_allowed() {
     let g = Gguf::parse(&b).unwrap();
     assert_eq!(g.tensor("z").unwrap().size, 0);
 }
+
+#[test]
+fn tensor_data_of_a_foreign_tensor_info_is_empty() {
+    // A TensorInfo not from this file (its fields are public): the range
+    // overflows u64 or lies past the end, and no slice is taken.
+    let b = one_tensor_file().build();
+    let g = Gguf::parse(&b).unwrap();
+    let mut t = g.tensors()[0].clone();
+    for (offset, size) in [(u64::MAX, 1), (0, u64::MAX), (1 << 20, 16)] {
+        t.offset = offset;
+        t.size = size;
+        assert!(g.tensor_data(&t).is_empty(), "{offset} {size}");
+    }
+}

@@ -4,6 +4,7 @@
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::ops::Range;
 use hashbrown::HashMap;
 
 use super::error::GgufError;
@@ -467,10 +468,19 @@ impl<'a> Gguf<'a> {
     }
 
     /// The bytes of a tensor of this file (checked in bounds at parse time).
+    /// Empty for a `TensorInfo` that does not lie inside this file.
     pub fn tensor_data(&self, t: &TensorInfo<'a>) -> &'a [u8] {
-        let start = (self.data_offset + t.offset) as usize;
-        let end = start + t.size as usize;
-        self.bytes.get(start..end).unwrap_or(&[])
+        self.tensor_range(t)
+            .and_then(|r| self.bytes.get(r))
+            .unwrap_or(&[])
+    }
+
+    /// A tensor's byte range in the file, `None` where it does not fit
+    /// `u64` or `usize`.
+    fn tensor_range(&self, t: &TensorInfo<'a>) -> Option<Range<usize>> {
+        let start = self.data_offset.checked_add(t.offset)?;
+        let end = start.checked_add(t.size)?;
+        Some(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
     }
 
     /// The value of a key, if present.
