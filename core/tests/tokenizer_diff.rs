@@ -7,7 +7,8 @@
 //! output of the script (its input must then be `tests/tokenizer/corpus.json`,
 //! or set `BITNET_TOKENIZER_CORPUS` too).
 //!
-//! Every string must give exactly the reference ids, for both tokenizers.
+//! Every string must give exactly the reference ids, for both tokenizers,
+//! and decode back to itself (issue 3: decode(encode(x)) == x).
 //! The corpus includes words where Llama-3 tokens appear inside longer
 //! words (`" nghiệs"`, `"xерату"`, `"xující"`): tiktoken merges any adjacent
 //! pair whose concatenation is a token, so our merge list (built by
@@ -15,7 +16,7 @@
 //! conversion does, not one merge per token.
 
 use bitnet_core::gguf::Gguf;
-use bitnet_core::tokenizer::{EncodeOptions, Tokenizer, Vocab};
+use bitnet_core::tokenizer::{DecodeOptions, EncodeOptions, Tokenizer, Vocab};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -53,6 +54,18 @@ const PLAIN: EncodeOptions = EncodeOptions {
     parse_special: false,
 };
 
+/// Byte-level BPE is lossless as it stands.
+const BPE_DECODE: DecodeOptions = DecodeOptions {
+    render_special: false,
+    strip_leading_space: false,
+};
+
+/// SentencePiece encodes with `add_space_prefix`: drop that space again.
+const SPM_DECODE: DecodeOptions = DecodeOptions {
+    render_special: false,
+    strip_leading_space: true,
+};
+
 #[test]
 fn tokenizer_matches_python_references() {
     let corpus_path = std::env::var_os("BITNET_TOKENIZER_CORPUS")
@@ -86,27 +99,37 @@ fn tokenizer_matches_python_references() {
 
     let mut failures = Vec::new();
     let mut identical = [0usize; 2];
+    let mut round_trips = [0usize; 2];
     for (i, text) in corpus.iter().enumerate() {
-        for (which, tok, want, count) in [
-            ("llama3", &llama3, ids(&llama3_ref[i]), 0),
-            ("llama2_spm", &spm, ids(&spm_ref[i]), 1),
+        for (which, tok, want, decode_opts, count) in [
+            ("llama3", &llama3, ids(&llama3_ref[i]), BPE_DECODE, 0),
+            ("llama2_spm", &spm, ids(&spm_ref[i]), SPM_DECODE, 1),
         ] {
             let got = tok.encode(text, PLAIN).expect("encode");
             if got == want {
-                if let Some(c) = identical.get_mut(count) {
-                    *c += 1;
-                }
+                identical[count] += 1;
             } else {
                 failures.push(format!(
                     "case {i} {which} {text:?}\n  reference {want:?}\n  ours      {got:?}"
                 ));
             }
+            let back = tok.decode(&got, decode_opts).expect("decode");
+            if back == text.as_bytes() {
+                round_trips[count] += 1;
+            } else {
+                failures.push(format!(
+                    "case {i} {which} {text:?}: decode(encode(x)) is {:?}",
+                    String::from_utf8_lossy(&back)
+                ));
+            }
         }
     }
     eprintln!(
-        "identical: llama3 {}/{n}, llama2_spm {}/{n}",
+        "identical: llama3 {}/{n}, llama2_spm {}/{n}; decode(encode(x)) == x: llama3 {}/{n}, llama2_spm {}/{n}",
         identical[0],
         identical[1],
+        round_trips[0],
+        round_trips[1],
         n = corpus.len()
     );
     assert!(
