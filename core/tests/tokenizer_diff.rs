@@ -5,7 +5,9 @@
 //! regenerate command), so `cargo test` needs no Python. Set
 //! `BITNET_TOKENIZER_DIFF=/path/to/ids.json` to compare against another
 //! output of the script (its input must then be `tests/tokenizer/corpus.json`,
-//! or set `BITNET_TOKENIZER_CORPUS` too).
+//! or set `BITNET_TOKENIZER_CORPUS` too). CI does so with ids made live by
+//! the pinned tiktoken and sentencepiece (`ci/reference/tokenizer_diff_live.sh`),
+//! and checks that the checked-in files equal them.
 //!
 //! Every string must give exactly the reference ids, for both tokenizers,
 //! and decode back to itself (issue 3: decode(encode(x)) == x).
@@ -80,6 +82,7 @@ fn tokenizer_matches_python_references() {
         .iter()
         .map(|s| s.as_str().expect("string").to_owned())
         .collect();
+    eprintln!("reference ids: {}", ref_path.display());
     let reference = json(ref_path);
     let llama3_ref = reference["llama3"].as_array().expect("llama3 ids");
     let spm_ref = reference["llama2_spm"].as_array().expect("llama2_spm ids");
