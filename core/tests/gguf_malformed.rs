@@ -47,7 +47,7 @@ impl Raw {
     }
     /// Pads to `align` then appends `n` data bytes.
     fn data(&mut self, align: usize, n: usize) -> &mut Self {
-        while self.0.len() % align != 0 {
+        while !self.0.len().is_multiple_of(align) {
             self.0.push(0);
         }
         self.0.extend(std::iter::repeat_n(0xAB, n));
@@ -897,7 +897,7 @@ fn alignment_1_and_64() {
         let second = if a == 1 { 12 } else { 64 };
         r.tensor("x", &[3], 0, 0).tensor("y", &[2], 0, second);
         let mut b = r.build();
-        while b.len() % a as usize != 0 {
+        while !b.len().is_multiple_of(a as usize) {
             b.push(0);
         }
         b.extend(std::iter::repeat_n(1u8, 128));

@@ -460,7 +460,7 @@ mod tests {
             let i = (x as usize) % buf.len();
             buf[i] = (x >> 32) as u8;
             let _ = peek_header(&buf);
-            if x % 8 == 0 {
+            if x.is_multiple_of(8) {
                 buf.copy_from_slice(head);
             }
         }
