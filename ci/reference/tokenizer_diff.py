@@ -9,16 +9,20 @@ for differential tests of bitnet-core's tokenizers.
     # regenerate the corpus itself (deterministic)
     python3 ci/reference/tokenizer_diff.py corpus > tests/tokenizer/corpus.json
 
-Needs `pip install tiktoken sentencepiece` (tested with tiktoken 0.14.0,
-sentencepiece 0.2.3). Data files come from ../shared/data (override with
---data DIR or BITNET_SHARED_DATA).
+Needs tiktoken and sentencepiece at the versions pinned in
+ci/reference/requirements.txt (`bash ci/reference/python-deps.sh` installs
+them). Data files come from ../shared/data (override with --data DIR or
+BITNET_SHARED_DATA).
 
 Output of `ids`:
     {"header": {...command, versions...},
      "llama3": [[ids of case 0], ...],      # tiktoken encode_ordinary
      "llama2_spm": [[ids of case 0], ...]}  # sentencepiece encode, no BOS
 The Rust test `core/tests/tokenizer_diff.rs` compares against the checked-in
-file, or against any file named by BITNET_TOKENIZER_DIFF.
+file, or against any file named by BITNET_TOKENIZER_DIFF. CI
+(ci/reference/tokenizer_diff_live.sh) regenerates both files into
+target/tokenizer-diff/, runs the Rust test on the fresh ids, and fails when
+the checked-in files differ from them.
 """
 
 import argparse
@@ -89,9 +93,10 @@ def make_corpus(data):
         "em\u2003space en\u2002space", "nl\u0085next", "ls\u2028ps\u2029",
         "\u00a0", " \u00a0 ", "tab\tand space \t mix",
     ]
-    # Contractions in every case.
+    # Contractions in every case. Sorted: a set's order changes with
+    # PYTHONHASHSEED, and the corpus must be the same on every run.
     for c in ["s", "t", "re", "ve", "m", "ll", "d"]:
-        for form in {c, c.upper(), c.capitalize(), c[0] + c[1:].upper()}:
+        for form in sorted({c, c.upper(), c.capitalize(), c[0] + c[1:].upper()}):
             corpus.append(f"it'{form} x")
     corpus += [
         "I'm you're he's she'd we'll they've don't",

@@ -12,8 +12,6 @@ extern crate alloc;
 extern crate std;
 
 pub mod gguf;
-// AVX-512 intrinsics need Rust 1.89 (see the module docs).
-#[clippy::msrv = "1.89"]
 pub mod kernels;
 pub mod model;
 pub mod parallel;

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use bitnet_core::gguf::{
-    GgmlType, Gguf, GgufError, GgufWriter, OwnedArray, OwnedValue, TensorSpec, Value,
+    GgmlType, Gguf, GgufError, GgufWriter, KeyContext, OwnedArray, OwnedValue, PeekError,
+    TensorSpec, Value, peek_header,
 };
 use proptest::prelude::*;
 
@@ -52,16 +53,28 @@ fn vocab_files_parse() {
 
 #[test]
 fn mangled_file_is_rejected_clearly() {
+    // A text conversion replaced the f32 value of
+    // llama.attention.layer_norm_rms_epsilon with two U+FFFD (6 bytes for
+    // 4): the next key's length is read from the shifted bytes.
     let b = shared_data("corrupt-mangled-llama-spm.gguf");
+    let damaged_after = "llama.attention.layer_norm_rms_epsilon";
     let e = Gguf::parse(&b).unwrap_err();
     assert!(
         matches!(
-            e,
-            GgufError::StringTooLong { .. } | GgufError::Truncated { .. }
+            &e,
+            GgufError::StringTooLong {
+                what: "metadata key",
+                context: KeyContext::KeyAfter(key),
+                ..
+            } if key == damaged_after
         ),
         "{e:?}"
     );
-    assert!(e.to_string().contains("offset"), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("offset"), "{msg}");
+    assert!(msg.contains(damaged_after), "{msg}");
+    // The header peek reports the same error.
+    assert_eq!(peek_header(&b), Err(PeekError::Invalid(e)));
 }
 
 fn owned_value() -> impl Strategy<Value = OwnedValue> {

@@ -1,7 +1,7 @@
 //! Hostile GGUF files built byte by byte: each must be rejected with the
 //! specific error, and valid edge cases must parse.
 
-use bitnet_core::gguf::{Gguf, GgufError, MAX_ALIGNMENT, Value};
+use bitnet_core::gguf::{Gguf, GgufError, KeyContext, MAX_ALIGNMENT, MAX_STRING_LEN, Value};
 
 /// Writes arbitrary GGUF bytes, valid or not.
 #[derive(Default, Clone)]
@@ -47,7 +47,7 @@ impl Raw {
     }
     /// Pads to `align` then appends `n` data bytes.
     fn data(&mut self, align: usize, n: usize) -> &mut Self {
-        while self.0.len() % align != 0 {
+        while !self.0.len().is_multiple_of(align) {
             self.0.push(0);
         }
         self.0.extend(std::iter::repeat_n(0xAB, n));
@@ -148,13 +148,19 @@ fn truncated_in_key() {
 fn truncated_in_value() {
     let mut r = Raw::header(3, 0, 1);
     r.str("a").u32(10).u32(1);
-    assert!(matches!(
-        err(&r.build()),
-        GgufError::Truncated {
-            what: "metadata value",
-            ..
-        }
-    ));
+    let e = err(&r.build());
+    assert!(
+        matches!(
+            &e,
+            GgufError::Truncated {
+                what: "metadata value",
+                context: KeyContext::ValueOf(key),
+                ..
+            } if key == "a"
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("metadata key 'a'"), "{e}");
 }
 
 #[test]
@@ -219,6 +225,7 @@ fn kv_count_2_pow_63() {
         err(&Raw::header(3, 0, 1 << 63).build()),
         GgufError::TooMany {
             what: "metadata count",
+            context: KeyContext::None,
             ..
         }
     ));
@@ -291,18 +298,58 @@ fn key_length_past_eof() {
 fn key_length_huge() {
     let mut r = Raw::header(3, 0, 1);
     r.u64(u64::MAX).bytes(b"abcdefghijklmnop");
-    assert!(matches!(
+    assert_eq!(
         err(&r.build()),
-        GgufError::StringTooLong { len: u64::MAX, .. }
-    ));
+        GgufError::StringTooLong {
+            what: "metadata key",
+            offset: 24,
+            len: u64::MAX,
+            max: MAX_STRING_LEN,
+            context: KeyContext::None,
+        }
+    );
+}
+
+#[test]
+fn key_length_7e10_after_a_damaged_value() {
+    // The shape of the damage in corrupt-mangled-llama-spm.gguf: a value
+    // grew by two bytes, and the next key's length is read from the wrong
+    // place. The error names the entry before it.
+    let mut r = Raw::header(3, 0, 2);
+    r.kv_u32("ok", 1).u64(70_000_000_000).bytes(b"xyz");
+    let e = err(&r.build());
+    assert!(
+        matches!(
+            &e,
+            GgufError::StringTooLong {
+                what: "metadata key",
+                len: 70_000_000_000,
+                context: KeyContext::KeyAfter(key),
+                ..
+            } if key == "ok"
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("after 'ok'"), "{e}");
 }
 
 #[test]
 fn string_value_length_7e10() {
-    // The shape of the damage in corrupt-mangled-llama-spm.gguf.
     let mut r = Raw::header(3, 0, 1);
     r.str("k").u32(8).u64(70_000_000_000).bytes(b"xyz");
-    assert!(matches!(err(&r.build()), GgufError::StringTooLong { .. }));
+    let e = err(&r.build());
+    assert!(
+        matches!(
+            &e,
+            GgufError::StringTooLong {
+                what: "metadata string",
+                context: KeyContext::ValueOf(key),
+                ..
+            } if key == "k"
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("metadata key 'k'"), "{e}");
 }
 
 #[test]
@@ -322,7 +369,14 @@ fn invalid_utf8_key() {
 fn invalid_utf8_string_value() {
     let mut r = Raw::header(3, 0, 1);
     r.str("k").u32(8).u64(1).u8(0x80);
-    assert!(matches!(err(&r.build()), GgufError::InvalidUtf8 { .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::InvalidUtf8 {
+            what: "metadata string",
+            context: KeyContext::ValueOf(key),
+            ..
+        } if key == "k"
+    ));
 }
 
 // --- Values ----------------------------------------------------------------------
@@ -384,23 +438,32 @@ fn array_unknown_element_type() {
 fn array_length_past_eof() {
     let mut r = Raw::header(3, 0, 1);
     r.str("a").u32(9).u32(4).u64(10).u32(1);
-    assert!(matches!(
+    assert_eq!(
         err(&r.build()),
-        GgufError::CountExceedsData { count: 10, .. }
-    ));
+        GgufError::CountExceedsData {
+            what: "array length",
+            count: 10,
+            remaining: 4,
+            context: KeyContext::ValueOf("a".into()),
+        }
+    );
 }
 
 #[test]
 fn array_length_huge() {
     let mut r = Raw::header(3, 0, 1);
     r.str("a").u32(9).u32(6).u64(u64::MAX);
-    assert!(matches!(
-        err(&r.build()),
+    let e = err(&r.build());
+    assert_eq!(
+        e,
         GgufError::TooMany {
             what: "array length",
-            ..
+            count: u64::MAX,
+            max: bitnet_core::gguf::MAX_ARRAY_LEN,
+            context: KeyContext::ValueOf("a".into()),
         }
-    ));
+    );
+    assert!(e.to_string().contains("metadata key 'a'"), "{e}");
 }
 
 #[test]
@@ -409,7 +472,10 @@ fn string_array_length_past_eof() {
     r.str("a").u32(9).u32(8).u64(1 << 20).str("x");
     assert!(matches!(
         err(&r.build()),
-        GgufError::CountExceedsData { .. }
+        GgufError::CountExceedsData {
+            context: KeyContext::ValueOf(key),
+            ..
+        } if key == "a"
     ));
 }
 
@@ -417,7 +483,14 @@ fn string_array_length_past_eof() {
 fn string_array_element_too_long() {
     let mut r = Raw::header(3, 0, 1);
     r.str("a").u32(9).u32(8).u64(1).u64(1 << 40);
-    assert!(matches!(err(&r.build()), GgufError::StringTooLong { .. }));
+    assert!(matches!(
+        err(&r.build()),
+        GgufError::StringTooLong {
+            what: "array string element",
+            context: KeyContext::ValueOf(key),
+            ..
+        } if key == "a"
+    ));
 }
 
 #[test]
@@ -718,6 +791,50 @@ fn overlapping_tensors() {
 }
 
 #[test]
+fn overlap_hidden_behind_an_empty_tensor() {
+    // a[0..128], z (0 bytes at 32), c[64..80]: sorted by offset, z sits
+    // between a and c; a and c still overlap.
+    let mut r = Raw::header(3, 3, 0);
+    r.tensor("a", &[32], 0, 0)
+        .tensor("z", &[0], 0, 32)
+        .tensor("c", &[4], 0, 64)
+        .data(32, 128);
+    assert_eq!(
+        err(&r.build()),
+        GgufError::TensorOverlap {
+            first: "a".into(),
+            second: "c".into()
+        }
+    );
+}
+
+#[test]
+fn overlap_with_a_tensor_before_the_neighbour() {
+    // a[0..128] holds both b[32..48] and c[64..80]; b and c do not overlap.
+    let mut r = Raw::header(3, 3, 0);
+    r.tensor("a", &[32], 0, 0)
+        .tensor("b", &[4], 0, 32)
+        .tensor("c", &[4], 0, 64)
+        .data(32, 128);
+    assert_eq!(
+        err(&r.build()),
+        GgufError::TensorOverlap {
+            first: "a".into(),
+            second: "b".into()
+        }
+    );
+}
+
+#[test]
+fn empty_tensor_inside_another_is_allowed() {
+    let mut r = Raw::header(3, 2, 0);
+    r.tensor("a", &[32], 0, 0)
+        .tensor("z", &[0], 0, 32)
+        .data(32, 128);
+    assert!(Gguf::parse(&r.build()).is_ok());
+}
+
+#[test]
 fn duplicate_tensor_names() {
     let mut r = Raw::header(3, 2, 0);
     r.tensor("a", &[4], 0, 0)
@@ -780,7 +897,7 @@ fn alignment_1_and_64() {
         let second = if a == 1 { 12 } else { 64 };
         r.tensor("x", &[3], 0, 0).tensor("y", &[2], 0, second);
         let mut b = r.build();
-        while b.len() % a as usize != 0 {
+        while !b.len().is_multiple_of(a as usize) {
             b.push(0);
         }
         b.extend(std::iter::repeat_n(1u8, 128));
@@ -812,4 +929,18 @@ fn zero_sized_tensor_is_allowed() {
     let b = r.build();
     let g = Gguf::parse(&b).unwrap();
     assert_eq!(g.tensor("z").unwrap().size, 0);
+}
+
+#[test]
+fn tensor_data_of_a_foreign_tensor_info_is_empty() {
+    // A TensorInfo not from this file (its fields are public): the range
+    // overflows u64 or lies past the end, and no slice is taken.
+    let b = one_tensor_file().build();
+    let g = Gguf::parse(&b).unwrap();
+    let mut t = g.tensors()[0].clone();
+    for (offset, size) in [(u64::MAX, 1), (0, u64::MAX), (1 << 20, 16)] {
+        t.offset = offset;
+        t.size = size;
+        assert!(g.tensor_data(&t).is_empty(), "{offset} {size}");
+    }
 }

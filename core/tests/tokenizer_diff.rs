@@ -5,9 +5,12 @@
 //! regenerate command), so `cargo test` needs no Python. Set
 //! `BITNET_TOKENIZER_DIFF=/path/to/ids.json` to compare against another
 //! output of the script (its input must then be `tests/tokenizer/corpus.json`,
-//! or set `BITNET_TOKENIZER_CORPUS` too).
+//! or set `BITNET_TOKENIZER_CORPUS` too). CI does so with ids made live by
+//! the pinned tiktoken and sentencepiece (`ci/reference/tokenizer_diff_live.sh`),
+//! and checks that the checked-in files equal them.
 //!
-//! Every string must give exactly the reference ids, for both tokenizers.
+//! Every string must give exactly the reference ids, for both tokenizers,
+//! and decode back to itself (issue 3: decode(encode(x)) == x).
 //! The corpus includes words where Llama-3 tokens appear inside longer
 //! words (`" nghiệs"`, `"xерату"`, `"xující"`): tiktoken merges any adjacent
 //! pair whose concatenation is a token, so our merge list (built by
@@ -15,7 +18,7 @@
 //! conversion does, not one merge per token.
 
 use bitnet_core::gguf::Gguf;
-use bitnet_core::tokenizer::{EncodeOptions, Tokenizer, Vocab};
+use bitnet_core::tokenizer::{DecodeOptions, EncodeOptions, Tokenizer, Vocab};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -53,6 +56,18 @@ const PLAIN: EncodeOptions = EncodeOptions {
     parse_special: false,
 };
 
+/// Byte-level BPE is lossless as it stands.
+const BPE_DECODE: DecodeOptions = DecodeOptions {
+    render_special: false,
+    strip_leading_space: false,
+};
+
+/// SentencePiece encodes with `add_space_prefix`: drop that space again.
+const SPM_DECODE: DecodeOptions = DecodeOptions {
+    render_special: false,
+    strip_leading_space: true,
+};
+
 #[test]
 fn tokenizer_matches_python_references() {
     let corpus_path = std::env::var_os("BITNET_TOKENIZER_CORPUS")
@@ -67,6 +82,7 @@ fn tokenizer_matches_python_references() {
         .iter()
         .map(|s| s.as_str().expect("string").to_owned())
         .collect();
+    eprintln!("reference ids: {}", ref_path.display());
     let reference = json(ref_path);
     let llama3_ref = reference["llama3"].as_array().expect("llama3 ids");
     let spm_ref = reference["llama2_spm"].as_array().expect("llama2_spm ids");
@@ -86,27 +102,37 @@ fn tokenizer_matches_python_references() {
 
     let mut failures = Vec::new();
     let mut identical = [0usize; 2];
+    let mut round_trips = [0usize; 2];
     for (i, text) in corpus.iter().enumerate() {
-        for (which, tok, want, count) in [
-            ("llama3", &llama3, ids(&llama3_ref[i]), 0),
-            ("llama2_spm", &spm, ids(&spm_ref[i]), 1),
+        for (which, tok, want, decode_opts, count) in [
+            ("llama3", &llama3, ids(&llama3_ref[i]), BPE_DECODE, 0),
+            ("llama2_spm", &spm, ids(&spm_ref[i]), SPM_DECODE, 1),
         ] {
             let got = tok.encode(text, PLAIN).expect("encode");
             if got == want {
-                if let Some(c) = identical.get_mut(count) {
-                    *c += 1;
-                }
+                identical[count] += 1;
             } else {
                 failures.push(format!(
                     "case {i} {which} {text:?}\n  reference {want:?}\n  ours      {got:?}"
                 ));
             }
+            let back = tok.decode(&got, decode_opts).expect("decode");
+            if back == text.as_bytes() {
+                round_trips[count] += 1;
+            } else {
+                failures.push(format!(
+                    "case {i} {which} {text:?}: decode(encode(x)) is {:?}",
+                    String::from_utf8_lossy(&back)
+                ));
+            }
         }
     }
     eprintln!(
-        "identical: llama3 {}/{n}, llama2_spm {}/{n}",
+        "identical: llama3 {}/{n}, llama2_spm {}/{n}; decode(encode(x)) == x: llama3 {}/{n}, llama2_spm {}/{n}",
         identical[0],
         identical[1],
+        round_trips[0],
+        round_trips[1],
         n = corpus.len()
     );
     assert!(

@@ -67,7 +67,7 @@ enum Cmd {
         model: PathBuf,
         /// The text.
         text: String,
-        /// Print a JSON array of ids only.
+        /// Print a JSON array of ids only (default: one `id  'piece'` per line).
         #[arg(long)]
         ids: bool,
         /// Prepend BOS.
@@ -115,10 +115,34 @@ fn tokenize(
     } else {
         for id in out {
             let piece = tok.token_bytes(id, true)?;
-            println!("{id:6}  {:?}", String::from_utf8_lossy(piece));
+            println!("{id}  {}", quote_piece(piece));
         }
     }
     Ok(())
+}
+
+/// A token's piece between single quotes, as llama.cpp's `llama-tokenize`
+/// prints it (`%6d -> '%s'`), but always on one line and readable:
+/// control characters are escaped (`\n`, `\t`, `\u{85}`), a backslash is
+/// doubled, and bytes that are not UTF-8 on their own (byte-fallback tokens,
+/// part of a character) are written `\xNN`. A `'` inside stays as it is:
+/// the piece runs from the first quote to the last.
+fn quote_piece(bytes: &[u8]) -> String {
+    let mut s = String::from("'");
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' || c.is_control() {
+                s.extend(c.escape_default());
+            } else {
+                s.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    s.push('\'');
+    s
 }
 
 fn main() -> ExitCode {

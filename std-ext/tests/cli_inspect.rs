@@ -112,9 +112,68 @@ fn hostile_files_exit_nonzero_with_error_line() {
         assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
         assert!(out.stdout.is_empty(), "{name}");
         assert!(t < TIME_BUDGET, "{name} took {t:?}");
+        if name == "mangled" {
+            // The damaged value sits before the unreadable key: the error
+            // names that entry.
+            assert!(
+                stderr.contains("after 'llama.attention.layer_norm_rms_epsilon'"),
+                "{stderr}"
+            );
+        }
     }
     let (out, _) = inspect(&dir.join("does-not-exist.gguf"), false);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// BitNet-b1.58-2B-4T's GGUF has the Llama-3 vocabulary but no
+/// `tokenizer.ggml.pre` (issue 3): `inspect` must say that the engine
+/// inferred llama-bpe, and not claim so when the key is present.
+#[test]
+fn llama3_vocabulary_without_pre_reports_the_inferred_pre_tokenizer() {
+    use bitnet_core::gguf::GgufWriter;
+    use bitnet_core::tokenizer::Vocab;
+
+    let text = std::fs::read_to_string(shared_data().join("llama3-tokenizer.model")).unwrap();
+    let dir = std::env::temp_dir().join(format!("bitnet-inspect-pre-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (pre, want) in [
+        (
+            None,
+            "engine pre-tokenizer: llama-bpe (inferred: tokenizer.ggml.pre is absent)",
+        ),
+        (Some("llama-bpe"), "engine pre-tokenizer: llama-bpe"),
+    ] {
+        let mut vocab = Vocab::llama3_from_tiktoken(&text).unwrap();
+        vocab.pre = pre.map(str::to_string);
+        let mut w = GgufWriter::new();
+        vocab.write_gguf(&mut w);
+        let path = dir.join(format!("llama3-vocab-pre-{}.gguf", pre.unwrap_or("none")));
+        std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+
+        let (out, _) = inspect(&path, false);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{pre:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = stdout.lines().collect();
+        let summary = format!(
+            "tokenizer: gpt2 with 128256 tokens, 280147 merges, pre-tokenizer: {}",
+            pre.unwrap_or("(none)")
+        );
+        assert!(lines.contains(&summary.as_str()), "{pre:?}: {stdout}");
+        assert!(lines.contains(&want), "{pre:?}: {stdout}");
+
+        let (out, _) = inspect(&path, true);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            v["tokenizer"]["engine_pre_tokenizer"],
+            want.trim_start_matches("engine pre-tokenizer: "),
+            "{pre:?}"
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

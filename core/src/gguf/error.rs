@@ -4,6 +4,33 @@
 use alloc::string::String;
 use core::fmt;
 
+/// Which metadata entry a malformed count, string or truncation belongs
+/// to, where the reader knows it. Appended to the message, so a user can
+/// find the damage with a hex dump or compare it with an intact copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyContext {
+    /// Not in the metadata (header counts, tensor infos), or the first key.
+    None,
+    /// Inside the value of this key.
+    ValueOf(String),
+    /// Inside the key of the entry after this one (the key being read is
+    /// the damaged one, so its name is unknown).
+    KeyAfter(String),
+}
+
+impl fmt::Display for KeyContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => Ok(()),
+            Self::ValueOf(key) => write!(f, " (in the value of metadata key '{key}')"),
+            Self::KeyAfter(key) => write!(
+                f,
+                " (in the key of the metadata entry after '{key}': that value may be damaged)"
+            ),
+        }
+    }
+}
+
 /// Everything that can be wrong with a GGUF file (or with a request to
 /// read a value of the wrong type from a valid one).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +45,8 @@ pub enum GgufError {
         needed: u64,
         /// Bytes left in the file from `offset`.
         available: u64,
+        /// The metadata entry, where known.
+        context: KeyContext,
     },
     /// The first four bytes are not `GGUF`.
     BadMagic { found: [u8; 4] },
@@ -28,17 +57,34 @@ pub enum GgufError {
         what: &'static str,
         count: u64,
         max: u64,
+        /// The metadata entry, where known.
+        context: KeyContext,
     },
     /// A count promises more entries than the remaining bytes could hold.
     CountExceedsData {
         what: &'static str,
         count: u64,
         remaining: u64,
+        /// The metadata entry, where known.
+        context: KeyContext,
     },
     /// A string's declared length is above the cap.
-    StringTooLong { offset: u64, len: u64, max: u64 },
+    StringTooLong {
+        /// What the string is (metadata key, metadata string, tensor name...).
+        what: &'static str,
+        offset: u64,
+        len: u64,
+        max: u64,
+        /// The metadata entry, where known.
+        context: KeyContext,
+    },
     /// A string that must be UTF-8 is not.
-    InvalidUtf8 { what: &'static str, offset: u64 },
+    InvalidUtf8 {
+        what: &'static str,
+        offset: u64,
+        /// The metadata entry, where known.
+        context: KeyContext,
+    },
     /// A metadata value type id outside 0..=12.
     UnknownValueType { key: String, type_id: u32 },
     /// Arrays of arrays are not used by any model format and are refused.
@@ -109,9 +155,10 @@ impl fmt::Display for GgufError {
                 offset,
                 needed,
                 available,
+                context,
             } => write!(
                 f,
-                "file truncated: {what} at offset {offset} needs {needed} bytes but only {available} remain"
+                "file truncated: {what} at offset {offset} needs {needed} bytes but only {available} remain{context}"
             ),
             BadMagic { found } => write!(
                 f,
@@ -127,24 +174,36 @@ impl fmt::Display for GgufError {
                     ""
                 }
             ),
-            TooMany { what, count, max } => {
-                write!(f, "{what} is {count}, above the limit of {max}")
-            }
+            TooMany {
+                what,
+                count,
+                max,
+                context,
+            } => write!(f, "{what} is {count}, above the limit of {max}{context}"),
             CountExceedsData {
                 what,
                 count,
                 remaining,
+                context,
             } => write!(
                 f,
-                "{what} is {count}, but only {remaining} bytes remain in the file"
+                "{what} is {count}, but only {remaining} bytes remain in the file{context}"
             ),
-            StringTooLong { offset, len, max } => write!(
+            StringTooLong {
+                what,
+                offset,
+                len,
+                max,
+                context,
+            } => write!(
                 f,
-                "string at offset {offset} declares length {len}, above the limit of {max}"
+                "{what} at offset {offset} declares length {len}, above the limit of {max}{context}"
             ),
-            InvalidUtf8 { what, offset } => {
-                write!(f, "{what} at offset {offset} is not valid UTF-8")
-            }
+            InvalidUtf8 {
+                what,
+                offset,
+                context,
+            } => write!(f, "{what} at offset {offset} is not valid UTF-8{context}"),
             UnknownValueType { key, type_id } => {
                 write!(f, "metadata key '{key}' has unknown value type {type_id}")
             }
@@ -222,3 +281,25 @@ impl fmt::Display for GgufError {
 }
 
 impl core::error::Error for GgufError {}
+
+impl GgufError {
+    /// Names the metadata entry in an error that carries only an offset
+    /// (the reader's low-level reads do not know the key); an error that
+    /// already has a context, or names its key otherwise, is unchanged.
+    pub(crate) fn in_entry(mut self, entry: impl FnOnce() -> KeyContext) -> Self {
+        use GgufError::*;
+        match &mut self {
+            Truncated { context, .. }
+            | TooMany { context, .. }
+            | CountExceedsData { context, .. }
+            | StringTooLong { context, .. }
+            | InvalidUtf8 { context, .. }
+                if *context == KeyContext::None =>
+            {
+                *context = entry();
+            }
+            _ => {}
+        }
+        self
+    }
+}

@@ -19,7 +19,7 @@ mod types;
 mod value;
 mod writer;
 
-pub use error::GgufError;
+pub use error::{GgufError, KeyContext};
 pub use peek::{HeaderPeek, PeekError, peek_header};
 pub use reader::{
     ALIGNMENT_KEY, DEFAULT_ALIGNMENT, Gguf, MAX_ALIGNMENT, MAX_ARRAY_LEN, MAX_DIMS, MAX_KV_COUNT,

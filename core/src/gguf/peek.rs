@@ -12,10 +12,10 @@
 use alloc::string::{String, ToString};
 use core::fmt;
 
-use super::error::GgufError;
+use super::error::{GgufError, KeyContext};
 use super::reader::{
     ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAX_ALIGNMENT, MAX_ARRAY_LEN, MAX_DIMS, MAX_KV_COUNT,
-    MAX_STRING_LEN, MAX_TENSOR_COUNT, MAX_TENSOR_NAME,
+    MAX_STRING_LEN, MAX_TENSOR_COUNT, MAX_TENSOR_NAME, key_after,
 };
 use super::types::{GgmlType, I2S_TYPE_ID, ShapeError, TL1_TYPE_ID, TL2_OR_MXFP4_TYPE_ID};
 use super::value::ValueType;
@@ -74,6 +74,16 @@ impl fmt::Display for PeekError {
 
 impl core::error::Error for PeekError {}
 
+impl PeekError {
+    /// [`GgufError::in_entry`] for an invalid header.
+    fn in_entry(self, entry: impl FnOnce() -> KeyContext) -> Self {
+        match self {
+            Self::Invalid(e) => Self::Invalid(e.in_entry(entry)),
+            more => more,
+        }
+    }
+}
+
 impl From<GgufError> for PeekError {
     fn from(e: GgufError) -> Self {
         Self::Invalid(e)
@@ -121,15 +131,21 @@ impl<'a> Prefix<'a> {
         let len = self.u64()?;
         if len > MAX_STRING_LEN {
             return Err(GgufError::StringTooLong {
+                what,
                 offset: start,
                 len,
                 max: MAX_STRING_LEN,
+                context: KeyContext::None,
             }
             .into());
         }
         let offset = self.pos as u64;
         let b = self.take(len)?;
-        let s = core::str::from_utf8(b).map_err(|_| GgufError::InvalidUtf8 { what, offset })?;
+        let s = core::str::from_utf8(b).map_err(|_| GgufError::InvalidUtf8 {
+            what,
+            offset,
+            context: KeyContext::None,
+        })?;
         Ok((s, start))
     }
 
@@ -150,6 +166,7 @@ impl<'a> Prefix<'a> {
                         what: "array length",
                         count,
                         max: MAX_ARRAY_LEN,
+                        context: KeyContext::None,
                     }
                     .into());
                 }
@@ -230,13 +247,24 @@ pub fn peek_header(prefix: &[u8]) -> Result<HeaderPeek, PeekError> {
         ("tensor count", n_tensors, MAX_TENSOR_COUNT),
     ] {
         if count > max {
-            return Err(GgufError::TooMany { what, count, max }.into());
+            return Err(GgufError::TooMany {
+                what,
+                count,
+                max,
+                context: KeyContext::None,
+            }
+            .into());
         }
     }
 
     let (mut architecture, mut name, mut alignment) = (None, None, DEFAULT_ALIGNMENT);
+    let mut prev_key = None;
     for _ in 0..n_kv {
-        let (key, _) = c.string("metadata key")?;
+        // Errors name the entry, as in the full parse.
+        let (key, _) = c
+            .string("metadata key")
+            .map_err(|e| e.in_entry(|| key_after(prev_key)))?;
+        let in_value = |e: PeekError| e.in_entry(|| KeyContext::ValueOf(key.to_string()));
         let type_id = c.u32()?;
         let ty = ValueType::from_id(type_id).ok_or_else(|| GgufError::UnknownValueType {
             key: key.to_string(),
@@ -244,10 +272,12 @@ pub fn peek_header(prefix: &[u8]) -> Result<HeaderPeek, PeekError> {
         })?;
         match (key, ty) {
             ("general.architecture", ValueType::String) => {
-                architecture = Some(c.string("metadata string")?.0.to_string());
+                let (s, _) = c.string("metadata string").map_err(in_value)?;
+                architecture = Some(s.to_string());
             }
             ("general.name", ValueType::String) => {
-                name = Some(c.string("metadata string")?.0.to_string());
+                let (s, _) = c.string("metadata string").map_err(in_value)?;
+                name = Some(s.to_string());
             }
             (ALIGNMENT_KEY, ValueType::U32) => {
                 let a = u64::from(c.u32()?);
@@ -268,8 +298,9 @@ pub fn peek_header(prefix: &[u8]) -> Result<HeaderPeek, PeekError> {
                 }
                 .into());
             }
-            _ => c.skip_value(key, ty)?,
+            _ => c.skip_value(key, ty).map_err(in_value)?,
         }
+        prev_key = Some(key);
     }
 
     let mut data_end = 0u64;
@@ -429,7 +460,7 @@ mod tests {
             let i = (x as usize) % buf.len();
             buf[i] = (x >> 32) as u8;
             let _ = peek_header(&buf);
-            if x % 8 == 0 {
+            if x.is_multiple_of(8) {
                 buf.copy_from_slice(head);
             }
         }

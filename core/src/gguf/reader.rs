@@ -4,9 +4,10 @@
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::ops::Range;
 use hashbrown::HashMap;
 
-use super::error::GgufError;
+use super::error::{GgufError, KeyContext};
 use super::types::{GgmlType, I2S_TYPE_ID, ShapeError, TL1_TYPE_ID, TL2_OR_MXFP4_TYPE_ID};
 use super::value::{Array, Value, ValueType};
 
@@ -87,6 +88,7 @@ impl<'a> Cursor<'a> {
                 offset: self.pos as u64,
                 needed: n,
                 available,
+                context: KeyContext::None,
             });
         }
         // n <= remaining <= usize::MAX, so the cast is lossless.
@@ -117,9 +119,11 @@ impl<'a> Cursor<'a> {
         let len = self.u64(what)?;
         if len > MAX_STRING_LEN {
             return Err(GgufError::StringTooLong {
+                what,
                 offset: start,
                 len,
                 max: MAX_STRING_LEN,
+                context: KeyContext::None,
             });
         }
         let off = self.pos as u64;
@@ -128,7 +132,11 @@ impl<'a> Cursor<'a> {
 
     fn string(&mut self, what: &'static str) -> Result<&'a str, GgufError> {
         let (b, offset) = self.string_bytes(what)?;
-        core::str::from_utf8(b).map_err(|_| GgufError::InvalidUtf8 { what, offset })
+        core::str::from_utf8(b).map_err(|_| GgufError::InvalidUtf8 {
+            what,
+            offset,
+            context: KeyContext::None,
+        })
     }
 
     /// Checks a count against a cap and against the bytes that remain, given
@@ -141,7 +149,12 @@ impl<'a> Cursor<'a> {
         min_elem_bytes: u64,
     ) -> Result<usize, GgufError> {
         if count > max {
-            return Err(GgufError::TooMany { what, count, max });
+            return Err(GgufError::TooMany {
+                what,
+                count,
+                max,
+                context: KeyContext::None,
+            });
         }
         let remaining = self.remaining();
         if count
@@ -152,12 +165,14 @@ impl<'a> Cursor<'a> {
                 what,
                 count,
                 remaining,
+                context: KeyContext::None,
             });
         }
         usize::try_from(count).map_err(|_| GgufError::TooMany {
             what,
             count,
             max: usize::MAX as u64,
+            context: KeyContext::None,
         })
     }
 
@@ -223,6 +238,11 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The context of an error in the key read after `prev` (`None`: the first).
+pub(super) fn key_after(prev: Option<&str>) -> KeyContext {
+    prev.map_or(KeyContext::None, |k| KeyContext::KeyAfter(k.to_string()))
+}
+
 fn check_bool(key: &str, offset: u64, b: u8) -> Result<bool, GgufError> {
     match b {
         0 => Ok(false),
@@ -281,20 +301,27 @@ impl<'a> Gguf<'a> {
 
         let mut kvs = Vec::with_capacity(n_kv);
         let mut kv_index = HashMap::with_capacity(n_kv);
+        let mut prev_key = None;
         for i in 0..n_kv {
-            let key = c.string("metadata key")?;
-            let type_id = c.u32("metadata value type")?;
+            // Errors name the entry: a damaged length usually follows a
+            // value that a text conversion changed (corrupt-mangled-llama-spm).
+            let key = c
+                .string("metadata key")
+                .map_err(|e| e.in_entry(|| key_after(prev_key)))?;
+            let in_value = |e: GgufError| e.in_entry(|| KeyContext::ValueOf(key.to_string()));
+            let type_id = c.u32("metadata value type").map_err(in_value)?;
             let ty = ValueType::from_id(type_id).ok_or_else(|| GgufError::UnknownValueType {
                 key: key.to_string(),
                 type_id,
             })?;
-            let value = c.value(key, ty)?;
+            let value = c.value(key, ty).map_err(in_value)?;
             if kv_index.insert(key, i).is_some() {
                 return Err(GgufError::DuplicateKey {
                     key: key.to_string(),
                 });
             }
             kvs.push((key, value));
+            prev_key = Some(key);
         }
 
         let alignment = match kv_index.get(ALIGNMENT_KEY).map(|&i| kvs[i].1) {
@@ -402,13 +429,21 @@ impl<'a> Gguf<'a> {
                 });
             }
         }
-        // Overlap: sort by offset (O(n log n)) and compare neighbours.
-        let mut order: Vec<usize> = (0..tensors.len()).collect();
+        // Overlap: sort the non-empty tensors by offset (O(n log n)) and
+        // compare neighbours. Empty tensors occupy no bytes and overlap
+        // nothing, but they must be left out before sorting, not skipped
+        // when comparing: `z` (0 bytes at 32) between a[0..128] and
+        // c[64..80] would otherwise hide their overlap. Without overlaps
+        // between neighbours the end offsets increase, so no pair further
+        // apart can overlap either.
+        let mut order: Vec<usize> = (0..tensors.len())
+            .filter(|&i| tensors[i].size > 0)
+            .collect();
         order.sort_unstable_by_key(|&i| (tensors[i].offset, tensors[i].size));
         for w in order.windows(2) {
             let (a, b) = (&tensors[w[0]], &tensors[w[1]]);
             // In bounds, so offset + size cannot overflow.
-            if a.size > 0 && b.size > 0 && a.offset + a.size > b.offset {
+            if a.offset + a.size > b.offset {
                 return Err(GgufError::TensorOverlap {
                     first: a.name.to_string(),
                     second: b.name.to_string(),
@@ -459,10 +494,19 @@ impl<'a> Gguf<'a> {
     }
 
     /// The bytes of a tensor of this file (checked in bounds at parse time).
+    /// Empty for a `TensorInfo` that does not lie inside this file.
     pub fn tensor_data(&self, t: &TensorInfo<'a>) -> &'a [u8] {
-        let start = (self.data_offset + t.offset) as usize;
-        let end = start + t.size as usize;
-        self.bytes.get(start..end).unwrap_or(&[])
+        self.tensor_range(t)
+            .and_then(|r| self.bytes.get(r))
+            .unwrap_or(&[])
+    }
+
+    /// A tensor's byte range in the file, `None` where it does not fit
+    /// `u64` or `usize`.
+    fn tensor_range(&self, t: &TensorInfo<'a>) -> Option<Range<usize>> {
+        let start = self.data_offset.checked_add(t.offset)?;
+        let end = start.checked_add(t.size)?;
+        Some(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
     }
 
     /// The value of a key, if present.

@@ -37,9 +37,9 @@
 //! Every GEMV/GEMM works on a range of weight rows so that a caller can split
 //! a matmul across threads; threads themselves stay out of this crate.
 //!
-//! The AVX-512 intrinsics are stable since Rust 1.89 (and `as_chunks` since
-//! 1.88), above the workspace's declared `rust-version`; clippy is told so
-//! on the module declaration until that is raised.
+//! Rust versions this module needs: AVX-512 intrinsics and `avx512*` target
+//! features 1.89 (`as_chunks` 1.88), `_mm_prefetch` as a safe function
+//! 1.93, `__cpuid` as a safe function 1.94 (the workspace's `rust-version`).
 
 use core::ops::Range;
 use core::sync::atomic::{AtomicU8, Ordering};

@@ -363,14 +363,14 @@ fn check_dims(t: &TensorInfo<'_>, expected: &[usize]) -> Result<(), ModelError> 
 /// Vocabulary size: embedding rows must equal the tokenizer's token count
 /// and `{arch}.vocab_size` where those exist.
 fn check_vocab(g: &Gguf<'_>, arch: Arch, rows: usize) -> Result<(), ModelError> {
-    if let Some(Value::Array(a)) = g.get("tokenizer.ggml.tokens") {
-        if a.len() != rows {
-            return Err(ModelError::VocabMismatch {
-                embedding_rows: rows,
-                source: "tokenizer.ggml.tokens",
-                value: a.len(),
-            });
-        }
+    if let Some(Value::Array(a)) = g.get("tokenizer.ggml.tokens")
+        && a.len() != rows
+    {
+        return Err(ModelError::VocabMismatch {
+            embedding_rows: rows,
+            source: "tokenizer.ggml.tokens",
+            value: a.len(),
+        });
     }
     let key = format!("{}.vocab_size", arch.name());
     if g.get(&key).is_some() {

@@ -201,7 +201,7 @@ impl QuantType {
     /// tail).
     pub fn row_bytes(self, cols: usize) -> Result<usize, QuantError> {
         let block = self.block_len();
-        if cols % block != 0 {
+        if !cols.is_multiple_of(block) {
             return Err(QuantError::NotBlockMultiple {
                 what: "row length",
                 len: cols,
@@ -297,7 +297,7 @@ fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), Q
 
 /// `len / block` when `len` is a multiple of `block` (`block > 0`).
 fn blocks_of(what: &'static str, len: usize, block: usize) -> Result<usize, QuantError> {
-    if block == 0 || len % block != 0 {
+    if block == 0 || !len.is_multiple_of(block) {
         return Err(QuantError::NotBlockMultiple { what, len, block });
     }
     Ok(len / block)

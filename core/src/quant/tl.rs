@@ -348,7 +348,7 @@ pub(crate) fn tl_tile_dot(kind: TlKind, tile: &[u8], tables: &[i8], out: &mut [i
 pub(crate) fn check_tables(w: &TlMatrix, tables_len: usize) -> Result<usize, QuantError> {
     let groups = w.groups();
     let per_token = mul_size("TL tables", groups, TL_TABLE_BYTES)?;
-    if tables_len == 0 || per_token == 0 || tables_len % per_token != 0 {
+    if tables_len == 0 || per_token == 0 || !tables_len.is_multiple_of(per_token) {
         return Err(QuantError::NotBlockMultiple {
             what: "TL activation tables",
             len: tables_len,

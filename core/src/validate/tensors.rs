@@ -146,11 +146,11 @@ pub(super) fn check(g: &Gguf<'_>, cfg: Option<&Config>, mode: Mode, ctx: &mut Ct
     let mut scale_tensors: BTreeMap<&str, f64> = BTreeMap::new();
     let mut magnitudes: BTreeMap<&str, Vec<Magnitude<'_>>> = BTreeMap::new();
     for t in g.tensors() {
-        if classify(t.name) == Role::Scale {
-            if let Some(v) = scale_tensor(g, t, ctx) {
-                let weight = t.name.strip_suffix(".scale").unwrap_or(t.name);
-                scale_tensors.insert(weight, v);
-            }
+        if classify(t.name) == Role::Scale
+            && let Some(v) = scale_tensor(g, t, ctx)
+        {
+            let weight = t.name.strip_suffix(".scale").unwrap_or(t.name);
+            scale_tensors.insert(weight, v);
         }
     }
     for t in g.tensors() {

@@ -308,7 +308,7 @@ fn split_tq2_0(
     scales: &mut Vec<f32>,
 ) -> Result<(), CudaError> {
     let nb = p.cols / 256;
-    if p.cols % 256 != 0 || p.body.len() != p.rows * nb * TQ2_BLOCK_BYTES {
+    if !p.cols.is_multiple_of(256) || p.body.len() != p.rows * nb * TQ2_BLOCK_BYTES {
         return Err(CudaError::Unsupported(format!(
             "TQ2_0 tensor of {} x {} with {} bytes",
             p.rows,
@@ -515,12 +515,15 @@ impl CudaModel {
                 "context {n_ctx} outside 1..={MAX_GPU_CTX} on the CUDA backend"
             )));
         }
-        if c.dim % 128 != 0 || c.hidden_dim % 128 != 0 || c.q_dim() % 128 != 0 {
+        if !c.dim.is_multiple_of(128)
+            || !c.hidden_dim.is_multiple_of(128)
+            || !c.q_dim().is_multiple_of(128)
+        {
             return Err(CudaError::Unsupported(
                 "dimensions must be multiples of 128 (I2_S blocks)".into(),
             ));
         }
-        if c.head_dim % 4 != 0 {
+        if !c.head_dim.is_multiple_of(4) {
             return Err(CudaError::Unsupported(format!(
                 "head dimension {} (the attention kernel takes multiples of 4)",
                 c.head_dim
