@@ -29,7 +29,7 @@ use crate::receipt::GpuInfo;
 pub const KERNELS_CU: &str = include_str!("kernels.cu");
 
 /// Kernel entry points `kernels.cu` must define (loaded by name).
-pub const KERNEL_NAMES: [&str; 11] = [
+pub const KERNEL_NAMES: [&str; 12] = [
     "f32_gemv_rmsnorm",
     "quantize_act",
     "i2s_gemv",
@@ -41,6 +41,7 @@ pub const KERNEL_NAMES: [&str; 11] = [
     "embed_f32",
     "f16_gemv_rmsnorm",
     "argmax_next",
+    "decode_persistent",
 ];
 
 /// Largest absolute logit difference GPU vs CPU, relative to the largest
@@ -361,12 +362,14 @@ mod tests {
         }
         // The default build, the variants the suite times, and an older
         // architecture (where the sm_90-only instructions compile away).
-        for (arch, rpw, unroll) in [
-            ("compute_90", 4, 2),
-            ("compute_90", 2, 2),
-            ("compute_90", 8, 1),
-            ("compute_90", 2, 4),
-            ("compute_80", 4, 2),
+        for (arch, rpw, unroll, pf) in [
+            ("compute_90", 4, 2, 2),
+            ("compute_90", 2, 2, 2),
+            ("compute_90", 8, 1, 2),
+            ("compute_90", 2, 4, 2),
+            ("compute_90", 4, 2, 0),
+            ("compute_90", 4, 2, 1),
+            ("compute_80", 4, 2, 2),
         ] {
             let ptx = cudarc::nvrtc::compile_ptx_with_opts(
                 KERNELS_CU,
@@ -379,11 +382,12 @@ mod tests {
                     options: vec![
                         format!("-DGEMV_RPW={rpw}"),
                         format!("-DGEMV_UNROLL={unroll}"),
+                        format!("-DPF_AHEAD={pf}"),
                     ],
                     ..Default::default()
                 },
             )
-            .unwrap_or_else(|e| panic!("{arch} {rpw} {unroll}: {e:?}"));
+            .unwrap_or_else(|e| panic!("{arch} {rpw} {unroll} {pf}: {e:?}"));
             let text = ptx.to_src();
             for name in KERNEL_NAMES {
                 assert!(
@@ -392,6 +396,10 @@ mod tests {
                 );
             }
             assert_eq!(text.contains("griddepcontrol"), arch == "compute_90");
+            assert_eq!(
+                text.contains("cp.async.bulk.prefetch.L2"),
+                arch == "compute_90" && pf > 0
+            );
         }
     }
 
