@@ -376,10 +376,10 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Self {
-            gemv_rpw: 4,
+            gemv_rpw: 2,
             gemv_unroll: 2,
             pdl: true,
-            persistent: false,
+            persistent: true,
             persist_bps: 2,
             prefetch_ahead: 2,
         }
@@ -583,10 +583,11 @@ fn persist_plan(
     if coop == 0 {
         return Err("the device has no cooperative launch".into());
     }
+    // Attention's shared memory (8 warps), then the block's quantized
+    // input; K <= QA_MAX_K (checked in `with_tuning`) is also what the
+    // kernel's registers hold (BQ_VEC).
     let max_k = c.dim.max(c.hidden_dim).max(c.q_dim());
-    let front = (max_k * 4)
-        .max((11 * c.head_dim + ATT_CHUNK) * 4)
-        .next_multiple_of(16);
+    let front = ((11 * c.head_dim + ATT_CHUNK) * 4).next_multiple_of(16);
     let smem = front + max_k.div_ceil(128) * QBLOCK_STRIDE;
     if smem > 48 * 1024 {
         return Err(format!("{smem} bytes of shared memory per block"));

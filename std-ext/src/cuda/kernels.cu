@@ -308,11 +308,23 @@ __device__ __forceinline__ void i2s_gemv_rows(
     const usize rb = (usize)(K >> 2);
     for (int r0 = gw * GEMV_RPW; r0 < rows; r0 += stride) {
         int a16[NM * GEMV_RPW], a4[NM * GEMV_RPW], a1[NM * GEMV_RPW];
+        // The row scales (and, mode 1, the old outputs: only this warp
+        // writes its rows) are loaded with the first weights, not after
+        // the dot: one memory round trip less per row group.
+        float sw[NM * GEMV_RPW], sp[NM * GEMV_RPW], old[GEMV_RPW];
 #pragma unroll
         for (int j = 0; j < NM * GEMV_RPW; ++j) {
             a16[j] = 0;
             a4[j] = 0;
             a1[j] = 0;
+            const int r = r0 + (j % GEMV_RPW);
+            sw[j] = 0.0f;
+            sp[j] = 0.0f;
+            if (r < rows) {
+                sw[j] = (j < GEMV_RPW) ? ws[r] : ws2[r];
+                sp[j] = (j < GEMV_RPW) ? ps[r] : ps2[r];
+            }
+            if (j < GEMV_RPW) old[j] = (NM == 1 && mode == 1 && lane == 0 && r < rows) ? __ldcg(out + r) : 0.0f;
         }
         for (int c0 = lane; c0 < nchunk; c0 += 32 * GEMV_UNROLL) {
             uint4 w[GEMV_UNROLL][NM * GEMV_RPW];
@@ -354,13 +366,8 @@ __device__ __forceinline__ void i2s_gemv_rows(
             const int r = r0 + (j % GEMV_RPW);
             float t = 0.0f;
             if (r < rows) {
-                if (j < GEMV_RPW) {
-                    t = ((float)(cq - sumq) / s) * ws[r];
-                    t = t * ps[r];
-                } else {
-                    t = ((float)(cq - sumq) / s) * ws2[r];
-                    t = t * ps2[r];
-                }
+                t = ((float)(cq - sumq) / s) * sw[j];
+                t = t * sp[j];
             }
             y[j] = t;
         }
@@ -380,7 +387,7 @@ __device__ __forceinline__ void i2s_gemv_rows(
                         }
                         out[r] = t;
                     } else if (mode == 1) {
-                        out[r] = __ldcg(out + r) + t;
+                        out[r] = old[j] + t;
                     } else {
                         out[r] = t;
                     }
@@ -720,6 +727,17 @@ __device__ void attention_body(
     }
 #undef ATT_ROW
     __syncthreads();
+    if (n_seen <= ATT_CHUNK) {
+        // One slice: the combine below would compute e = exp(0) = 1,
+        // l = 1 * sum, o = 0 + 1 * o (0 + turns -0 into +0); the same bits.
+        for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+            float o = ow[i];
+#pragma unroll
+            for (int w = 1; w < NW; ++w) o += ow[w * hd + i];
+            att_out[h * hd + i] = (float)((double)(0.0f + o) / sum);
+        }
+        return;
+    }
     const usize part = (usize)h * n_split + sp;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
         float o = ow[i];
@@ -787,32 +805,24 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
 #define PF_AHEAD 2
 #endif
 
-// Grid-wide barrier of a cooperative launch (every block resident): bar[0]
-// counts arrivals, bar[1] is the generation. The last block to arrive
-// resets the count and advances the generation; the others wait for it.
-// The fences order every block's writes before the barrier against every
-// read after it (reads of data written in this launch go through L2:
-// __ldcg). Both words are back to (0, any) when a launch ends, so a
-// replayed graph needs no reset.
-__device__ __forceinline__ u32 ld_acquire(const u32* p) {
-    u32 v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-
+// Grid-wide barrier of a cooperative launch (every block resident), the
+// scheme of cooperative_groups' grid sync: one counter; block 0 adds
+// 0x80000000 - (blocks - 1), every other block 1, so each barrier flips
+// the top bit exactly once and leaves the low bits as they were (zero:
+// the counter starts zeroed and every launch passes whole barriers, so a
+// replayed graph needs no reset). A block waits until the top bit differs
+// from the value its own add returned. The fences order every block's
+// writes before the barrier against every read after it (reads of data
+// written in this launch go through L2: __ldcg). One atomic round trip
+// per block, no reset and no separate generation word.
 __device__ __forceinline__ void grid_barrier(u32* bar) {
     __syncthreads();
     if (threadIdx.x == 0) {
-        const u32 gen = ld_acquire(bar + 1);
+        const u32 nb = (blockIdx.x == 0) ? 0x80000000u - (gridDim.x - 1) : 1u;
         __threadfence();
-        const u32 arrived = atomicAdd(bar, 1u);
-        if (arrived == gridDim.x - 1) {
-            atomicExch(bar, 0u);
-            __threadfence();
-            atomicAdd(bar + 1, 1u);
-        } else {
-            while (ld_acquire(bar + 1) == gen) {
-            }
+        const u32 old = atomicAdd(bar, nb);
+        const volatile u32* v = bar;
+        while (((old ^ *v) & 0x80000000u) == 0) {
         }
         __threadfence();
     }
@@ -842,46 +852,82 @@ __device__ __forceinline__ void prefetch_rows(const u8* W, int rows, int K, int 
     }
 }
 
+// float4s of the block input per thread: K <= PB_THREADS * 4 * BQ_VEC.
+#define BQ_VEC 8
+
 // One block's own RMSNorm (nw != 0) + I2_S int8 quantization of x (K
 // floats written earlier in this launch: read through L2), the operations
 // of quantize_act (fmt 0) in a block of PB_THREADS: f32 squares summed in
 // f64, mean and scale in f32, v = (x * nscale) * nw; s = 127 / max|v|
 // (f64, at least 1e-5), q = rint(v * s) clamped. Every block runs the same
-// code on the same input, so all get the same bits. xs: K floats of shared
-// scratch; qs: the padded layout in shared memory. Returns s and sum q.
+// code on the same input, so all get the same bits. All loads of x and nw
+// are issued at once (one L2 round trip, not one per element); the values
+// stay in registers. qs: the padded layout in shared memory. Returns s and
+// sum q. Needs K % 4 == 0.
 __device__ void block_quant_i2s(const float* x, const float* __restrict__ nw, float eps, int K,
-                                float* xs, u8* qs, float& s_out, int& sumq_out) {
+                                u8* qs, float& s_out, int& sumq_out) {
     __shared__ double shd[32];
     __shared__ float shf[32];
     __shared__ int shi[32];
-    double acc = 0.0;
-    for (int i = threadIdx.x; i < K; i += PB_THREADS) {
-        const float t = __ldcg(x + i);
-        xs[i] = t;
-        acc += (double)(t * t);
+    const int n4 = K >> 2;
+    float4 v[BQ_VEC], g[BQ_VEC];
+#pragma unroll
+    for (int j = 0; j < BQ_VEC; ++j) {
+        const int f = threadIdx.x + j * PB_THREADS;
+        const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        v[j] = (f < n4) ? __ldcg((const float4*)x + f) : z;
+        g[j] = (nw != 0 && f < n4) ? __ldg((const float4*)nw + f) : z;
     }
     float nscale = 1.0f;
     if (nw != 0) {
+        // Padding is zero: adds nothing.
+        double acc = 0.0;
+#pragma unroll
+        for (int j = 0; j < BQ_VEC; ++j) {
+            acc += (double)(v[j].x * v[j].x);
+            acc += (double)(v[j].y * v[j].y);
+            acc += (double)(v[j].z * v[j].z);
+            acc += (double)(v[j].w * v[j].w);
+        }
         const double sum = block_sum_d(acc, shd);
         const float mean = (float)(sum / (double)K);
         nscale = 1.0f / sqrtf(mean + eps);
+#pragma unroll
+        for (int j = 0; j < BQ_VEC; ++j) {
+            v[j].x = v[j].x * nscale * g[j].x;
+            v[j].y = v[j].y * nscale * g[j].y;
+            v[j].z = v[j].z * nscale * g[j].z;
+            v[j].w = v[j].w * nscale * g[j].w;
+        }
     }
     float m = 0.0f;
-    for (int i = threadIdx.x; i < K; i += PB_THREADS) {
-        float v = xs[i];
-        if (nw != 0) v = v * nscale * __ldg(nw + i);
-        xs[i] = v;
-        m = fmaxf(m, fabsf(v));
+#pragma unroll
+    for (int j = 0; j < BQ_VEC; ++j) {
+        m = fmaxf(m, fabsf(v[j].x));
+        m = fmaxf(m, fabsf(v[j].y));
+        m = fmaxf(m, fabsf(v[j].z));
+        m = fmaxf(m, fabsf(v[j].w));
     }
     m = block_max_f(m, shf);
     m = fmaxf(1e-5f, m);
     const float s = (float)(127.0 / (double)m);
     int sq = 0;
-    for (int i = threadIdx.x; i < K; i += PB_THREADS) {
-        const float r = rintf(xs[i] * s);
-        const int qi = (r != r) ? 0 : (int)fminf(fmaxf(r, -128.0f), 127.0f);
-        qs[(i >> 7) * QBLOCK_STRIDE + (i & 127)] = (u8)(i8)qi;
-        sq += qi;
+#pragma unroll
+    for (int j = 0; j < BQ_VEC; ++j) {
+        const int f = threadIdx.x + j * PB_THREADS;
+        if (f < n4) {
+            const float e[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
+            u32 packed = 0;
+#pragma unroll
+            for (int c = 0; c < 4; ++c) {
+                const float r = rintf(e[c] * s);
+                const int qi = (r != r) ? 0 : (int)fminf(fmaxf(r, -128.0f), 127.0f);
+                packed |= (u32)(u8)(i8)qi << (8 * c);
+                sq += qi;
+            }
+            const int i = 4 * f;
+            *(u32*)(qs + (i >> 7) * QBLOCK_STRIDE + (i & 127)) = packed;
+        }
     }
     // block_sum_i's barrier also publishes qs to the whole block.
     sq = block_sum_i(sq, shi);
@@ -960,15 +1006,15 @@ __device__ __forceinline__ void prefetch_matrix(const usize* __restrict__ lp, co
 // lp: n_layers x PL_STRIDE pointers. params[1]: the position. Block 0 also
 // writes layer 0's quantized q|k|v input to qact / qmeta (the layout and
 // meta of quantize_act) for the exactness check. bar: two zeroed words.
-// Dynamic shared memory: max(max K, 3 hd + ATT_CHUNK + 8 hd) floats, then
-// max K / 128 * QBLOCK_STRIDE bytes.
+// Dynamic shared memory: (3 hd + ATT_CHUNK + 8 hd) floats (attention),
+// then, at qs_offset, max K / 128 * QBLOCK_STRIDE bytes (the block's
+// quantized input).
 extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
     const usize* __restrict__ lp, DecodeDims d, float* x, float* qkv, float* att, float* hb,
     const float* __restrict__ rope_cos, const float* __restrict__ rope_sin,
     const int* __restrict__ params, float* part_o, double* part_ml, int* done, u32* bar,
     u8* __restrict__ qact, int* __restrict__ qmeta, int qs_offset) {
     extern __shared__ __align__(16) float psm[];
-    float* xs = psm;
     u8* qs = (u8*)psm + qs_offset;
     const int warps = PB_THREADS / 32;
     const int gw = blockIdx.x * warps + (threadIdx.x >> 5);
@@ -980,22 +1026,27 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
     for (int m = 0; m < PF_AHEAD; ++m) prefetch_matrix(lp, d, m, gw, nwt);
     float s;
     int sumq;
+    // Whether this block has rows of a matrix of `rows` rows (blocks
+    // without any skip the quantization too; block-uniform).
+#define HAS_ROWS(rows) (blockIdx.x * warps * GEMV_RPW < (rows))
     for (int l = 0; l < d.n_layers; ++l) {
         const usize* L = lp + (usize)l * PL_STRIDE;
         // A: q|k|v.
         if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + PF_AHEAD, gw, nwt);
-        block_quant_i2s(x, (const float*)L[PL_ATTN_NORM], d.eps, d.dim, xs, qs, s, sumq);
-        if (l == 0 && blockIdx.x == 0) {
-            for (int i = threadIdx.x; i < (d.dim >> 7) * QBLOCK_STRIDE; i += PB_THREADS)
-                qact[i] = qs[i];
-            if (threadIdx.x == 0) {
-                qmeta[0] = __float_as_int(s);
-                qmeta[1] = sumq;
+        if (HAS_ROWS(qkv_rows)) {
+            block_quant_i2s(x, (const float*)L[PL_ATTN_NORM], d.eps, d.dim, qs, s, sumq);
+            if (l == 0 && blockIdx.x == 0) {
+                for (int i = threadIdx.x; i < (d.dim >> 7) * QBLOCK_STRIDE; i += PB_THREADS)
+                    qact[i] = qs[i];
+                if (threadIdx.x == 0) {
+                    qmeta[0] = __float_as_int(s);
+                    qmeta[1] = sumq;
+                }
             }
+            i2s_gemv_rows<1, true>((const u8*)L[PL_QKV_W], 0, (const float*)L[PL_QKV_WS],
+                                   (const float*)L[PL_QKV_PS], 0, 0, qs, s, sumq, d.dim,
+                                   qkv_rows, qkv, 0, 0, gw, nwt);
         }
-        i2s_gemv_rows<1, true>((const u8*)L[PL_QKV_W], 0, (const float*)L[PL_QKV_WS],
-                               (const float*)L[PL_QKV_PS], 0, 0, qs, s, sumq, d.dim, qkv_rows,
-                               qkv, 0, 0, gw, nwt);
         if (d.stop) return;
         grid_barrier(bar);
         // B: attention.
@@ -1009,27 +1060,36 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
         grid_barrier(bar);
         // C: o, added to the residual.
         if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + 1 + PF_AHEAD, gw, nwt);
-        block_quant_i2s(att, (const float*)L[PL_ATTN_SUB_NORM], d.eps, d.q_dim, xs, qs, s, sumq);
-        i2s_gemv_rows<1, true>((const u8*)L[PL_O_W], 0, (const float*)L[PL_O_WS],
-                               (const float*)L[PL_O_PS], 0, 0, qs, s, sumq, d.q_dim, d.dim, x, 1,
-                               0, gw, nwt);
+        if (HAS_ROWS(d.dim)) {
+            block_quant_i2s(att, (const float*)L[PL_ATTN_SUB_NORM], d.eps, d.q_dim, qs, s,
+                            sumq);
+            i2s_gemv_rows<1, true>((const u8*)L[PL_O_W], 0, (const float*)L[PL_O_WS],
+                                   (const float*)L[PL_O_PS], 0, 0, qs, s, sumq, d.q_dim, d.dim,
+                                   x, 1, 0, gw, nwt);
+        }
         grid_barrier(bar);
         // D: gate|up and the activation.
         if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + 2 + PF_AHEAD, gw, nwt);
-        block_quant_i2s(x, (const float*)L[PL_FFN_NORM], d.eps, d.dim, xs, qs, s, sumq);
-        i2s_gemv_rows<2, true>((const u8*)L[PL_GATE_W], (const u8*)L[PL_UP_W],
-                               (const float*)L[PL_GATE_WS], (const float*)L[PL_GATE_PS],
-                               (const float*)L[PL_UP_WS], (const float*)L[PL_UP_PS], qs, s, sumq,
-                               d.dim, d.hidden, hb, 0, d.act, gw, nwt);
+        if (HAS_ROWS(d.hidden)) {
+            block_quant_i2s(x, (const float*)L[PL_FFN_NORM], d.eps, d.dim, qs, s, sumq);
+            i2s_gemv_rows<2, true>((const u8*)L[PL_GATE_W], (const u8*)L[PL_UP_W],
+                                   (const float*)L[PL_GATE_WS], (const float*)L[PL_GATE_PS],
+                                   (const float*)L[PL_UP_WS], (const float*)L[PL_UP_PS], qs, s,
+                                   sumq, d.dim, d.hidden, hb, 0, d.act, gw, nwt);
+        }
         grid_barrier(bar);
         // E: down, added to the residual.
         if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + 3 + PF_AHEAD, gw, nwt);
-        block_quant_i2s(hb, (const float*)L[PL_FFN_SUB_NORM], d.eps, d.hidden, xs, qs, s, sumq);
-        i2s_gemv_rows<1, true>((const u8*)L[PL_DOWN_W], 0, (const float*)L[PL_DOWN_WS],
-                               (const float*)L[PL_DOWN_PS], 0, 0, qs, s, sumq, d.hidden, d.dim, x,
-                               1, 0, gw, nwt);
+        if (HAS_ROWS(d.dim)) {
+            block_quant_i2s(hb, (const float*)L[PL_FFN_SUB_NORM], d.eps, d.hidden, qs, s,
+                            sumq);
+            i2s_gemv_rows<1, true>((const u8*)L[PL_DOWN_W], 0, (const float*)L[PL_DOWN_WS],
+                                   (const float*)L[PL_DOWN_PS], 0, 0, qs, s, sumq, d.hidden,
+                                   d.dim, x, 1, 0, gw, nwt);
+        }
         if (l + 1 < d.n_layers) grid_barrier(bar);
     }
+#undef HAS_ROWS
 }
 
 // x = embedding row of the token in params[0]; F16 table.
