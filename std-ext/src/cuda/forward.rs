@@ -1,17 +1,23 @@
 //! [`CudaModel`]: weights on the device, the decode step as a CUDA graph.
 //!
-//! One step (one position, batch 1) is: `embed_*` (token from device
-//! memory), then per layer: `quantize_act` (RMSNorm + int8 quantization of
-//! the block input, once) and `i2s_gemv` (q|k|v); `attention_rope` (RoPE,
-//! KV store, attention split over heads x slices of 64 positions, the
-//! last slice of each head combining them); `quantize_act` (sub-norm) and
-//! `i2s_gemv` (Wo, added to the residual); `quantize_act` (norm) and
+//! One step (one position, batch 1), by default where every projection is
+//! I2_S: `embed_*` (token from device memory), `decode_persistent` (all
+//! layers in one cooperative launch: per layer five phases separated by
+//! grid barriers, each block quantizing its own copy of every matmul
+//! input; see kernels.cu), `f16_gemv_rmsnorm` (final norm + LM head) and
+//! `argmax_next` (greedy token, written back to device memory with the
+//! next position): 4 launches.
+//!
+//! The per-kernel step (TQ2_0 models, or `Tuning::persistent` off):
+//! `embed_*`, then per layer: `quantize_act` (RMSNorm + int8 quantization
+//! of the block input, once) and `i2s_gemv` (q|k|v); `attention_rope`
+//! (RoPE, KV store, attention split over heads x slices of 64 positions,
+//! the last slice of each head combining them); `quantize_act` (sub-norm)
+//! and `i2s_gemv` (Wo, added to the residual); `quantize_act` (norm) and
 //! `i2s_gemv_glu` (gate/up + relu²·up); `quantize_act` (sub-norm) and
-//! `i2s_gemv` (Wdown, added). Then `f16_gemv_rmsnorm` (final norm + LM
-//! head) and `argmax_next` (greedy token, written back to device memory
-//! with the next position). The step reads the token and position
-//! from device memory, so the same graph serves every position; a greedy
-//! decode replays it with no host work between tokens.
+//! `i2s_gemv` (Wdown, added); then the head and argmax. The step reads the
+//! token and position from device memory, so the same graph serves every
+//! position; a greedy decode replays it with no host work between tokens.
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -381,7 +387,7 @@ impl Default for Tuning {
             pdl: true,
             persistent: true,
             persist_bps: 2,
-            prefetch_ahead: 2,
+            prefetch_ahead: 0,
         }
     }
 }
