@@ -377,6 +377,10 @@ pub struct Tuning {
     pub persist_bps: usize,
     /// Matrices the persistent kernel pulls to L2 ahead (`PF_AHEAD`).
     pub prefetch_ahead: usize,
+    /// A measuring build: the persistent kernel stamps the time of every
+    /// block's arrival at and exit from every grid barrier
+    /// (`PHASE_TIMES`; read with [`CudaModel::phase_times`]).
+    pub phase_times: bool,
 }
 
 impl Default for Tuning {
@@ -388,6 +392,7 @@ impl Default for Tuning {
             persistent: true,
             persist_bps: 2,
             prefetch_ahead: 0,
+            phase_times: false,
         }
     }
 }
@@ -422,6 +427,21 @@ struct Persist {
     qs_offset: i32,
     layers_ptr: u64,
     bar: u64,
+    /// `PHASE_TIMES` stamps (0 unless measuring).
+    times: u64,
+}
+
+/// The persistent kernel's barrier stamps of its last launch (see
+/// `PHASE_TIMES` in kernels.cu).
+#[derive(Debug, Clone)]
+pub struct PhaseTimes {
+    /// Blocks of the launch.
+    pub blocks: usize,
+    /// Layers (5 phases each, the last one's end is the kernel's end).
+    pub layers: usize,
+    /// ns, `[(slot * blocks + block) * 2 + {0 arrival, 1 exit}]`, slots
+    /// `0..=5 * layers`.
+    pub stamps: Vec<u64>,
 }
 
 /// Time of one kernel launch (median over repetitions).
@@ -456,6 +476,8 @@ pub struct CudaModel {
     persist_note: Option<String>,
     /// Launches of one step.
     launches: usize,
+    /// `PHASE_TIMES` stamps of the last persistent launch.
+    times_buf: Option<CudaSlice<u8>>,
     cfg: Config,
     tuning: Tuning,
     n_ctx: usize,
@@ -719,6 +741,7 @@ impl CudaModel {
                     format!("-DGEMV_RPW={}", tuning.gemv_rpw),
                     format!("-DGEMV_UNROLL={}", tuning.gemv_unroll),
                     format!("-DPF_AHEAD={}", tuning.prefetch_ahead),
+                    format!("-DPHASE_TIMES={}", u8::from(tuning.phase_times)),
                 ],
                 ..Default::default()
             },
@@ -909,17 +932,26 @@ impl CudaModel {
         let out_tokens_ptr = ptr_i32(&out_tokens, &stream);
         let mut persist_note = None;
         let mut persist = None;
+        let mut times_buf = None;
         if tuning.persistent {
             match persist_plan(&ctx, &f_persist, &c, &layers, sm_count, tuning.persist_bps) {
                 Ok(plan) => {
                     let table = stream.clone_htod(&plan.table)?;
                     let bar = stream.clone_htod(&[0u8; 8])?;
+                    let mut times = 0;
+                    if tuning.phase_times {
+                        let slots = 5 * c.n_layers + 1;
+                        let buf = stream.alloc_zeros::<u8>(slots * plan.blocks as usize * 16)?;
+                        times = ptr_u8(&buf, &stream);
+                        times_buf = Some(buf);
+                    }
                     persist = Some(Persist {
                         blocks: plan.blocks,
                         smem: plan.smem,
                         qs_offset: plan.qs_offset,
                         layers_ptr: ptr_u8(&table, &stream),
                         bar: ptr_u8(&bar, &stream),
+                        times,
                     });
                     keep_u8.push(table);
                     keep_u8.push(bar);
@@ -949,6 +981,7 @@ impl CudaModel {
             persist,
             persist_note,
             launches: 0,
+            times_buf,
             cfg: c,
             tuning,
             n_ctx,
@@ -1088,6 +1121,25 @@ impl CudaModel {
         self.persist.map(|p| p.blocks)
     }
 
+    /// The barrier stamps of the last persistent launch (a
+    /// `Tuning::phase_times` build; None otherwise).
+    pub fn phase_times(&self) -> Result<Option<PhaseTimes>, CudaError> {
+        let (Some(buf), Some(p)) = (&self.times_buf, &self.persist) else {
+            return Ok(None);
+        };
+        let raw = self.stream.clone_dtoh(buf)?;
+        self.stream.synchronize()?;
+        let stamps = raw
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .collect();
+        Ok(Some(PhaseTimes {
+            blocks: p.blocks as usize,
+            layers: self.cfg.n_layers,
+            stamps,
+        }))
+    }
+
     /// Why a requested persistent step is not used, if it is not.
     pub fn persist_note(&self) -> Option<&str> {
         self.persist_note.as_deref()
@@ -1134,7 +1186,8 @@ impl CudaModel {
             .arg(&p.bar)
             .arg(&self.qact)
             .arg(&self.qmeta)
-            .arg(&p.qs_offset);
+            .arg(&p.qs_offset)
+            .arg(&p.times);
         let mut value = sys::CUlaunchAttributeValue { pad: [0; 64] };
         value.cooperative = 1;
         let mut attr = sys::CUlaunchAttribute {
@@ -1162,7 +1215,8 @@ impl CudaModel {
         // (n_ctx positions; params[1] < n_ctx, checked before every step);
         // x, qkv, att, hb, the partials and counters are sized as for the
         // per-kernel step; bar is two zeroed words that every launch leaves
-        // at a zero count; qact / qmeta as for `quantize_act`. The grid is
+        // at a zero count; qact / qmeta as for `quantize_act`; times is 0
+        // or, with PHASE_TIMES, (5 n_layers + 1) x blocks x 2 u64. The grid is
         // at most what the occupancy API says is co-resident, and the
         // cooperative attribute makes the driver refuse a grid that is not,
         // so the grid barriers cannot deadlock. `config` and `attr` live

@@ -815,9 +815,30 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
 // writes before the barrier against every read after it (reads of data
 // written in this launch go through L2: __ldcg). One atomic round trip
 // per block, no reset and no separate generation word.
-__device__ __forceinline__ void grid_barrier(u32* bar) {
+// PHASE_TIMES (a measuring build; the host sets it): thread 0 of every
+// block stamps %globaltimer (ns) at its arrival and its exit of every
+// barrier, slot k = barrier k + 1 (slot 0: the kernel's start, as an exit;
+// the last slot: its end, as an arrival), at times[(k * blocks + block) *
+// 2 + {0: arrival, 1: exit}].
+#ifndef PHASE_TIMES
+#define PHASE_TIMES 0
+#endif
+
+__device__ __forceinline__ usize globaltimer() {
+    usize t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+__device__ __forceinline__ void phase_stamp(usize* times, int slot, int which) {
+    if (PHASE_TIMES && threadIdx.x == 0)
+        times[((usize)slot * gridDim.x + blockIdx.x) * 2 + which] = globaltimer();
+}
+
+__device__ __forceinline__ void grid_barrier(u32* bar, usize* times, int& slot) {
     __syncthreads();
     if (threadIdx.x == 0) {
+        phase_stamp(times, slot, 0);
         const u32 nb = (blockIdx.x == 0) ? 0x80000000u - (gridDim.x - 1) : 1u;
         __threadfence();
         const u32 old = atomicAdd(bar, nb);
@@ -825,7 +846,9 @@ __device__ __forceinline__ void grid_barrier(u32* bar) {
         while (((old ^ *v) & 0x80000000u) == 0) {
         }
         __threadfence();
+        phase_stamp(times, slot, 1);
     }
+    ++slot;
     __syncthreads();
 }
 
@@ -1003,7 +1026,8 @@ __device__ __forceinline__ void prefetch_matrix(const usize* __restrict__ lp, co
 // phases ahead to L2 (bulk prefetch), so the weight stream runs on over
 // barriers, quantization and attention. Reductions keep the fixed orders
 // of the per-kernel path's functions; nothing depends on timing.
-// lp: n_layers x PL_STRIDE pointers. params[1]: the position. Block 0 also
+// lp: n_layers x PL_STRIDE pointers. params[1]: the position. times: see
+// PHASE_TIMES (unused without it). Block 0 also
 // writes layer 0's quantized q|k|v input to qact / qmeta (the layout and
 // meta of quantize_act) for the exactness check. bar: two zeroed words.
 // Dynamic shared memory: (3 hd + ATT_CHUNK + 8 hd) floats (attention),
@@ -1013,8 +1037,10 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
     const usize* __restrict__ lp, DecodeDims d, float* x, float* qkv, float* att, float* hb,
     const float* __restrict__ rope_cos, const float* __restrict__ rope_sin,
     const int* __restrict__ params, float* part_o, double* part_ml, int* done, u32* bar,
-    u8* __restrict__ qact, int* __restrict__ qmeta, int qs_offset) {
+    u8* __restrict__ qact, int* __restrict__ qmeta, int qs_offset, usize* times) {
     extern __shared__ __align__(16) float psm[];
+    int slot = 0;
+    phase_stamp(times, slot++, 1);
     u8* qs = (u8*)psm + qs_offset;
     const int warps = PB_THREADS / 32;
     const int gw = blockIdx.x * warps + (threadIdx.x >> 5);
@@ -1048,7 +1074,7 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
                                    qkv_rows, qkv, 0, 0, gw, nwt);
         }
         if (d.stop) return;
-        grid_barrier(bar);
+        grid_barrier(bar, times, slot);
         // B: attention.
         for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
             __syncthreads();
@@ -1057,7 +1083,7 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
                                             d.n_kv_heads, d.hd, d.n_rot, d.neox, d.attn_scale,
                                             it / ns, it % ns, d.n_split, psm);
         }
-        grid_barrier(bar);
+        grid_barrier(bar, times, slot);
         // C: o, added to the residual.
         if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + 1 + PF_AHEAD, gw, nwt);
         if (HAS_ROWS(d.dim)) {
@@ -1067,7 +1093,7 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
                                    (const float*)L[PL_O_PS], 0, 0, qs, s, sumq, d.q_dim, d.dim,
                                    x, 1, 0, gw, nwt);
         }
-        grid_barrier(bar);
+        grid_barrier(bar, times, slot);
         // D: gate|up and the activation.
         if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + 2 + PF_AHEAD, gw, nwt);
         if (HAS_ROWS(d.hidden)) {
@@ -1077,7 +1103,7 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
                                    (const float*)L[PL_UP_WS], (const float*)L[PL_UP_PS], qs, s,
                                    sumq, d.dim, d.hidden, hb, 0, d.act, gw, nwt);
         }
-        grid_barrier(bar);
+        grid_barrier(bar, times, slot);
         // E: down, added to the residual.
         if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + 3 + PF_AHEAD, gw, nwt);
         if (HAS_ROWS(d.dim)) {
@@ -1087,7 +1113,11 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
                                    (const float*)L[PL_DOWN_PS], 0, 0, qs, s, sumq, d.hidden,
                                    d.dim, x, 1, 0, gw, nwt);
         }
-        if (l + 1 < d.n_layers) grid_barrier(bar);
+        if (l + 1 < d.n_layers) grid_barrier(bar, times, slot);
+    }
+    if (PHASE_TIMES) {
+        __syncthreads();
+        phase_stamp(times, slot, 0);
     }
 #undef HAS_ROWS
 }

@@ -18,7 +18,7 @@ pub mod receipt;
 
 pub use forward::{
     CudaModel, HeadFormat, HostEmbedding, HostLayer, HostLinear, HostModel, KernelTiming,
-    MAX_GPU_CTX, Tuning, WeightFormat,
+    MAX_GPU_CTX, PhaseTimes, Tuning, WeightFormat,
 };
 
 use bitnet_core::quant::i2s::{I2S_BLOCK_BYTES, I2S_BLOCK_LEN};
@@ -360,16 +360,17 @@ mod tests {
             eprintln!("NVRTC not loadable here: kernels.cu not compiled");
             return;
         }
-        // The default build, the variants the suite times, and an older
-        // architecture (where the sm_90-only instructions compile away).
-        for (arch, rpw, unroll, pf) in [
-            ("compute_90", 4, 2, 2),
-            ("compute_90", 2, 2, 2),
-            ("compute_90", 8, 1, 2),
-            ("compute_90", 2, 4, 2),
-            ("compute_90", 4, 2, 0),
-            ("compute_90", 4, 2, 1),
-            ("compute_80", 4, 2, 2),
+        // The default build, the variants the suite times, the measuring
+        // build (phase times), and an older architecture (where the
+        // sm_90-only instructions compile away).
+        for (arch, rpw, unroll, pf, pt) in [
+            ("compute_90", 2, 2, 0, 0),
+            ("compute_90", 4, 2, 2, 0),
+            ("compute_90", 8, 1, 2, 0),
+            ("compute_90", 2, 4, 2, 0),
+            ("compute_90", 1, 2, 1, 0),
+            ("compute_90", 2, 2, 0, 1),
+            ("compute_80", 4, 2, 2, 0),
         ] {
             let ptx = cudarc::nvrtc::compile_ptx_with_opts(
                 KERNELS_CU,
@@ -383,11 +384,12 @@ mod tests {
                         format!("-DGEMV_RPW={rpw}"),
                         format!("-DGEMV_UNROLL={unroll}"),
                         format!("-DPF_AHEAD={pf}"),
+                        format!("-DPHASE_TIMES={pt}"),
                     ],
                     ..Default::default()
                 },
             )
-            .unwrap_or_else(|e| panic!("{arch} {rpw} {unroll} {pf}: {e:?}"));
+            .unwrap_or_else(|e| panic!("{arch} {rpw} {unroll} {pf} {pt}: {e:?}"));
             let text = ptx.to_src();
             for name in KERNEL_NAMES {
                 assert!(
@@ -400,6 +402,7 @@ mod tests {
                 text.contains("cp.async.bulk.prefetch.L2"),
                 arch == "compute_90" && pf > 0
             );
+            assert_eq!(text.contains("globaltimer"), pt == 1);
         }
     }
 

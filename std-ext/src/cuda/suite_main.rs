@@ -1,8 +1,10 @@
 //! `bitnet-cuda-suite OUT_DIR [fixtures] [fixtures-nopdl] [fixtures-persist]
-//! [fixtures-per-kernel] [receipt] [synthetic] [persist]`: every GPU check and benchmark in one run
-//! (fixtures, receipt and synthetic when none is named; the report goes to
-//! OUT_DIR/suite-PARTS.md). `persist` ends with one short table: the
-//! per-kernel step against the persistent one on the synthetic model.
+//! [fixtures-per-kernel] [receipt] [synthetic] [persist] [phases]`: every GPU
+//! check and benchmark in one run (fixtures, receipt and synthetic when none
+//! is named; the report goes to OUT_DIR/suite-PARTS.md). `persist` ends with
+//! one short table: the per-kernel step against the persistent one on the
+//! synthetic model. `phases` (a measuring build of the persistent kernel)
+//! splits its time into the phases and barriers of a layer.
 //!
 //! 1. Each fixture in tests/models: greedy tokens GPU vs CPU, logits within
 //!    `LOGIT_TOLERANCE` (CPU tokens fed to both), determinism (greedy and a
@@ -24,7 +26,7 @@ use bitnet_std::ModelFile;
 use bitnet_std::cuda::receipt::{CudaRunSpec, generate, receipt_run_cuda};
 use bitnet_std::cuda::{
     CudaModel, HeadFormat, HostEmbedding, HostLayer, HostLinear, HostModel, LOGIT_TOLERANCE,
-    Tuning, WeightFormat, detect,
+    PhaseTimes, Tuning, WeightFormat, detect,
 };
 use bitnet_std::engine::Loaded;
 use bitnet_std::receipt::write_receipt;
@@ -88,6 +90,7 @@ fn run(out: &std::path::Path, parts: &[String], r: &mut String) -> Res<bool> {
             "receipt" => receipt(out, r)?,
             "synthetic" => synthetic(r)?,
             "persist" => all_ok &= persist_table(r)?,
+            "phases" => phases(r)?,
             other => return Err(format!("unknown part '{other}'")),
         }
     }
@@ -671,4 +674,94 @@ fn persist_table(r: &mut String) -> Res<bool> {
         let _ = writeln!(r, "{l}");
     }
     Ok(ok)
+}
+
+/// Where the persistent kernel's time goes, from its barrier stamps
+/// (`Tuning::phase_times`), for the last step of a greedy run ending at
+/// position 128 and one ending at 640: per phase kind, the mean over
+/// layers of the span from the first block leaving the previous barrier to
+/// the last block arriving, and of the barrier's release (last arrival to
+/// last exit).
+fn phases(r: &mut String) -> Res<()> {
+    let synth = synth_model();
+    let host = synth.host();
+    let tu = Tuning {
+        phase_times: true,
+        ..Tuning::default()
+    };
+    let mut gm = CudaModel::with_tuning(&host, 1024, tu).map_err(|e| e.to_string())?;
+    let mut cols = Vec::new();
+    for (token, pos) in [(1u32, 0usize), (5, 512)] {
+        let ms = gm.time_decode(token, pos, 128).map_err(|e| e.to_string())?;
+        let pt = gm
+            .phase_times()
+            .map_err(|e| e.to_string())?
+            .ok_or("no persistent step with phase times")?;
+        cols.push((pos + 128, ms / 128.0, phase_split(&pt)));
+    }
+    let _ = writeln!(
+        r,
+        "\n## Persistent step, time per phase (us, mean over the layers; synthetic 2B-4T)\n\n\
+         | phase | work, step at pos {} | barrier release | work, step at pos {} | barrier release |\n|---|---|---|---|---|",
+        cols[0].0, cols[1].0
+    );
+    let names = [
+        "q|k|v",
+        "attention",
+        "o + residual",
+        "gate|up",
+        "down + residual",
+    ];
+    for (k, name) in names.iter().enumerate() {
+        let _ = writeln!(
+            r,
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            cols[0].2[k].0, cols[0].2[k].1, cols[1].2[k].0, cols[1].2[k].1
+        );
+    }
+    let _ = writeln!(
+        r,
+        "| whole persistent kernel (ms) / whole step (ms/token, graph) | {:.4} / {:.4} | | {:.4} / {:.4} | |",
+        cols[0].2[5].0 / 1e3,
+        cols[0].1,
+        cols[1].2[5].0 / 1e3,
+        cols[1].1
+    );
+    Ok(())
+}
+
+/// Per phase kind (5), the mean (work us, barrier release us); a sixth
+/// entry holds the whole kernel's us.
+fn phase_split(pt: &PhaseTimes) -> Vec<(f64, f64)> {
+    let b = pt.blocks;
+    let at = |slot: usize, which: usize| -> Vec<u64> {
+        (0..b)
+            .map(|blk| pt.stamps[(slot * b + blk) * 2 + which])
+            .collect()
+    };
+    let max = |v: &[u64]| v.iter().copied().max().unwrap_or(0);
+    let min = |v: &[u64]| v.iter().copied().min().unwrap_or(0);
+    let last = 5 * pt.layers;
+    let mut sums = [(0.0f64, 0.0f64, 0usize); 5];
+    for slot in 1..=last {
+        let prev_exit = at(slot - 1, 1);
+        let arr = at(slot, 0);
+        let work = max(&arr).saturating_sub(min(&prev_exit)) as f64 / 1e3;
+        let release = if slot < last {
+            max(&at(slot, 1)).saturating_sub(max(&arr)) as f64 / 1e3
+        } else {
+            0.0
+        };
+        let k = (slot - 1) % 5;
+        sums[k].0 += work;
+        sums[k].1 += release;
+        sums[k].2 += 1;
+    }
+    let mut out: Vec<(f64, f64)> = sums
+        .iter()
+        .map(|&(w, rl, n)| (w / n.max(1) as f64, rl / n.max(1) as f64))
+        .collect();
+    let total = max(&at(last, 0)).saturating_sub(min(&at(0, 1))) as f64 / 1e3;
+    out.push((total, 0.0));
+    out
 }
