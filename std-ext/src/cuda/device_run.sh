@@ -7,7 +7,10 @@
 #   strip target/gpu-carry/*
 # then, from the repository root there: bash std-ext/src/cuda/device_run.sh target/gpu-carry OUT
 # Writes to OUT: gpu.txt, suite-synthetic.md, bf16.txt, suite-fixtures.md,
-# suite-fixtures-nopdl.md, gpu-inference.json, all.log (everything printed).
+# suite-fixtures-nopdl.md, suite-fixtures-per-kernel.md, suite-phases.md,
+# suite-persist.md, gpu-inference.json, all.log (everything printed). The
+# last thing printed is the table of the per-kernel against the persistent
+# decode step.
 set -u
 BIN=$1
 OUT=$2
@@ -41,10 +44,16 @@ for m in shakespeare-i2s shakespeare-tq2_0 bitnet-b1.58-i2s bitnet-tq2_0; do
 done
 echo "== fixtures without programmatic dependent launch"
 "$BIN/bitnet-cuda-suite" "$OUT" fixtures-nopdl || fail=1
+echo "== fixtures on the per-kernel step (the fallback for TQ2_0 models)"
+"$BIN/bitnet-cuda-suite" "$OUT" fixtures-per-kernel || fail=1
 echo "== compute-sanitizer memcheck on the fixtures (bounded)"
 if command -v compute-sanitizer >/dev/null; then
   timeout 120 compute-sanitizer --tool memcheck --leak-check no --print-limit 5 \
     "$BIN/bitnet-cuda-suite" /tmp fixtures 2>&1 | grep -E "ERROR SUMMARY|Invalid|error" | head -20
 fi
+echo "== the persistent step's time per phase (measuring build)"
+"$BIN/bitnet-cuda-suite" "$OUT" phases || fail=1
+echo "== per-kernel vs persistent decode step (synthetic 2B-4T)"
+"$BIN/bitnet-cuda-suite" "$OUT" persist || fail=1
 echo "== done, fail=$fail"
 exit $fail

@@ -1,17 +1,23 @@
 //! [`CudaModel`]: weights on the device, the decode step as a CUDA graph.
 //!
-//! One step (one position, batch 1) is: `embed_*` (token from device
-//! memory), then per layer: `quantize_act` (RMSNorm + int8 quantization of
-//! the block input, once) and `i2s_gemv` (q|k|v); `attention_rope` (RoPE,
-//! KV store, attention split over heads x slices of 64 positions, the
-//! last slice of each head combining them); `quantize_act` (sub-norm) and
-//! `i2s_gemv` (Wo, added to the residual); `quantize_act` (norm) and
+//! One step (one position, batch 1), by default where every projection is
+//! I2_S: `embed_*` (token from device memory), `decode_persistent` (all
+//! layers in one cooperative launch: per layer five phases separated by
+//! grid barriers, each block quantizing its own copy of every matmul
+//! input; see kernels.cu), `f16_gemv_rmsnorm` (final norm + LM head) and
+//! `argmax_next` (greedy token, written back to device memory with the
+//! next position): 4 launches.
+//!
+//! The per-kernel step (TQ2_0 models, or `Tuning::persistent` off):
+//! `embed_*`, then per layer: `quantize_act` (RMSNorm + int8 quantization
+//! of the block input, once) and `i2s_gemv` (q|k|v); `attention_rope`
+//! (RoPE, KV store, attention split over heads x slices of 64 positions,
+//! the last slice of each head combining them); `quantize_act` (sub-norm)
+//! and `i2s_gemv` (Wo, added to the residual); `quantize_act` (norm) and
 //! `i2s_gemv_glu` (gate/up + relu²·up); `quantize_act` (sub-norm) and
-//! `i2s_gemv` (Wdown, added). Then `f16_gemv_rmsnorm` (final norm + LM
-//! head) and `argmax_next` (greedy token, written back to device memory
-//! with the next position). The step reads the token and position
-//! from device memory, so the same graph serves every position; a greedy
-//! decode replays it with no host work between tokens.
+//! `i2s_gemv` (Wdown, added); then the head and argmax. The step reads the
+//! token and position from device memory, so the same graph serves every
+//! position; a greedy decode replays it with no host work between tokens.
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -53,6 +59,13 @@ pub const ID_HEAD: &str = "f16_gemv_rmsnorm_cuda";
 pub const ID_HEAD_F32: &str = "f32_gemv_rmsnorm_cuda";
 /// Greedy token on the device.
 pub const ID_ARGMAX: &str = "argmax_cuda";
+/// A projection phase (q|k|v, o or down) of the persistent decode kernel
+/// (recorded once per phase: one launch runs them all).
+pub const ID_PGEMV: &str = "i2s_gemv_persist_cuda_dp4a";
+/// The gate|up phase of the persistent decode kernel.
+pub const ID_PGLU: &str = "i2s_gemv_glu_persist_cuda_dp4a";
+/// The attention phase of the persistent decode kernel.
+pub const ID_PATTN: &str = "attention_rope_persist_cuda";
 
 /// Threads of an I2_S GEMV block (4 warps).
 const GEMV_THREADS: u32 = 128;
@@ -66,6 +79,11 @@ const QA_MAX_K: usize = 1024 * 8;
 const ATT_CHUNK: usize = 64;
 /// Bytes per 128 quantized activations (`QBLOCK_STRIDE`).
 const QBLOCK_STRIDE: usize = 160;
+/// Threads of a persistent decode block (`PB_THREADS`).
+const PB_THREADS: u32 = 256;
+/// 64-bit words per layer in the persistent kernel's pointer table
+/// (`PL_STRIDE`; the `PL_*` indices in kernels.cu).
+const PL_STRIDE: usize = 24;
 /// Largest context the GPU path takes.
 pub const MAX_GPU_CTX: usize = 8192;
 
@@ -351,16 +369,79 @@ pub struct Tuning {
     /// Programmatic dependent launch: each kernel may start (and pull its
     /// weights to L2) while the previous one runs (sm_90 and later).
     pub pdl: bool,
+    /// All layers in one cooperative launch (`decode_persistent`) with
+    /// grid barriers between phases; only where every projection is I2_S
+    /// and the device can launch it (else the per-kernel step).
+    pub persistent: bool,
+    /// Persistent blocks per SM (at most what the occupancy API allows).
+    pub persist_bps: usize,
+    /// Matrices the persistent kernel pulls to L2 ahead (`PF_AHEAD`).
+    pub prefetch_ahead: usize,
+    /// A measuring build: the persistent kernel stamps the time of every
+    /// block's arrival at and exit from every grid barrier
+    /// (`PHASE_TIMES`; read with [`CudaModel::phase_times`]).
+    pub phase_times: bool,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
         Self {
-            gemv_rpw: 4,
+            gemv_rpw: 2,
             gemv_unroll: 2,
             pdl: true,
+            persistent: true,
+            persist_bps: 2,
+            prefetch_ahead: 0,
+            phase_times: false,
         }
     }
+}
+
+/// The scalars of `decode_persistent` (`DecodeDims` in kernels.cu, same
+/// layout).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct DecodeDims {
+    n_layers: i32,
+    dim: i32,
+    q_dim: i32,
+    kv_dim: i32,
+    hidden: i32,
+    n_heads: i32,
+    n_kv_heads: i32,
+    hd: i32,
+    n_rot: i32,
+    neox: i32,
+    act: i32,
+    n_split: i32,
+    eps: f32,
+    attn_scale: f32,
+    stop: i32,
+}
+
+/// The persistent step's launch: grid, shared memory, pointer table.
+#[derive(Debug, Clone, Copy)]
+struct Persist {
+    blocks: u32,
+    smem: u32,
+    qs_offset: i32,
+    layers_ptr: u64,
+    bar: u64,
+    /// `PHASE_TIMES` stamps (0 unless measuring).
+    times: u64,
+}
+
+/// The persistent kernel's barrier stamps of its last launch (see
+/// `PHASE_TIMES` in kernels.cu).
+#[derive(Debug, Clone)]
+pub struct PhaseTimes {
+    /// Blocks of the launch.
+    pub blocks: usize,
+    /// Layers (5 phases each, the last one's end is the kernel's end).
+    pub layers: usize,
+    /// ns, `[(slot * blocks + block) * 2 + {0 arrival, 1 exit}]`, slots
+    /// `0..=5 * layers`.
+    pub stamps: Vec<u64>,
 }
 
 /// Time of one kernel launch (median over repetitions).
@@ -388,6 +469,15 @@ pub struct CudaModel {
     f_embed: CudaFunction,
     f_head: CudaFunction,
     f_argmax: CudaFunction,
+    f_persist: CudaFunction,
+    /// Set when the step runs as one persistent launch.
+    persist: Option<Persist>,
+    /// Why a requested persistent step is not used (for the suite).
+    persist_note: Option<String>,
+    /// Launches of one step.
+    launches: usize,
+    /// `PHASE_TIMES` stamps of the last persistent launch.
+    times_buf: Option<CudaSlice<u8>>,
     cfg: Config,
     tuning: Tuning,
     n_ctx: usize,
@@ -494,6 +584,93 @@ fn grid_for(rows: usize, sm_count: usize) -> u32 {
     rows.div_ceil(warps * per_warp).max(1) as u32
 }
 
+/// What the persistent step needs, or why it cannot run.
+struct PersistPlan {
+    blocks: u32,
+    smem: u32,
+    qs_offset: i32,
+    /// `PL_STRIDE` little-endian u64 device pointers per layer.
+    table: Vec<u8>,
+}
+
+/// Plans the persistent step: every projection I2_S, cooperative launch
+/// supported, `bps` blocks per SM co-resident (occupancy API).
+fn persist_plan(
+    ctx: &CudaContext,
+    f: &CudaFunction,
+    c: &Config,
+    layers: &[DevLayer],
+    sm_count: usize,
+    bps: usize,
+) -> Result<PersistPlan, String> {
+    if layers.iter().any(|d| {
+        [d.qkv, d.o, d.gate, d.up, d.down]
+            .iter()
+            .any(|a| a.format != WeightFormat::I2s)
+    }) {
+        return Err("the persistent step runs I2_S projections only".into());
+    }
+    let coop = ctx
+        .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH)
+        .map_err(|e| e.to_string())?;
+    if coop == 0 {
+        return Err("the device has no cooperative launch".into());
+    }
+    // Attention's shared memory (8 warps), then the block's quantized
+    // input; K <= QA_MAX_K (checked in `with_tuning`) is also what the
+    // kernel's registers hold (BQ_VEC).
+    let max_k = c.dim.max(c.hidden_dim).max(c.q_dim());
+    let front = ((11 * c.head_dim + ATT_CHUNK) * 4).next_multiple_of(16);
+    let smem = front + max_k.div_ceil(128) * QBLOCK_STRIDE;
+    if smem > 48 * 1024 {
+        return Err(format!("{smem} bytes of shared memory per block"));
+    }
+    let occ = f
+        .occupancy_max_active_blocks_per_multiprocessor(PB_THREADS, smem, None)
+        .map_err(|e| e.to_string())? as usize;
+    let per_sm = occ.min(bps);
+    if per_sm == 0 {
+        return Err("no persistent block fits on an SM".into());
+    }
+    let mut table = Vec::with_capacity(layers.len() * PL_STRIDE * 8);
+    for d in layers {
+        let mut w = [0u64; PL_STRIDE];
+        let fields = [
+            d.qkv.w,
+            d.qkv.ws,
+            d.qkv.ps,
+            d.o.w,
+            d.o.ws,
+            d.o.ps,
+            d.gate.w,
+            d.gate.ws,
+            d.gate.ps,
+            d.up.w,
+            d.up.ws,
+            d.up.ps,
+            d.down.w,
+            d.down.ws,
+            d.down.ps,
+            d.attn_norm,
+            d.attn_sub_norm,
+            d.ffn_norm,
+            d.ffn_sub_norm,
+            d.kc,
+            d.vc,
+        ];
+        w[..fields.len()].copy_from_slice(&fields);
+        for v in w {
+            table.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    Ok(PersistPlan {
+        blocks: (sm_count * per_sm) as u32,
+        smem: smem as u32,
+        qs_offset: front as i32,
+        table,
+    })
+}
+
 impl CudaModel {
     /// Uploads `m` to device 0, compiles the kernels and captures the
     /// decode step. `n_ctx`: positions of the KV cache.
@@ -503,7 +680,11 @@ impl CudaModel {
 
     /// [`new`](Self::new) with kernel variants (for measuring them).
     pub fn with_tuning(m: &HostModel<'_>, n_ctx: usize, tuning: Tuning) -> Result<Self, CudaError> {
-        if !matches!(tuning.gemv_rpw, 1 | 2 | 4 | 8) || !matches!(tuning.gemv_unroll, 1 | 2 | 4) {
+        if !matches!(tuning.gemv_rpw, 1 | 2 | 4 | 8)
+            || !matches!(tuning.gemv_unroll, 1 | 2 | 4)
+            || !(1..=4).contains(&tuning.persist_bps)
+            || tuning.prefetch_ahead > 4
+        {
             return Err(CudaError::Usage(format!("unsupported tuning {tuning:?}")));
         }
         if super::detect()?.is_none() {
@@ -567,6 +748,8 @@ impl CudaModel {
                 options: vec![
                     format!("-DGEMV_RPW={}", tuning.gemv_rpw),
                     format!("-DGEMV_UNROLL={}", tuning.gemv_unroll),
+                    format!("-DPF_AHEAD={}", tuning.prefetch_ahead),
+                    format!("-DPHASE_TIMES={}", u8::from(tuning.phase_times)),
                 ],
                 ..Default::default()
             },
@@ -581,6 +764,7 @@ impl CudaModel {
         let f_attn = module.load_function("attention_rope")?;
         let f_head = module.load_function("f16_gemv_rmsnorm")?;
         let f_argmax = module.load_function("argmax_next")?;
+        let f_persist = module.load_function("decode_persistent")?;
         let f_head = match m.head_format {
             HeadFormat::F16 => f_head,
             HeadFormat::F32 => module.load_function("f32_gemv_rmsnorm")?,
@@ -754,6 +938,39 @@ impl CudaModel {
         let out_tokens = stream.clone_htod(&vec![0i32; n_ctx])?;
         let params_ptr = ptr_i32(&params, &stream);
         let out_tokens_ptr = ptr_i32(&out_tokens, &stream);
+        let mut persist_note = None;
+        let mut persist = None;
+        let mut times_buf = None;
+        if tuning.persistent {
+            match persist_plan(&ctx, &f_persist, &c, &layers, sm_count, tuning.persist_bps) {
+                Ok(plan) => {
+                    let table = stream.clone_htod(&plan.table)?;
+                    let bar = stream.clone_htod(&[0u8; 8])?;
+                    let mut times = 0;
+                    if tuning.phase_times {
+                        let slots = 5 * c.n_layers + 1;
+                        let buf = stream.alloc_zeros::<u8>(slots * plan.blocks as usize * 16)?;
+                        times = ptr_u8(&buf, &stream);
+                        times_buf = Some(buf);
+                    }
+                    persist = Some(Persist {
+                        blocks: plan.blocks,
+                        smem: plan.smem,
+                        qs_offset: plan.qs_offset,
+                        layers_ptr: ptr_u8(&table, &stream),
+                        bar: ptr_u8(&bar, &stream),
+                        times,
+                    });
+                    keep_u8.push(table);
+                    keep_u8.push(bar);
+                }
+                Err(why) => persist_note = Some(why),
+            }
+        }
+        let tuning = Tuning {
+            persistent: persist.is_some(),
+            ..tuning
+        };
         stream.synchronize()?;
         let head_bytes = m.head.len() as u64;
         let mut me = Self {
@@ -768,6 +985,11 @@ impl CudaModel {
             f_embed,
             f_head,
             f_argmax,
+            f_persist,
+            persist,
+            persist_note,
+            launches: 0,
+            times_buf,
             cfg: c,
             tuning,
             n_ctx,
@@ -899,7 +1121,124 @@ impl CudaModel {
 
     /// Kernel launches of one step.
     pub fn launches_per_step(&self) -> usize {
-        self.step_kernels.len()
+        self.launches
+    }
+
+    /// Blocks of the persistent step's launch (None: per-kernel step).
+    pub fn persistent_blocks(&self) -> Option<u32> {
+        self.persist.map(|p| p.blocks)
+    }
+
+    /// The barrier stamps of the last persistent launch (a
+    /// `Tuning::phase_times` build; None otherwise).
+    pub fn phase_times(&self) -> Result<Option<PhaseTimes>, CudaError> {
+        let (Some(buf), Some(p)) = (&self.times_buf, &self.persist) else {
+            return Ok(None);
+        };
+        let raw = self.stream.clone_dtoh(buf)?;
+        self.stream.synchronize()?;
+        let stamps = raw
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .collect();
+        Ok(Some(PhaseTimes {
+            blocks: p.blocks as usize,
+            layers: self.cfg.n_layers,
+            stamps,
+        }))
+    }
+
+    /// Why a requested persistent step is not used, if it is not.
+    pub fn persist_note(&self) -> Option<&str> {
+        self.persist_note.as_deref()
+    }
+
+    /// `decode_persistent` as one cooperative launch (every block
+    /// co-resident, which its grid barriers need; no programmatic
+    /// dependent launch). `stop`: 1 ends after layer 0's q|k|v.
+    fn k_persist(&self, p: &Persist, stop: i32) -> Result<(), CudaError> {
+        let c = &self.cfg;
+        let dims = DecodeDims {
+            n_layers: c.n_layers as i32,
+            dim: c.dim as i32,
+            q_dim: c.q_dim() as i32,
+            kv_dim: c.kv_dim() as i32,
+            hidden: c.hidden_dim as i32,
+            n_heads: c.n_heads as i32,
+            n_kv_heads: c.n_kv_heads as i32,
+            hd: c.head_dim as i32,
+            n_rot: c.n_rot as i32,
+            neox: (c.arch.rope_style() == RopeStyle::Neox).into(),
+            act: match c.arch {
+                Arch::BitnetB158 => 0,
+                Arch::Bitnet | Arch::Llama => 1,
+            },
+            n_split: self.n_split as i32,
+            eps: c.norm_eps,
+            attn_scale: c.attn_scale,
+            stop,
+        };
+        let mut l = KArgs::default();
+        l.arg(&p.layers_ptr)
+            .arg(&dims)
+            .arg(&self.x)
+            .arg(&self.qkv)
+            .arg(&self.att)
+            .arg(&self.hb)
+            .arg(&self.rope_cos)
+            .arg(&self.rope_sin)
+            .arg(&self.params_ptr)
+            .arg(&self.part_o)
+            .arg(&self.part_ml)
+            .arg(&self.att_done)
+            .arg(&p.bar)
+            .arg(&self.qact)
+            .arg(&self.qmeta)
+            .arg(&p.qs_offset)
+            .arg(&p.times);
+        let mut value = sys::CUlaunchAttributeValue { pad: [0; 64] };
+        value.cooperative = 1;
+        let mut attr = sys::CUlaunchAttribute {
+            id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_COOPERATIVE,
+            pad: [0; 4],
+            value,
+        };
+        let config = sys::CUlaunchConfig {
+            gridDimX: p.blocks,
+            gridDimY: 1,
+            gridDimZ: 1,
+            blockDimX: PB_THREADS,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: p.smem,
+            hStream: self.stream.cu_stream(),
+            attrs: &raw mut attr,
+            numAttrs: 1,
+        };
+        // SAFETY: the arguments match `decode_persistent`'s parameters in
+        // order and type (u64 device addresses of live allocations held by
+        // `self`, `DecodeDims` with the kernel struct's layout, an int):
+        // the table holds n_layers x PL_STRIDE pointers to this model's
+        // I2_S matrices (rows x cols / 4 bytes), scales, norms and caches
+        // (n_ctx positions; params[1] < n_ctx, checked before every step);
+        // x, qkv, att, hb, the partials and counters are sized as for the
+        // per-kernel step; bar is two zeroed words that every launch leaves
+        // at a zero count; qact / qmeta as for `quantize_act`; times is 0
+        // or, with PHASE_TIMES, (5 n_layers + 1) x blocks x 2 u64. The grid is
+        // at most what the occupancy API says is co-resident, and the
+        // cooperative attribute makes the driver refuse a grid that is not,
+        // so the grid barriers cannot deadlock. `config` and `attr` live
+        // through the call.
+        unsafe {
+            sys::cuLaunchKernelEx(
+                &raw const config,
+                self.f_persist.cu_function(),
+                l.0.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()?;
+        Ok(())
     }
 
     /// Device allocations held (weights, caches, buffers).
@@ -1107,7 +1446,9 @@ impl CudaModel {
         Ok(())
     }
 
-    /// Issues one whole step on the stream; returns the kernels launched.
+    /// Issues one whole step on the stream; returns the kernels (or the
+    /// persistent kernel's phases) it runs, with their weight bytes and the
+    /// projections of a layer each one computed.
     fn issue_step(&self) -> Result<Vec<StepKernel>, CudaError> {
         let mut ks = Vec::new();
         self.k_embed()?;
@@ -1115,33 +1456,44 @@ impl CudaModel {
         let c = &self.cfg;
         let qkv = Projections::Q.union(Projections::K).union(Projections::V);
         let glu = Projections::GATE.union(Projections::UP);
-        for (l, d) in self.layers.iter().enumerate() {
-            self.k_quant(self.x, d.attn_norm, c.dim, d.qkv.format)?;
-            ks.push((ID_QUANT, 0, None));
-            self.gemv(&d.qkv, None, self.qkv, 0)?;
-            ks.push((gemv_id(&d.qkv, false), d.qkv.bytes, Some((l, qkv))));
-            self.k_attn(d)?;
-            ks.push((ID_ATTN, 0, None));
-            self.k_quant(self.att, d.attn_sub_norm, c.q_dim(), d.o.format)?;
-            ks.push((ID_QUANT, 0, None));
-            self.gemv(&d.o, None, self.x, 1)?;
-            ks.push((gemv_id(&d.o, false), d.o.bytes, Some((l, Projections::O))));
-            self.k_quant(self.x, d.ffn_norm, c.dim, d.gate.format)?;
-            ks.push((ID_QUANT, 0, None));
-            self.gemv(&d.gate, Some(&d.up), self.hb, 0)?;
-            ks.push((
-                gemv_id(&d.gate, true),
-                d.gate.bytes + d.up.bytes,
-                Some((l, glu)),
-            ));
-            self.k_quant(self.hb, d.ffn_sub_norm, c.hidden_dim, d.down.format)?;
-            ks.push((ID_QUANT, 0, None));
-            self.gemv(&d.down, None, self.x, 1)?;
-            ks.push((
-                gemv_id(&d.down, false),
-                d.down.bytes,
-                Some((l, Projections::DOWN)),
-            ));
+        if let Some(p) = &self.persist {
+            self.k_persist(p, 0)?;
+            for (l, d) in self.layers.iter().enumerate() {
+                ks.push((ID_PGEMV, d.qkv.bytes, Some((l, qkv))));
+                ks.push((ID_PATTN, 0, None));
+                ks.push((ID_PGEMV, d.o.bytes, Some((l, Projections::O))));
+                ks.push((ID_PGLU, d.gate.bytes + d.up.bytes, Some((l, glu))));
+                ks.push((ID_PGEMV, d.down.bytes, Some((l, Projections::DOWN))));
+            }
+        } else {
+            for (l, d) in self.layers.iter().enumerate() {
+                self.k_quant(self.x, d.attn_norm, c.dim, d.qkv.format)?;
+                ks.push((ID_QUANT, 0, None));
+                self.gemv(&d.qkv, None, self.qkv, 0)?;
+                ks.push((gemv_id(&d.qkv, false), d.qkv.bytes, Some((l, qkv))));
+                self.k_attn(d)?;
+                ks.push((ID_ATTN, 0, None));
+                self.k_quant(self.att, d.attn_sub_norm, c.q_dim(), d.o.format)?;
+                ks.push((ID_QUANT, 0, None));
+                self.gemv(&d.o, None, self.x, 1)?;
+                ks.push((gemv_id(&d.o, false), d.o.bytes, Some((l, Projections::O))));
+                self.k_quant(self.x, d.ffn_norm, c.dim, d.gate.format)?;
+                ks.push((ID_QUANT, 0, None));
+                self.gemv(&d.gate, Some(&d.up), self.hb, 0)?;
+                ks.push((
+                    gemv_id(&d.gate, true),
+                    d.gate.bytes + d.up.bytes,
+                    Some((l, glu)),
+                ));
+                self.k_quant(self.hb, d.ffn_sub_norm, c.hidden_dim, d.down.format)?;
+                ks.push((ID_QUANT, 0, None));
+                self.gemv(&d.down, None, self.x, 1)?;
+                ks.push((
+                    gemv_id(&d.down, false),
+                    d.down.bytes,
+                    Some((l, Projections::DOWN)),
+                ));
+            }
         }
         self.k_head()?;
         let head_id = match self.head_format {
@@ -1155,6 +1507,20 @@ impl CudaModel {
     }
 
     fn capture(&mut self) -> Result<(), CudaError> {
+        if let Err(e) = self.capture_once() {
+            // A persistent step that cannot be captured (or launched):
+            // say why and fall back to the per-kernel step.
+            let Some(_) = self.persist.take() else {
+                return Err(e);
+            };
+            self.persist_note = Some(format!("persistent step not captured: {e}"));
+            self.tuning.persistent = false;
+            self.capture_once()?;
+        }
+        Ok(())
+    }
+
+    fn capture_once(&mut self) -> Result<(), CudaError> {
         self.stream
             .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)?;
         let issued = self.issue_step();
@@ -1163,6 +1529,7 @@ impl CudaModel {
         let graph =
             graph.ok_or_else(|| CudaError::Usage("stream capture produced no graph".into()))?;
         graph.upload()?;
+        self.launches = if self.persist.is_some() { 4 } else { ks.len() };
         self.weight_bytes_per_token = ks.iter().map(|k| k.1).sum();
         self.step_kernels = ks;
         self.graph = Some(graph);
@@ -1254,8 +1621,14 @@ impl CudaModel {
         let d = self.layers[0];
         let hl = &host.layers[0];
         let c = &self.cfg;
-        self.k_quant(self.x, d.attn_norm, c.dim, d.qkv.format)?;
-        self.gemv(&d.qkv, None, self.qkv, 0)?;
+        if let Some(p) = &self.persist {
+            // The persistent kernel's own quantization (block 0's copy)
+            // and q|k|v phase.
+            self.k_persist(p, 1)?;
+        } else {
+            self.k_quant(self.x, d.attn_norm, c.dim, d.qkv.format)?;
+            self.gemv(&d.qkv, None, self.qkv, 0)?;
+        }
         let out = self.stream.clone_dtoh(&self.qkv_buf)?;
         let qpad = self.stream.clone_dtoh(&self.qact_buf)?;
         let meta = self.stream.clone_dtoh(&self.qmeta_buf)?;

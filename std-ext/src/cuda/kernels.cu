@@ -276,38 +276,55 @@ __device__ __forceinline__ void gemv_prefetch(const u8* W, const u8* W2, int r0,
     }
 }
 
-// The body of the I2_S GEMVs with int8 activations (dp4a). NM matrices
+// The quantized activations of one 16-byte chunk position: from global
+// memory (read-only for this kernel: the non-coherent path), or from the
+// shared-memory copy a persistent block made itself.
+template <bool SHQ>
+__device__ __forceinline__ int4 ld_q(const u8* p) {
+    if (SHQ) return *(const int4*)p;
+    return __ldg((const int4*)p);
+}
+
+// The rows of the I2_S GEMVs with int8 activations (dp4a). NM matrices
 // (1, or 2 for gate|up) of `rows` rows; each warp takes GEMV_RPW rows of
-// each matrix: rows r0 .. r0 + GEMV_RPW - 1, r0 = GEMV_RPW * (global warp),
-// striding by all warps. Lane l reads chunks l, l + 32, ... of every row
-// (the order `i2s_dot_gpu_emulated` models). q / meta: from quantize_act.
+// each matrix: rows r0 .. r0 + GEMV_RPW - 1, r0 = GEMV_RPW * gw (gw: the
+// warp's index among the nwt warps taking part), striding by all warps.
+// Lane l reads chunks l, l + 32, ... of every row (the order
+// `i2s_dot_gpu_emulated` models). q: the quantized activations (global or,
+// SHQ, shared memory); s / sumq: their scale and sum.
 // y = ((dot as f32) / s) * ws[r]; y = y * ps[r] (the CPU's two roundings).
-// NM == 1: mode 0 out[r] = y, mode 1 out[r] += y. NM == 2: out[r] =
-// act(gate) * up with act 0 = relu^2, 1 = silu.
-template <int NM>
-__device__ __forceinline__ void i2s_gemv_body(
+// NM == 1: mode 0 out[r] = y, mode 1 out[r] += y (the old value read
+// through L2: another block of a persistent kernel may have written it).
+// NM == 2: out[r] = act(gate) * up with act 0 = relu^2, 1 = silu.
+template <int NM, bool SHQ>
+__device__ __forceinline__ void i2s_gemv_rows(
     const u8* __restrict__ W, const u8* __restrict__ W2, const float* __restrict__ ws,
     const float* __restrict__ ps, const float* __restrict__ ws2, const float* __restrict__ ps2,
-    const u8* __restrict__ q, const int* __restrict__ meta, int K, int rows,
-    float* __restrict__ out, int mode, int act) {
+    const u8* __restrict__ q, float s, int sumq, int K, int rows, float* __restrict__ out,
+    int mode, int act, int gw, int nwt) {
     const int lane = threadIdx.x & 31;
-    const int warps = blockDim.x >> 5;
-    const int gw = blockIdx.x * warps + (threadIdx.x >> 5);
-    const int stride = gridDim.x * warps * GEMV_RPW;
+    const int stride = nwt * GEMV_RPW;
     const int nchunk = K >> 6;
     const usize rb = (usize)(K >> 2);
-    pdl_launch_next();
-    gemv_prefetch<NM>(W, W2, gw * GEMV_RPW, rows, rb, lane);
-    pdl_wait();
-    const float s = __int_as_float(__ldg(meta));
-    const int sumq = __ldg(meta + 1);
     for (int r0 = gw * GEMV_RPW; r0 < rows; r0 += stride) {
         int a16[NM * GEMV_RPW], a4[NM * GEMV_RPW], a1[NM * GEMV_RPW];
+        // The row scales (and, mode 1, the old outputs: only this warp
+        // writes its rows) are loaded with the first weights, not after
+        // the dot: one memory round trip less per row group.
+        float sw[NM * GEMV_RPW], sp[NM * GEMV_RPW], old[GEMV_RPW];
 #pragma unroll
         for (int j = 0; j < NM * GEMV_RPW; ++j) {
             a16[j] = 0;
             a4[j] = 0;
             a1[j] = 0;
+            const int r = r0 + (j % GEMV_RPW);
+            sw[j] = 0.0f;
+            sp[j] = 0.0f;
+            if (r < rows) {
+                sw[j] = (j < GEMV_RPW) ? ws[r] : ws2[r];
+                sp[j] = (j < GEMV_RPW) ? ps[r] : ps2[r];
+            }
+            if (j < GEMV_RPW) old[j] = (NM == 1 && mode == 1 && lane == 0 && r < rows) ? __ldcg(out + r) : 0.0f;
         }
         for (int c0 = lane; c0 < nchunk; c0 += 32 * GEMV_UNROLL) {
             uint4 w[GEMV_UNROLL][NM * GEMV_RPW];
@@ -330,10 +347,10 @@ __device__ __forceinline__ void i2s_gemv_body(
                 const int c = c0 + 32 * u;
                 if (c < nchunk) {
                     const u8* qb = q + (c >> 1) * QBLOCK_STRIDE + (c & 1) * 16;
-                    const int4 q0 = __ldg((const int4*)(qb));
-                    const int4 q1 = __ldg((const int4*)(qb + 32));
-                    const int4 q2 = __ldg((const int4*)(qb + 64));
-                    const int4 q3 = __ldg((const int4*)(qb + 96));
+                    const int4 q0 = ld_q<SHQ>(qb);
+                    const int4 q1 = ld_q<SHQ>(qb + 32);
+                    const int4 q2 = ld_q<SHQ>(qb + 64);
+                    const int4 q3 = ld_q<SHQ>(qb + 96);
 #pragma unroll
                     for (int j = 0; j < NM * GEMV_RPW; ++j)
                         i2s_chunk(w[u][j], q0, q1, q2, q3, a16[j], a4[j], a1[j]);
@@ -349,13 +366,8 @@ __device__ __forceinline__ void i2s_gemv_body(
             const int r = r0 + (j % GEMV_RPW);
             float t = 0.0f;
             if (r < rows) {
-                if (j < GEMV_RPW) {
-                    t = ((float)(cq - sumq) / s) * ws[r];
-                    t = t * ps[r];
-                } else {
-                    t = ((float)(cq - sumq) / s) * ws2[r];
-                    t = t * ps2[r];
-                }
+                t = ((float)(cq - sumq) / s) * sw[j];
+                t = t * sp[j];
             }
             y[j] = t;
         }
@@ -375,7 +387,7 @@ __device__ __forceinline__ void i2s_gemv_body(
                         }
                         out[r] = t;
                     } else if (mode == 1) {
-                        out[r] = out[r] + t;
+                        out[r] = old[j] + t;
                     } else {
                         out[r] = t;
                     }
@@ -383,6 +395,28 @@ __device__ __forceinline__ void i2s_gemv_body(
             }
         }
     }
+}
+
+// The I2_S GEMV kernels' body: pull the first rows to L2, wait for the
+// predecessor (quantize_act), then every warp of the grid takes rows.
+// q / meta: from quantize_act.
+template <int NM>
+__device__ __forceinline__ void i2s_gemv_body(
+    const u8* __restrict__ W, const u8* __restrict__ W2, const float* __restrict__ ws,
+    const float* __restrict__ ps, const float* __restrict__ ws2, const float* __restrict__ ps2,
+    const u8* __restrict__ q, const int* __restrict__ meta, int K, int rows,
+    float* __restrict__ out, int mode, int act) {
+    const int lane = threadIdx.x & 31;
+    const int warps = blockDim.x >> 5;
+    const int gw = blockIdx.x * warps + (threadIdx.x >> 5);
+    const usize rb = (usize)(K >> 2);
+    pdl_launch_next();
+    gemv_prefetch<NM>(W, W2, gw * GEMV_RPW, rows, rb, lane);
+    pdl_wait();
+    const float s = __int_as_float(__ldg(meta));
+    const int sumq = __ldg(meta + 1);
+    i2s_gemv_rows<NM, false>(W, W2, ws, ps, ws2, ps2, q, s, sumq, K, rows, out, mode, act, gw,
+                             gridDim.x * warps);
 }
 
 // One I2_S projection (mode 0: out = W x; mode 1: out += W x).
@@ -546,7 +580,7 @@ extern "C" __global__ void __launch_bounds__(128) tq2_gemv_glu(
 // RoPE on the current position's q and k (from the fused qkv buffer), the
 // KV-cache store, and one slice of causal attention: block (h, sp) covers
 // head h over positions [sp * ATT_CHUNK, (sp + 1) * ATT_CHUNK) of those
-// seen. Warp w takes positions t0 + w + 4j; its lanes hold 4 consecutive
+// seen. Warp w of NW takes positions t0 + w + NW j; its lanes hold 4 consecutive
 // dimensions each (float4), so a warp's loads for all its positions are in
 // flight together. The slice's unnormalized output sum_t e_t v_t (e_t =
 // exp(score_t - m)) goes to part_o[h][sp], (m, sum_t e_t) to
@@ -554,23 +588,21 @@ extern "C" __global__ void __launch_bounds__(128) tq2_gemv_glu(
 // head, reset by that block) combines the slices in index order:
 // att_out = sum_s e_s o_s / sum_s e_s l_s, e_s = exp(m_s - max m). Blocks
 // past the last position return at once. kc / vc: this layer's cache,
-// [n_ctx][kv_dim]. Needs hd % 4 == 0 and blockDim.x == 128. Dynamic shared
-// memory: (3 * hd + ATT_CHUNK + 4 * hd) floats.
-extern "C" __global__ void __launch_bounds__(128) attention_rope(
+// [n_ctx][kv_dim]; partials [n_heads][n_split]. q|k|v is read through L2
+// (a persistent kernel's other blocks wrote it). Needs hd % 4 == 0 and
+// blockDim.x == 32 * NW. sm: (3 * hd + ATT_CHUNK + NW * hd) floats of shared
+// memory.
+template <int NW>
+__device__ void attention_body(
     const float* __restrict__ qkv, float* __restrict__ kc, float* __restrict__ vc,
-    const float* __restrict__ rope_cos, const float* __restrict__ rope_sin,
-    const int* __restrict__ params, float* __restrict__ part_o, double* __restrict__ part_ml,
-    int* __restrict__ done, float* __restrict__ att_out, int n_heads, int n_kv_heads, int hd,
-    int n_rot, int neox, float attn_scale) {
-    extern __shared__ __align__(16) float sm[];
+    const float* __restrict__ rope_cos, const float* __restrict__ rope_sin, int pos,
+    float* __restrict__ part_o, double* __restrict__ part_ml, int* __restrict__ done,
+    float* __restrict__ att_out, int n_heads, int n_kv_heads, int hd, int n_rot, int neox,
+    float attn_scale, int h, int sp, int n_split, float* sm) {
     __shared__ double shd[32];
     __shared__ float shf[32];
     __shared__ int last;
-    pdl_launch_next();
-    pdl_wait();
-    const int pos = params[1];
     const int n_seen = pos + 1;
-    const int h = blockIdx.x, sp = blockIdx.y;
     const int t0 = sp * ATT_CHUNK;
     if (t0 >= n_seen) return;
     const int t1 = min(n_seen, t0 + ATT_CHUNK);
@@ -589,12 +621,12 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
     const float* cs = rope_cos + (usize)pos * half;
     const float* sn = rope_sin + (usize)pos * half;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-        float qv = qh[i], kv = kh[i];
+        float qv = __ldcg(qh + i), kv = __ldcg(kh + i);
         if (i < n_rot) {
             if (neox) {
                 const int j = (i < half) ? i : i - half;
-                const float q0 = qh[j], q1 = qh[j + half];
-                const float k0 = kh[j], k1 = kh[j + half];
+                const float q0 = __ldcg(qh + j), q1 = __ldcg(qh + j + half);
+                const float k0 = __ldcg(kh + j), k1 = __ldcg(kh + j + half);
                 if (i < half) {
                     qv = q0 * cs[j] - q1 * sn[j];
                     kv = k0 * cs[j] - k1 * sn[j];
@@ -604,8 +636,8 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
                 }
             } else {
                 const int j = i >> 1;
-                const float q0 = qh[2 * j], q1 = qh[2 * j + 1];
-                const float k0 = kh[2 * j], k1 = kh[2 * j + 1];
+                const float q0 = __ldcg(qh + 2 * j), q1 = __ldcg(qh + 2 * j + 1);
+                const float k0 = __ldcg(kh + 2 * j), k1 = __ldcg(kh + 2 * j + 1);
                 if ((i & 1) == 0) {
                     qv = q0 * cs[j] - q1 * sn[j];
                     kv = k0 * cs[j] - k1 * sn[j];
@@ -617,7 +649,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
         }
         qsh[i] = qv;
         ksh[i] = kv;
-        vsh[i] = vh[i];
+        vsh[i] = __ldcg(vh + i);
     }
     __syncthreads();
     if (sp == 0 && h % group == 0) {
@@ -632,20 +664,20 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
 #define ATT_ROW(base, sh, t) (((t) == pos) ? (const float*)(sh) : (base) + (usize)(t) * kv_dim + g * hd)
     // Scores.
     {
-        float d[ATT_CHUNK / 4];
+        float d[ATT_CHUNK / NW];
 #pragma unroll
-        for (int j = 0; j < ATT_CHUNK / 4; ++j) d[j] = 0.0f;
+        for (int j = 0; j < ATT_CHUNK / NW; ++j) d[j] = 0.0f;
         for (int i = lane * 4; i < hd; i += 128) {
             const float4 qv = *(const float4*)(qsh + i);
-            float4 kv[ATT_CHUNK / 4];
+            float4 kv[ATT_CHUNK / NW];
 #pragma unroll
-            for (int j = 0; j < ATT_CHUNK / 4; ++j) {
-                const int t = t0 + warp + 4 * j;
+            for (int j = 0; j < ATT_CHUNK / NW; ++j) {
+                const int t = t0 + warp + NW * j;
                 kv[j] = (t < t1) ? *(const float4*)(ATT_ROW(kc, ksh, t) + i)
                                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             }
 #pragma unroll
-            for (int j = 0; j < ATT_CHUNK / 4; ++j) {
+            for (int j = 0; j < ATT_CHUNK / NW; ++j) {
                 d[j] += qv.x * kv[j].x;
                 d[j] += qv.y * kv[j].y;
                 d[j] += qv.z * kv[j].z;
@@ -653,9 +685,9 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
             }
         }
 #pragma unroll
-        for (int j = 0; j < ATT_CHUNK / 4; ++j) {
+        for (int j = 0; j < ATT_CHUNK / NW; ++j) {
             const float dj = warp_sum_f(d[j]);
-            const int t = t0 + warp + 4 * j;
+            const int t = t0 + warp + NW * j;
             if (lane == 0 && t < t1) sc[t - t0] = dj * attn_scale;
         }
     }
@@ -671,20 +703,20 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
         ls += (double)e;
     }
     const double sum = block_sum_d(ls, shd);
-    // Weighted values: warp w sums its positions, then the four warps'
+    // Weighted values: warp w sums its positions, then the NW warps'
     // sums are added in warp order.
     for (int i = lane * 4; i < hd; i += 128) {
-        float4 vv[ATT_CHUNK / 4];
+        float4 vv[ATT_CHUNK / NW];
 #pragma unroll
-        for (int j = 0; j < ATT_CHUNK / 4; ++j) {
-            const int t = t0 + warp + 4 * j;
+        for (int j = 0; j < ATT_CHUNK / NW; ++j) {
+            const int t = t0 + warp + NW * j;
             vv[j] = (t < t1) ? *(const float4*)(ATT_ROW(vc, vsh, t) + i)
                              : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
         float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
-        for (int j = 0; j < ATT_CHUNK / 4; ++j) {
-            const int t = t0 + warp + 4 * j;
+        for (int j = 0; j < ATT_CHUNK / NW; ++j) {
+            const int t = t0 + warp + NW * j;
             const float e = (t < t1) ? sc[t - t0] : 0.0f;
             o.x += e * vv[j].x;
             o.y += e * vv[j].y;
@@ -695,9 +727,23 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
     }
 #undef ATT_ROW
     __syncthreads();
-    const usize part = (usize)h * gridDim.y + sp;
+    if (n_seen <= ATT_CHUNK) {
+        // One slice: the combine below would compute e = exp(0) = 1,
+        // l = 1 * sum, o = 0 + 1 * o (0 + turns -0 into +0); the same bits.
+        for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+            float o = ow[i];
+#pragma unroll
+            for (int w = 1; w < NW; ++w) o += ow[w * hd + i];
+            att_out[h * hd + i] = (float)((double)(0.0f + o) / sum);
+        }
+        return;
+    }
+    const usize part = (usize)h * n_split + sp;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-        part_o[part * hd + i] = ((ow[i] + ow[hd + i]) + ow[2 * hd + i]) + ow[3 * hd + i];
+        float o = ow[i];
+#pragma unroll
+        for (int w = 1; w < NW; ++w) o += ow[w * hd + i];
+        part_o[part * hd + i] = o;
     }
     if (threadIdx.x == 0) {
         part_ml[2 * part] = (double)mx;
@@ -716,8 +762,8 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
     if (!last) return;
     __threadfence();
     const int ns = (n_seen + ATT_CHUNK - 1) / ATT_CHUNK;
-    const double* ml = part_ml + (usize)h * gridDim.y * 2;
-    const float* po = part_o + (usize)h * gridDim.y * hd;
+    const double* ml = part_ml + (usize)h * n_split * 2;
+    const float* po = part_o + (usize)h * n_split * hd;
     float m_all = __int_as_float(0xff800000);
     for (int s2 = 0; s2 < ns; ++s2) m_all = fmaxf(m_all, (float)__ldcg(ml + 2 * s2));
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
@@ -730,6 +776,350 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
         }
         att_out[h * hd + i] = (float)((double)o / l);
     }
+}
+
+extern "C" __global__ void __launch_bounds__(128) attention_rope(
+    const float* __restrict__ qkv, float* __restrict__ kc, float* __restrict__ vc,
+    const float* __restrict__ rope_cos, const float* __restrict__ rope_sin,
+    const int* __restrict__ params, float* __restrict__ part_o, double* __restrict__ part_ml,
+    int* __restrict__ done, float* __restrict__ att_out, int n_heads, int n_kv_heads, int hd,
+    int n_rot, int neox, float attn_scale) {
+    extern __shared__ __align__(16) float att_sm[];
+    pdl_launch_next();
+    pdl_wait();
+    attention_body<4>(qkv, kc, vc, rope_cos, rope_sin, params[1], part_o, part_ml, done, att_out,
+                      n_heads, n_kv_heads, hd, n_rot, neox, attn_scale, blockIdx.x, blockIdx.y,
+                      gridDim.y, att_sm);
+}
+
+// ---------------------------------------------------------------------
+// The persistent decode step: one cooperative launch runs every layer,
+// grid-wide barriers in place of kernel boundaries (I2_S projections).
+// ---------------------------------------------------------------------
+
+// Threads of a persistent block (8 warps).
+#define PB_THREADS 256
+// Matrices a block pulls to L2 ahead of its use (0: none, the default:
+// measured fastest on the H100, see docs/perf.md); the host may set it.
+#ifndef PF_AHEAD
+#define PF_AHEAD 0
+#endif
+
+// Grid-wide barrier of a cooperative launch (every block resident), the
+// scheme of cooperative_groups' grid sync: one counter; block 0 adds
+// 0x80000000 - (blocks - 1), every other block 1, so each barrier flips
+// the top bit exactly once and leaves the low bits as they were (zero:
+// the counter starts zeroed and every launch passes whole barriers, so a
+// replayed graph needs no reset). A block waits until the top bit differs
+// from the value its own add returned. The fences order every block's
+// writes before the barrier against every read after it (reads of data
+// written in this launch go through L2: __ldcg). One atomic round trip
+// per block, no reset and no separate generation word.
+// PHASE_TIMES (a measuring build; the host sets it): thread 0 of every
+// block stamps %globaltimer (ns) at its arrival and its exit of every
+// barrier, slot k = barrier k + 1 (slot 0: the kernel's start, as an exit;
+// the last slot: its end, as an arrival), at times[(k * blocks + block) *
+// 2 + {0: arrival, 1: exit}].
+#ifndef PHASE_TIMES
+#define PHASE_TIMES 0
+#endif
+
+__device__ __forceinline__ usize globaltimer() {
+    usize t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+__device__ __forceinline__ void phase_stamp(usize* times, int slot, int which) {
+    if (PHASE_TIMES && threadIdx.x == 0)
+        times[((usize)slot * gridDim.x + blockIdx.x) * 2 + which] = globaltimer();
+}
+
+__device__ __forceinline__ void grid_barrier(u32* bar, usize* times, int& slot) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        phase_stamp(times, slot, 0);
+        const u32 nb = (blockIdx.x == 0) ? 0x80000000u - (gridDim.x - 1) : 1u;
+        __threadfence();
+        const u32 old = atomicAdd(bar, nb);
+        const volatile u32* v = bar;
+        while (((old ^ *v) & 0x80000000u) == 0) {
+        }
+        __threadfence();
+        phase_stamp(times, slot, 1);
+    }
+    ++slot;
+    __syncthreads();
+}
+
+// Pulls `bytes` (a multiple of 16, 16-byte aligned) of constant weights at
+// p into L2 without waiting (sm_90: one bulk prefetch; before: 128-byte
+// lines).
+__device__ __forceinline__ void prefetch_l2_bulk(const void* p, u32 bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#else
+    for (u32 o = 0; o < bytes; o += 128) prefetch_l2((const u8*)p + o);
+#endif
+}
+
+// This warp's rows of one matrix (the rows i2s_gemv_rows will give it) to
+// L2: lane l takes the warp's l-th group of GEMV_RPW rows.
+__device__ __forceinline__ void prefetch_rows(const u8* W, int rows, int K, int gw, int nwt) {
+    const int lane = threadIdx.x & 31;
+    const usize rb = (usize)(K >> 2);
+    const int stride = nwt * GEMV_RPW;
+    for (int r0 = gw * GEMV_RPW + lane * stride; r0 < rows; r0 += 32 * stride) {
+        const int n = min(GEMV_RPW, rows - r0);
+        prefetch_l2_bulk(W + (usize)r0 * rb, (u32)(n * rb));
+    }
+}
+
+// float4s of the block input per thread: K <= PB_THREADS * 4 * BQ_VEC.
+#define BQ_VEC 8
+
+// One block's own RMSNorm (nw != 0) + I2_S int8 quantization of x (K
+// floats written earlier in this launch: read through L2), the operations
+// of quantize_act (fmt 0) in a block of PB_THREADS: f32 squares summed in
+// f64, mean and scale in f32, v = (x * nscale) * nw; s = 127 / max|v|
+// (f64, at least 1e-5), q = rint(v * s) clamped. Every block runs the same
+// code on the same input, so all get the same bits. All loads of x and nw
+// are issued at once (one L2 round trip, not one per element); the values
+// stay in registers. qs: the padded layout in shared memory. Returns s and
+// sum q. Needs K % 4 == 0.
+__device__ void block_quant_i2s(const float* x, const float* __restrict__ nw, float eps, int K,
+                                u8* qs, float& s_out, int& sumq_out) {
+    __shared__ double shd[32];
+    __shared__ float shf[32];
+    __shared__ int shi[32];
+    const int n4 = K >> 2;
+    float4 v[BQ_VEC], g[BQ_VEC];
+#pragma unroll
+    for (int j = 0; j < BQ_VEC; ++j) {
+        const int f = threadIdx.x + j * PB_THREADS;
+        const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        v[j] = (f < n4) ? __ldcg((const float4*)x + f) : z;
+        g[j] = (nw != 0 && f < n4) ? __ldg((const float4*)nw + f) : z;
+    }
+    float nscale = 1.0f;
+    if (nw != 0) {
+        // Padding is zero: adds nothing.
+        double acc = 0.0;
+#pragma unroll
+        for (int j = 0; j < BQ_VEC; ++j) {
+            acc += (double)(v[j].x * v[j].x);
+            acc += (double)(v[j].y * v[j].y);
+            acc += (double)(v[j].z * v[j].z);
+            acc += (double)(v[j].w * v[j].w);
+        }
+        const double sum = block_sum_d(acc, shd);
+        const float mean = (float)(sum / (double)K);
+        nscale = 1.0f / sqrtf(mean + eps);
+#pragma unroll
+        for (int j = 0; j < BQ_VEC; ++j) {
+            v[j].x = v[j].x * nscale * g[j].x;
+            v[j].y = v[j].y * nscale * g[j].y;
+            v[j].z = v[j].z * nscale * g[j].z;
+            v[j].w = v[j].w * nscale * g[j].w;
+        }
+    }
+    float m = 0.0f;
+#pragma unroll
+    for (int j = 0; j < BQ_VEC; ++j) {
+        m = fmaxf(m, fabsf(v[j].x));
+        m = fmaxf(m, fabsf(v[j].y));
+        m = fmaxf(m, fabsf(v[j].z));
+        m = fmaxf(m, fabsf(v[j].w));
+    }
+    m = block_max_f(m, shf);
+    m = fmaxf(1e-5f, m);
+    const float s = (float)(127.0 / (double)m);
+    int sq = 0;
+#pragma unroll
+    for (int j = 0; j < BQ_VEC; ++j) {
+        const int f = threadIdx.x + j * PB_THREADS;
+        if (f < n4) {
+            const float e[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
+            u32 packed = 0;
+#pragma unroll
+            for (int c = 0; c < 4; ++c) {
+                const float r = rintf(e[c] * s);
+                const int qi = (r != r) ? 0 : (int)fminf(fmaxf(r, -128.0f), 127.0f);
+                packed |= (u32)(u8)(i8)qi << (8 * c);
+                sq += qi;
+            }
+            const int i = 4 * f;
+            *(u32*)(qs + (i >> 7) * QBLOCK_STRIDE + (i & 127)) = packed;
+        }
+    }
+    // block_sum_i's barrier also publishes qs to the whole block.
+    sq = block_sum_i(sq, shi);
+    s_out = s;
+    sumq_out = sq;
+}
+
+// Per-layer device pointers of the persistent kernel, as the host lays
+// them out: PL_STRIDE 64-bit words per layer.
+#define PL_QKV_W 0
+#define PL_QKV_WS 1
+#define PL_QKV_PS 2
+#define PL_O_W 3
+#define PL_O_WS 4
+#define PL_O_PS 5
+#define PL_GATE_W 6
+#define PL_GATE_WS 7
+#define PL_GATE_PS 8
+#define PL_UP_W 9
+#define PL_UP_WS 10
+#define PL_UP_PS 11
+#define PL_DOWN_W 12
+#define PL_DOWN_WS 13
+#define PL_DOWN_PS 14
+#define PL_ATTN_NORM 15
+#define PL_ATTN_SUB_NORM 16
+#define PL_FFN_NORM 17
+#define PL_FFN_SUB_NORM 18
+#define PL_KC 19
+#define PL_VC 20
+#define PL_STRIDE 24
+
+// Shapes and scalars of the persistent kernel (one struct parameter).
+struct DecodeDims {
+    int n_layers, dim, q_dim, kv_dim, hidden, n_heads, n_kv_heads, hd, n_rot, neox, act, n_split;
+    float eps, attn_scale;
+    // 1: stop after layer 0's q|k|v (the exactness check); 0: whole step.
+    int stop;
+};
+
+// The weight matrix with index m of the step (4 per layer: q|k|v, o,
+// gate|up, down) to L2: this warp's rows.
+__device__ __forceinline__ void prefetch_matrix(const usize* __restrict__ lp, const DecodeDims& d,
+                                                int m, int gw, int nwt) {
+    if (m >= 4 * d.n_layers) return;
+    const usize* L = lp + (usize)(m >> 2) * PL_STRIDE;
+    switch (m & 3) {
+        case 0:
+            prefetch_rows((const u8*)L[PL_QKV_W], d.q_dim + 2 * d.kv_dim, d.dim, gw, nwt);
+            break;
+        case 1:
+            prefetch_rows((const u8*)L[PL_O_W], d.dim, d.q_dim, gw, nwt);
+            break;
+        case 2:
+            prefetch_rows((const u8*)L[PL_GATE_W], d.hidden, d.dim, gw, nwt);
+            prefetch_rows((const u8*)L[PL_UP_W], d.hidden, d.dim, gw, nwt);
+            break;
+        default:
+            prefetch_rows((const u8*)L[PL_DOWN_W], d.dim, d.hidden, gw, nwt);
+            break;
+    }
+}
+
+// The whole decode step after the embedding, for I2_S projections: per
+// layer five phases separated by grid barriers (no other launch):
+//   A  every block: RMSNorm + quantize x itself; q|k|v rows -> qkv
+//   B  attention_body work items (head, slice of 64 positions) -> att
+//   C  every block: sub-norm + quantize att; o rows, added to x
+//   D  every block: norm + quantize x; gate|up rows, act(gate) * up -> hb
+//   E  every block: sub-norm + quantize hb; down rows, added to x
+// Rows go to warps as in the GEMV kernels (GEMV_RPW per warp, striding
+// over all warps of the grid); each phase first pulls the matrix PF_AHEAD
+// phases ahead to L2 (bulk prefetch), so the weight stream runs on over
+// barriers, quantization and attention. Reductions keep the fixed orders
+// of the per-kernel path's functions; nothing depends on timing.
+// lp: n_layers x PL_STRIDE pointers. params[1]: the position. times: see
+// PHASE_TIMES (unused without it). Block 0 also
+// writes layer 0's quantized q|k|v input to qact / qmeta (the layout and
+// meta of quantize_act) for the exactness check. bar: two zeroed words.
+// Dynamic shared memory: (3 hd + ATT_CHUNK + 8 hd) floats (attention),
+// then, at qs_offset, max K / 128 * QBLOCK_STRIDE bytes (the block's
+// quantized input).
+extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
+    const usize* __restrict__ lp, DecodeDims d, float* x, float* qkv, float* att, float* hb,
+    const float* __restrict__ rope_cos, const float* __restrict__ rope_sin,
+    const int* __restrict__ params, float* part_o, double* part_ml, int* done, u32* bar,
+    u8* __restrict__ qact, int* __restrict__ qmeta, int qs_offset, usize* times) {
+    extern __shared__ __align__(16) float psm[];
+    int slot = 0;
+    phase_stamp(times, slot++, 1);
+    u8* qs = (u8*)psm + qs_offset;
+    const int warps = PB_THREADS / 32;
+    const int gw = blockIdx.x * warps + (threadIdx.x >> 5);
+    const int nwt = gridDim.x * warps;
+    const int pos = params[1];
+    const int qkv_rows = d.q_dim + 2 * d.kv_dim;
+    const int n_items = d.n_heads * ((pos + ATT_CHUNK) / ATT_CHUNK);
+    const int ns = (pos + ATT_CHUNK) / ATT_CHUNK;
+    for (int m = 0; m < PF_AHEAD; ++m) prefetch_matrix(lp, d, m, gw, nwt);
+    float s;
+    int sumq;
+    // Whether this block has rows of a matrix of `rows` rows (blocks
+    // without any skip the quantization too; block-uniform).
+#define HAS_ROWS(rows) (blockIdx.x * warps * GEMV_RPW < (rows))
+    for (int l = 0; l < d.n_layers; ++l) {
+        const usize* L = lp + (usize)l * PL_STRIDE;
+        // A: q|k|v.
+        if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + PF_AHEAD, gw, nwt);
+        if (HAS_ROWS(qkv_rows)) {
+            block_quant_i2s(x, (const float*)L[PL_ATTN_NORM], d.eps, d.dim, qs, s, sumq);
+            if (l == 0 && blockIdx.x == 0) {
+                for (int i = threadIdx.x; i < (d.dim >> 7) * QBLOCK_STRIDE; i += PB_THREADS)
+                    qact[i] = qs[i];
+                if (threadIdx.x == 0) {
+                    qmeta[0] = __float_as_int(s);
+                    qmeta[1] = sumq;
+                }
+            }
+            i2s_gemv_rows<1, true>((const u8*)L[PL_QKV_W], 0, (const float*)L[PL_QKV_WS],
+                                   (const float*)L[PL_QKV_PS], 0, 0, qs, s, sumq, d.dim,
+                                   qkv_rows, qkv, 0, 0, gw, nwt);
+        }
+        if (d.stop) return;
+        grid_barrier(bar, times, slot);
+        // B: attention.
+        for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
+            __syncthreads();
+            attention_body<PB_THREADS / 32>(qkv, (float*)L[PL_KC], (float*)L[PL_VC], rope_cos,
+                                            rope_sin, pos, part_o, part_ml, done, att, d.n_heads,
+                                            d.n_kv_heads, d.hd, d.n_rot, d.neox, d.attn_scale,
+                                            it / ns, it % ns, d.n_split, psm);
+        }
+        grid_barrier(bar, times, slot);
+        // C: o, added to the residual.
+        if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + 1 + PF_AHEAD, gw, nwt);
+        if (HAS_ROWS(d.dim)) {
+            block_quant_i2s(att, (const float*)L[PL_ATTN_SUB_NORM], d.eps, d.q_dim, qs, s,
+                            sumq);
+            i2s_gemv_rows<1, true>((const u8*)L[PL_O_W], 0, (const float*)L[PL_O_WS],
+                                   (const float*)L[PL_O_PS], 0, 0, qs, s, sumq, d.q_dim, d.dim,
+                                   x, 1, 0, gw, nwt);
+        }
+        grid_barrier(bar, times, slot);
+        // D: gate|up and the activation.
+        if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + 2 + PF_AHEAD, gw, nwt);
+        if (HAS_ROWS(d.hidden)) {
+            block_quant_i2s(x, (const float*)L[PL_FFN_NORM], d.eps, d.dim, qs, s, sumq);
+            i2s_gemv_rows<2, true>((const u8*)L[PL_GATE_W], (const u8*)L[PL_UP_W],
+                                   (const float*)L[PL_GATE_WS], (const float*)L[PL_GATE_PS],
+                                   (const float*)L[PL_UP_WS], (const float*)L[PL_UP_PS], qs, s,
+                                   sumq, d.dim, d.hidden, hb, 0, d.act, gw, nwt);
+        }
+        grid_barrier(bar, times, slot);
+        // E: down, added to the residual.
+        if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + 3 + PF_AHEAD, gw, nwt);
+        if (HAS_ROWS(d.dim)) {
+            block_quant_i2s(hb, (const float*)L[PL_FFN_SUB_NORM], d.eps, d.hidden, qs, s,
+                            sumq);
+            i2s_gemv_rows<1, true>((const u8*)L[PL_DOWN_W], 0, (const float*)L[PL_DOWN_WS],
+                                   (const float*)L[PL_DOWN_PS], 0, 0, qs, s, sumq, d.hidden,
+                                   d.dim, x, 1, 0, gw, nwt);
+        }
+        if (l + 1 < d.n_layers) grid_barrier(bar, times, slot);
+    }
+    if (PHASE_TIMES) {
+        __syncthreads();
+        phase_stamp(times, slot, 0);
+    }
+#undef HAS_ROWS
 }
 
 // x = embedding row of the token in params[0]; F16 table.

@@ -18,7 +18,7 @@ pub mod receipt;
 
 pub use forward::{
     CudaModel, HeadFormat, HostEmbedding, HostLayer, HostLinear, HostModel, KernelTiming,
-    MAX_GPU_CTX, Tuning, WeightFormat,
+    MAX_GPU_CTX, PhaseTimes, Tuning, WeightFormat,
 };
 
 use bitnet_core::quant::i2s::{I2S_BLOCK_BYTES, I2S_BLOCK_LEN};
@@ -29,7 +29,7 @@ use crate::receipt::GpuInfo;
 pub const KERNELS_CU: &str = include_str!("kernels.cu");
 
 /// Kernel entry points `kernels.cu` must define (loaded by name).
-pub const KERNEL_NAMES: [&str; 11] = [
+pub const KERNEL_NAMES: [&str; 12] = [
     "f32_gemv_rmsnorm",
     "quantize_act",
     "i2s_gemv",
@@ -41,6 +41,7 @@ pub const KERNEL_NAMES: [&str; 11] = [
     "embed_f32",
     "f16_gemv_rmsnorm",
     "argmax_next",
+    "decode_persistent",
 ];
 
 /// Largest absolute logit difference GPU vs CPU, relative to the largest
@@ -359,14 +360,17 @@ mod tests {
             eprintln!("NVRTC not loadable here: kernels.cu not compiled");
             return;
         }
-        // The default build, the variants the suite times, and an older
-        // architecture (where the sm_90-only instructions compile away).
-        for (arch, rpw, unroll) in [
-            ("compute_90", 4, 2),
-            ("compute_90", 2, 2),
-            ("compute_90", 8, 1),
-            ("compute_90", 2, 4),
-            ("compute_80", 4, 2),
+        // The default build, the variants the suite times, the measuring
+        // build (phase times), and an older architecture (where the
+        // sm_90-only instructions compile away).
+        for (arch, rpw, unroll, pf, pt) in [
+            ("compute_90", 2, 2, 0, 0),
+            ("compute_90", 4, 2, 2, 0),
+            ("compute_90", 8, 1, 2, 0),
+            ("compute_90", 2, 4, 2, 0),
+            ("compute_90", 1, 2, 1, 0),
+            ("compute_90", 2, 2, 0, 1),
+            ("compute_80", 4, 2, 2, 0),
         ] {
             let ptx = cudarc::nvrtc::compile_ptx_with_opts(
                 KERNELS_CU,
@@ -379,11 +383,13 @@ mod tests {
                     options: vec![
                         format!("-DGEMV_RPW={rpw}"),
                         format!("-DGEMV_UNROLL={unroll}"),
+                        format!("-DPF_AHEAD={pf}"),
+                        format!("-DPHASE_TIMES={pt}"),
                     ],
                     ..Default::default()
                 },
             )
-            .unwrap_or_else(|e| panic!("{arch} {rpw} {unroll}: {e:?}"));
+            .unwrap_or_else(|e| panic!("{arch} {rpw} {unroll} {pf} {pt}: {e:?}"));
             let text = ptx.to_src();
             for name in KERNEL_NAMES {
                 assert!(
@@ -392,6 +398,11 @@ mod tests {
                 );
             }
             assert_eq!(text.contains("griddepcontrol"), arch == "compute_90");
+            assert_eq!(
+                text.contains("cp.async.bulk.prefetch.L2"),
+                arch == "compute_90" && pf > 0
+            );
+            assert_eq!(text.contains("globaltimer"), pt == 1);
         }
     }
 

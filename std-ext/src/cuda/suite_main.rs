@@ -1,6 +1,10 @@
-//! `bitnet-cuda-suite OUT_DIR [fixtures] [receipt] [synthetic]`: every GPU
-//! check and benchmark in one run (all three parts when none is named; the
-//! report goes to OUT_DIR/suite-PARTS.md).
+//! `bitnet-cuda-suite OUT_DIR [fixtures] [fixtures-nopdl] [fixtures-persist]
+//! [fixtures-per-kernel] [receipt] [synthetic] [persist] [phases]`: every GPU
+//! check and benchmark in one run (fixtures, receipt and synthetic when none
+//! is named; the report goes to OUT_DIR/suite-PARTS.md). `persist` ends with
+//! one short table: the per-kernel step against the persistent one on the
+//! synthetic model. `phases` (a measuring build of the persistent kernel)
+//! splits its time into the phases and barriers of a layer.
 //!
 //! 1. Each fixture in tests/models: greedy tokens GPU vs CPU, logits within
 //!    `LOGIT_TOLERANCE` (CPU tokens fed to both), determinism (greedy and a
@@ -22,7 +26,7 @@ use bitnet_std::ModelFile;
 use bitnet_std::cuda::receipt::{CudaRunSpec, generate, receipt_run_cuda};
 use bitnet_std::cuda::{
     CudaModel, HeadFormat, HostEmbedding, HostLayer, HostLinear, HostModel, LOGIT_TOLERANCE,
-    Tuning, WeightFormat, detect,
+    PhaseTimes, Tuning, WeightFormat, detect,
 };
 use bitnet_std::engine::Loaded;
 use bitnet_std::receipt::write_receipt;
@@ -71,12 +75,35 @@ fn run(out: &std::path::Path, parts: &[String], r: &mut String) -> Res<bool> {
                     },
                 )?;
             }
+            // The same with the persistent decode step, and with the
+            // per-kernel step (the fallback for TQ2_0 models).
+            "fixtures-persist" => all_ok &= fixtures(r, persistent())?,
+            "fixtures-per-kernel" => {
+                all_ok &= fixtures(
+                    r,
+                    Tuning {
+                        persistent: false,
+                        ..Tuning::default()
+                    },
+                )?;
+            }
             "receipt" => receipt(out, r)?,
             "synthetic" => synthetic(r)?,
+            "persist" => all_ok &= persist_table(r)?,
+            "phases" => phases(r)?,
             other => return Err(format!("unknown part '{other}'")),
         }
     }
     Ok(all_ok)
+}
+
+/// The default tuning with the persistent decode step (whatever the
+/// default says).
+fn persistent() -> Tuning {
+    Tuning {
+        persistent: true,
+        ..Tuning::default()
+    }
 }
 
 fn fixtures(r: &mut String, tuning: Tuning) -> Res<bool> {
@@ -234,8 +261,13 @@ fn fixture(p: &std::path::Path, tuning: Tuning) -> Res<String> {
     let first_diff = g1.ids.iter().zip(&cpu_ids).position(|(a, b)| a != b);
     let det = g1.ids == g2.ids && s1.ids == s2.ids;
     let (rows, bad) = gm.check_qkv_exact(&host).map_err(|e| e.to_string())?;
+    let path = match (gm.persistent_blocks(), gm.persist_note()) {
+        (Some(b), _) => format!("persistent, {b} blocks"),
+        (None, Some(why)) => format!("per-kernel: {why}"),
+        (None, None) => "per-kernel".into(),
+    };
     Ok(format!(
-        "ran ({} launches/step; layer-0 q|k|v vs core's integer dots: {} of {rows} rows {}) | {} | {:.2e} (tolerance {:.0e}: {}; median step {median:.1e}, {above} of {} steps above 1e-5) | {}",
+        "ran ({path}, {} launches/step; layer-0 q|k|v vs core's integer dots: {} of {rows} rows {}) | {} | {:.2e} (tolerance {:.0e}: {}; median step {median:.1e}, {above} of {} steps above 1e-5) | {}",
         gm.launches_per_step(),
         rows - bad,
         if bad == 0 {
@@ -295,7 +327,18 @@ fn i2s_body(rng: &mut Rng, rows: usize, cols: usize) -> Vec<u8> {
     v
 }
 
-fn synthetic(r: &mut String) -> Res<()> {
+/// The 2B-4T-shaped synthetic model's tensors (owned; [`Synth::host`]
+/// borrows them).
+struct Synth {
+    cfg: Config,
+    bodies: Vec<Vec<Vec<u8>>>,
+    shapes: [(usize, usize); 7],
+    norm_d: Vec<f32>,
+    norm_f: Vec<f32>,
+    head: Vec<u8>,
+}
+
+fn synth_model() -> Synth {
     let (dim, layers, heads, kv_heads, ff, vocab) =
         (2560usize, 30usize, 20usize, 5usize, 6912usize, 128256usize);
     let hd = dim / heads;
@@ -315,7 +358,6 @@ fn synthetic(r: &mut String) -> Res<()> {
         rope_freq_scale: 1.0,
         attn_scale: 1.0 / (hd as f32).sqrt(),
     };
-    let t = Instant::now();
     let mut rng = Rng(0x2b47_u64 ^ 0x9e37_79b9_7f4a_7c15);
     let kv = kv_heads * hd;
     let shapes = [
@@ -346,41 +388,61 @@ fn synthetic(r: &mut String) -> Res<()> {
             ch[2 * k..2 * k + 2].copy_from_slice(&bits.to_le_bytes());
         }
     }
-    fn lin(b: &[u8], (m, k): (usize, usize), s: f32) -> HostLinear<'_> {
-        HostLinear {
-            body: b,
-            format: WeightFormat::I2s,
-            rows: m,
-            cols: k,
-            weight_scale: s,
-            proj_scale: None,
-            counted_bytes: (m * k / 4 + 32) as u64,
+    Synth {
+        cfg,
+        bodies,
+        shapes,
+        norm_d,
+        norm_f,
+        head,
+    }
+}
+
+impl Synth {
+    fn host(&self) -> HostModel<'_> {
+        fn lin(b: &[u8], (m, k): (usize, usize), s: f32) -> HostLinear<'_> {
+            HostLinear {
+                body: b,
+                format: WeightFormat::I2s,
+                rows: m,
+                cols: k,
+                weight_scale: s,
+                proj_scale: None,
+                counted_bytes: (m * k / 4 + 32) as u64,
+            }
+        }
+        let host_layers: Vec<HostLayer<'_>> = self
+            .bodies
+            .iter()
+            .map(|b| HostLayer {
+                attn_norm: &self.norm_d,
+                wq: lin(&b[0], self.shapes[0], 0.9),
+                wk: lin(&b[1], self.shapes[1], 1.1),
+                wv: lin(&b[2], self.shapes[2], 1.0),
+                attn_sub_norm: Some(&self.norm_d),
+                wo: lin(&b[3], self.shapes[3], 0.8),
+                ffn_norm: &self.norm_d,
+                w_gate: lin(&b[4], self.shapes[4], 1.2),
+                w_up: lin(&b[5], self.shapes[5], 0.7),
+                ffn_sub_norm: Some(&self.norm_f),
+                w_down: lin(&b[6], self.shapes[6], 0.6),
+            })
+            .collect();
+        HostModel {
+            config: self.cfg.clone(),
+            layers: host_layers,
+            output_norm: &self.norm_d,
+            head: &self.head,
+            head_format: HeadFormat::F16,
+            embedding: HostEmbedding::TiedHead,
         }
     }
-    let host_layers: Vec<HostLayer<'_>> = bodies
-        .iter()
-        .map(|b| HostLayer {
-            attn_norm: &norm_d,
-            wq: lin(&b[0], shapes[0], 0.9),
-            wk: lin(&b[1], shapes[1], 1.1),
-            wv: lin(&b[2], shapes[2], 1.0),
-            attn_sub_norm: Some(&norm_d),
-            wo: lin(&b[3], shapes[3], 0.8),
-            ffn_norm: &norm_d,
-            w_gate: lin(&b[4], shapes[4], 1.2),
-            w_up: lin(&b[5], shapes[5], 0.7),
-            ffn_sub_norm: Some(&norm_f),
-            w_down: lin(&b[6], shapes[6], 0.6),
-        })
-        .collect();
-    let host = HostModel {
-        config: cfg,
-        layers: host_layers,
-        output_norm: &norm_d,
-        head: &head,
-        head_format: HeadFormat::F16,
-        embedding: HostEmbedding::TiedHead,
-    };
+}
+
+fn synthetic(r: &mut String) -> Res<()> {
+    let t = Instant::now();
+    let synth = synth_model();
+    let host = synth.host();
     let gen_s = t.elapsed().as_secs_f64();
     let n = 128usize;
     let t = Instant::now();
@@ -428,28 +490,26 @@ fn synthetic(r: &mut String) -> Res<()> {
     drop(default);
     let _ = writeln!(
         r,
-        "\n### Variants (same model; each checked bit-exact on layer 0's q|k|v)\n\n\
+        "\n### Per-kernel step variants (same model; each checked bit-exact on layer 0's q|k|v; `persist` compares with the persistent step)\n\n\
          | GEMV rows/warp | chunks/lane in flight | programmatic dependent launch | ms/token (pos 0..128) | ms/token (pos 512..640) |\n|---|---|---|---|---|"
     );
+    let pk = Tuning {
+        persistent: false,
+        ..Tuning::default()
+    };
     let variants = [
-        Tuning::default(),
-        Tuning {
-            pdl: false,
-            ..Tuning::default()
-        },
-        Tuning {
-            gemv_rpw: 2,
-            ..Tuning::default()
-        },
+        pk,
+        Tuning { pdl: false, ..pk },
+        Tuning { gemv_rpw: 4, ..pk },
         Tuning {
             gemv_rpw: 8,
             gemv_unroll: 1,
-            ..Tuning::default()
+            ..pk
         },
         Tuning {
             gemv_rpw: 2,
             gemv_unroll: 4,
-            ..Tuning::default()
+            ..pk
         },
     ];
     for tu in variants {
@@ -479,6 +539,8 @@ struct Measured {
     ms_late: f64,
     /// Rows checked bit-exact.
     rows: usize,
+    /// Greedy tokens of the last run from position 0.
+    tokens: Vec<u32>,
     /// Seconds spent decoding (to subtract from the setup time).
     decode_s: f64,
 }
@@ -495,6 +557,7 @@ fn measure(host: &HostModel<'_>, tuning: Tuning, n: usize) -> Res<Measured> {
                 .map_err(|e| e.to_string())?,
         );
     }
+    let tokens = gm.greedy_tokens(0..n + 1).map_err(|e| e.to_string())?;
     runs.sort_by(f64::total_cmp);
     let ms_late = gm.time_decode(5, 512, n).map_err(|e| e.to_string())?;
     let (rows, bad) = gm.check_qkv_exact(host).map_err(|e| e.to_string())?;
@@ -509,6 +572,196 @@ fn measure(host: &HostModel<'_>, tuning: Tuning, n: usize) -> Res<Measured> {
         runs,
         ms_late,
         rows,
+        tokens,
         decode_s: t.elapsed().as_secs_f64(),
     })
+}
+
+/// The per-kernel step against the persistent one on the synthetic model,
+/// in one table printed last: ms/token at positions 0..128 and 512..640,
+/// fraction of the roofline, layer 0's q|k|v bit-exact, greedy tokens
+/// against the per-kernel default's. False when a persistent variant fell
+/// back to the per-kernel step.
+fn persist_table(r: &mut String) -> Res<bool> {
+    let synth = synth_model();
+    let host = synth.host();
+    let n = 128usize;
+    // The per-kernel step as it was the default before the persistent one.
+    let per_kernel = Tuning {
+        gemv_rpw: 4,
+        persistent: false,
+        ..Tuning::default()
+    };
+    let def = Tuning::default();
+    let variants = [
+        per_kernel,
+        Tuning {
+            gemv_rpw: 2,
+            ..per_kernel
+        },
+        def,
+        Tuning {
+            prefetch_ahead: 1,
+            ..def
+        },
+        Tuning {
+            prefetch_ahead: 2,
+            ..def
+        },
+        Tuning { gemv_rpw: 4, ..def },
+        Tuning { gemv_rpw: 1, ..def },
+        Tuning {
+            persist_bps: 1,
+            ..def
+        },
+        // The default again: the spread between two runs of one version.
+        def,
+    ];
+    let mut ok = true;
+    let mut rows_out = Vec::new();
+    let mut base: Option<(Vec<u32>, f64, u64)> = None;
+    for tu in variants {
+        let m = measure(&host, tu, n)?;
+        let (base_tokens, bw, bpt) = match &base {
+            Some(b) => b.clone(),
+            None => {
+                let bw =
+                    m.gm.copy_bandwidth(1 << 30, 10)
+                        .map_err(|e| e.to_string())?;
+                let b = (m.tokens.clone(), bw, m.gm.weight_bytes_per_token());
+                base = Some(b.clone());
+                b
+            }
+        };
+        let floor_ms = bpt as f64 / bw * 1e3;
+        let eff = m.gm.tuning();
+        let path = match (m.gm.persistent_blocks(), m.gm.persist_note()) {
+            (Some(b), _) => format!(
+                "persistent {b} blocks ({}/SM), L2 prefetch {} ahead",
+                eff.persist_bps, eff.prefetch_ahead
+            ),
+            (None, Some(why)) => {
+                ok = false;
+                format!("per-kernel (persistent refused: {why})")
+            }
+            (None, None) => "per-kernel".into(),
+        };
+        let same = match m.tokens.iter().zip(&base_tokens).position(|(a, b)| a != b) {
+            None => "same".to_string(),
+            Some(i) => format!("differ from step {i}"),
+        };
+        let per = m.ms / n as f64;
+        rows_out.push(format!(
+            "| {path}, rpw {}, unroll {} | {} | {per:.4} | {:.4} | {:.1}% | {} rows exact | {same} |",
+            eff.gemv_rpw,
+            eff.gemv_unroll,
+            m.gm.launches_per_step(),
+            m.ms_late / n as f64,
+            100.0 * floor_ms / per,
+            m.rows,
+        ));
+    }
+    let (_, bw, bpt) = base.ok_or("no variant measured")?;
+    let _ = writeln!(
+        r,
+        "\n## Persistent vs per-kernel decode (synthetic 2B-4T, batch 1; {:.1} MB/token, copy {:.1} GB/s, roofline {:.4} ms)\n\n\
+         | variant | launches/step | ms/token pos 0..128 | pos 512..640 | roofline | layer-0 q\\|k\\|v vs core | greedy tokens vs the first row |\n|---|---|---|---|---|---|---|",
+        bpt as f64 / 1e6,
+        bw / 1e9,
+        bpt as f64 / bw * 1e3
+    );
+    for l in rows_out {
+        let _ = writeln!(r, "{l}");
+    }
+    Ok(ok)
+}
+
+/// Where the persistent kernel's time goes, from its barrier stamps
+/// (`Tuning::phase_times`), for the last step of a greedy run ending at
+/// position 128 and one ending at 640: per phase kind, the mean over
+/// layers of the span from the first block leaving the previous barrier to
+/// the last block arriving, and of the barrier's release (last arrival to
+/// last exit).
+fn phases(r: &mut String) -> Res<()> {
+    let synth = synth_model();
+    let host = synth.host();
+    let tu = Tuning {
+        phase_times: true,
+        ..Tuning::default()
+    };
+    let mut gm = CudaModel::with_tuning(&host, 1024, tu).map_err(|e| e.to_string())?;
+    let mut cols = Vec::new();
+    for (token, pos) in [(1u32, 0usize), (5, 512)] {
+        let ms = gm.time_decode(token, pos, 128).map_err(|e| e.to_string())?;
+        let pt = gm
+            .phase_times()
+            .map_err(|e| e.to_string())?
+            .ok_or("no persistent step with phase times")?;
+        cols.push((pos + 128, ms / 128.0, phase_split(&pt)));
+    }
+    let _ = writeln!(
+        r,
+        "\n## Persistent step, time per phase (us, mean over the layers; synthetic 2B-4T)\n\n\
+         | phase | work, step at pos {} | barrier release | work, step at pos {} | barrier release |\n|---|---|---|---|---|",
+        cols[0].0, cols[1].0
+    );
+    let names = [
+        "q|k|v",
+        "attention",
+        "o + residual",
+        "gate|up",
+        "down + residual",
+    ];
+    for (k, name) in names.iter().enumerate() {
+        let _ = writeln!(
+            r,
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            cols[0].2[k].0, cols[0].2[k].1, cols[1].2[k].0, cols[1].2[k].1
+        );
+    }
+    let _ = writeln!(
+        r,
+        "| whole persistent kernel (ms) / whole step (ms/token, graph) | {:.4} / {:.4} | | {:.4} / {:.4} | |",
+        cols[0].2[5].0 / 1e3,
+        cols[0].1,
+        cols[1].2[5].0 / 1e3,
+        cols[1].1
+    );
+    Ok(())
+}
+
+/// Per phase kind (5), the mean (work us, barrier release us); a sixth
+/// entry holds the whole kernel's us.
+fn phase_split(pt: &PhaseTimes) -> Vec<(f64, f64)> {
+    let b = pt.blocks;
+    let at = |slot: usize, which: usize| -> Vec<u64> {
+        (0..b)
+            .map(|blk| pt.stamps[(slot * b + blk) * 2 + which])
+            .collect()
+    };
+    let max = |v: &[u64]| v.iter().copied().max().unwrap_or(0);
+    let min = |v: &[u64]| v.iter().copied().min().unwrap_or(0);
+    let last = 5 * pt.layers;
+    let mut sums = [(0.0f64, 0.0f64, 0usize); 5];
+    for slot in 1..=last {
+        let prev_exit = at(slot - 1, 1);
+        let arr = at(slot, 0);
+        let work = max(&arr).saturating_sub(min(&prev_exit)) as f64 / 1e3;
+        let release = if slot < last {
+            max(&at(slot, 1)).saturating_sub(max(&arr)) as f64 / 1e3
+        } else {
+            0.0
+        };
+        let k = (slot - 1) % 5;
+        sums[k].0 += work;
+        sums[k].1 += release;
+        sums[k].2 += 1;
+    }
+    let mut out: Vec<(f64, f64)> = sums
+        .iter()
+        .map(|&(w, rl, n)| (w / n.max(1) as f64, rl / n.max(1) as f64))
+        .collect();
+    let total = max(&at(last, 0)).saturating_sub(min(&at(0, 1))) as f64 / 1e3;
+    out.push((total, 0.0));
+    out
 }
