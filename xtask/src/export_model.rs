@@ -346,7 +346,7 @@ fn vocab(t: &BpeTokenizer, n_vocab: usize) -> Result<Vocab, String> {
 /// `{name}-{i2_s|tq2_0}`.
 pub fn build_gguf(ck: &Checkpoint, format: Format, name: &str) -> Result<Vec<u8>, String> {
     let c = &ck.config;
-    if c.n_head == 0 || c.n_head_kv == 0 || c.n_embd % c.n_head != 0 {
+    if c.n_head == 0 || c.n_head_kv == 0 || !c.n_embd.is_multiple_of(c.n_head) {
         return Err(format!(
             "config: n_embd {} with {} heads / {} KV heads",
             c.n_embd, c.n_head, c.n_head_kv
