@@ -21,9 +21,11 @@ fn stored_gpu_receipt_passes_with_require_gpu_kernels() {
     assert_eq!(fp.gpu_cc.as_deref(), Some("9.0"));
     assert!(fp.gpu_name.as_deref().is_some_and(|n| n.contains("NVIDIA")));
     for id in [
-        "quantize_act_cuda",
-        "i2s_gemv_cuda_dp4a",
-        "attention_rope_cuda",
+        "embed_cuda",
+        "i2s_gemv_persist_cuda_dp4a",
+        "i2s_gemv_glu_persist_cuda_dp4a",
+        "attention_rope_persist_cuda",
+        "f16_gemv_rmsnorm_cuda",
         "argmax_cuda",
     ] {
         assert!(r.kernels.iter().any(|k| k.id.as_str() == id), "{id}");
