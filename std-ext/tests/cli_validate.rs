@@ -157,6 +157,8 @@ fn good_fixtures_pass_strict() {
         "bitnet-tq1_0.gguf",
         "bitnet-b1.58-i2s.gguf",
         "stories260K.gguf",
+        "shakespeare-i2s.gguf",
+        "shakespeare-tq2_0.gguf",
     ] {
         let path = models().join(name);
         let o = bitnet(&["validate", p(&path), "--strict"], &[]);
