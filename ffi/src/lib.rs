@@ -73,7 +73,9 @@ pub const BITNET_TOKEN_NULL: bitnet_token = 0xFFFF_FFFF;
 /// (`BITNET_ABI_VERSION`). Thread-safe; never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn bitnet_abi_version() -> u32 {
-    BITNET_ABI_VERSION
+    boundary::ffi_infallible("bitnet_abi_version", BITNET_ABI_VERSION, || {
+        BITNET_ABI_VERSION
+    })
 }
 
 /// Returns the library version ("MAJOR.MINOR.PATCH") as a static
@@ -86,7 +88,7 @@ pub extern "C" fn bitnet_version() -> *const c_char {
         Ok(v) => v,
         Err(_) => panic!("the crate version contains a NUL"),
     };
-    VERSION.as_ptr()
+    boundary::ffi_infallible("bitnet_version", VERSION.as_ptr(), || VERSION.as_ptr())
 }
 
 /// Test builds only (feature `test-panic`; not in the header): panics inside

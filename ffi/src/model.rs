@@ -21,7 +21,8 @@ use bitnet_std::ModelFile;
 use bitnet_std::engine::LmHead;
 
 use crate::boundary::{
-    copy_c_str, ffi_boundary, ffi_boundary_value, finish_copy, try_buf, try_out, try_ref, try_slice,
+    copy_c_str, ffi_boundary, ffi_boundary_value, ffi_infallible, finish_copy, try_buf, try_out,
+    try_ref, try_slice,
 };
 use crate::status::{Error, Result, bitnet_status};
 use crate::{BITNET_TOKEN_NULL, bitnet_token};
@@ -111,14 +112,15 @@ pub struct bitnet_model_params {
 /// progress callback, the exact LM head. Thread-safe; never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn bitnet_model_default_params() -> bitnet_model_params {
-    bitnet_model_params {
+    const DEFAULT: bitnet_model_params = bitnet_model_params {
         n_threads: 0,
         kernel: bitnet_kernel::Auto as u32,
         use_mmap: true,
         progress_callback: None,
         progress_callback_user_data: core::ptr::null_mut(),
         lm_head: bitnet_lm_head::Exact as u32,
-    }
+    };
+    ffi_infallible("bitnet_model_default_params", DEFAULT, || DEFAULT)
 }
 
 /// The model file's bytes: mapped or owned.

@@ -14,7 +14,9 @@ use bitnet_core::parallel::SerialJoin;
 use bitnet_std::engine::ThreadJoin;
 
 use crate::bitnet_token;
-use crate::boundary::{ffi_boundary, ffi_boundary_value, try_out, try_ref, try_slice};
+use crate::boundary::{
+    ffi_boundary, ffi_boundary_value, ffi_infallible, try_out, try_ref, try_slice,
+};
 use crate::model::{Loaded, bitnet_model, loaded};
 use crate::status::{Error, Result, bitnet_status};
 
@@ -38,11 +40,12 @@ pub struct bitnet_session_params {
 /// the model's thread count. Thread-safe; never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn bitnet_session_default_params() -> bitnet_session_params {
-    bitnet_session_params {
+    const DEFAULT: bitnet_session_params = bitnet_session_params {
         n_ctx: 0,
         n_batch: 64,
         n_threads: 0,
-    }
+    };
+    ffi_infallible("bitnet_session_default_params", DEFAULT, || DEFAULT)
 }
 
 /// What a session owns besides the model.

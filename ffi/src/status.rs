@@ -125,12 +125,14 @@ impl bitnet_status {
 /// Thread-safe; never fails. The string must not be freed.
 #[unsafe(no_mangle)]
 pub extern "C" fn bitnet_status_str(status: u32) -> *const c_char {
-    // No panic is possible here: a table look-up of static strings.
-    bitnet_status::ALL
-        .iter()
-        .find(|s| **s as u32 == status)
-        .map_or(c"unknown status", |s| s.description())
-        .as_ptr()
+    const UNKNOWN: &core::ffi::CStr = c"unknown status";
+    crate::boundary::ffi_infallible("bitnet_status_str", UNKNOWN.as_ptr(), || {
+        bitnet_status::ALL
+            .iter()
+            .find(|s| **s as u32 == status)
+            .map_or(UNKNOWN, |s| s.description())
+            .as_ptr()
+    })
 }
 
 /// A failed call: the status to return and the message for
