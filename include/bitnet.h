@@ -750,6 +750,12 @@ bitnet_status bitnet_session_eval(struct bitnet_session *session,
  * Errors: `NULL_ARG`; `INVALID_STATE` when nothing was evaluated since the
  * session was created or reset (or the last evaluation failed); `BUSY`.
  *
+ * Thread-safety: one thread at a time per session, like every session
+ * call (a concurrent call gets `BUSY`). The array is read *after* this
+ * returns, outside the session's lock: while the caller reads it, no other
+ * thread may evaluate, generate on, reset or free the session, or the
+ * array is overwritten or freed under the reader.
+ *
  * # Safety
  * `session` is NULL or a live session handle; `logits_out` and
  * `n_logits_out` are NULL or writable.
@@ -774,6 +780,12 @@ bitnet_status bitnet_session_reset(struct bitnet_session *session);
  * Positions evaluated so far (the position of the next token); 0 if
  * `session` is NULL or busy.
  *
+ * Thread-safety: one thread at a time per session. Called while another
+ * thread evaluates or generates on the session it does not wait and does
+ * not read a torn value: it returns 0 and sets the thread's last error
+ * ("in use"), so 0 is ambiguous there; ask from the thread that drives the
+ * session.
+ *
  * # Safety
  * `session` is NULL or a live session handle.
  */
@@ -781,6 +793,10 @@ size_t bitnet_session_n_past(const struct bitnet_session *session);
 
 /**
  * Positions the session's KV cache holds; 0 if `session` is NULL or busy.
+ *
+ * Thread-safety: as `bitnet_session_n_past` (0 while another thread uses
+ * the session; the value never changes for a session, so read it once
+ * after `bitnet_session_new`).
  *
  * # Safety
  * `session` is NULL or a live session handle.
