@@ -54,7 +54,12 @@ use core::ffi::c_char;
 /// 2: `bitnet_model_params.lm_head` appended (the struct, passed by value,
 /// grew; sources that start from `bitnet_model_default_params()` compile
 /// unchanged).
-pub const BITNET_ABI_VERSION: u32 = 2;
+///
+/// 3: `bitnet_model_params.strict` appended (the struct grew again),
+/// `BITNET_STATUS_VALIDATION`, `bitnet_model_n_findings` and
+/// `bitnet_model_finding_by_index` added; every load now runs the cheap
+/// validation rules.
+pub const BITNET_ABI_VERSION: u32 = 3;
 
 /// Major version of the library (the crate version).
 pub const BITNET_VERSION_MAJOR: u32 = 0;

@@ -1,5 +1,5 @@
-//! `bitnet_model`: loading (from a file, mmap or read, or from memory),
-//! freeing, and the getters.
+//! `bitnet_model`: loading (from a file, mmap or read, or from memory)
+//! with the validation rules, freeing, and the getters.
 //!
 //! Ownership: a handle holds an `Arc` of the loaded model; every session
 //! holds another, so the bytes outlive every user and freeing the model
@@ -19,6 +19,7 @@ use bitnet_core::model::Model;
 use bitnet_core::tokenizer::Tokenizer;
 use bitnet_std::ModelFile;
 use bitnet_std::engine::LmHead;
+use bitnet_std::validate_cmd::{ValidationOptions, refusal};
 
 use crate::boundary::{
     copy_c_str, ffi_boundary, ffi_boundary_value, ffi_infallible, finish_copy, try_buf, try_out,
@@ -106,10 +107,18 @@ pub struct bitnet_model_params {
     pub progress_callback_user_data: *mut c_void,
     /// A `bitnet_lm_head` value (added in ABI version 2).
     pub lm_head: u32,
+    /// Strict validation (added in ABI version 3), as the CLI's `--strict`:
+    /// every validation rule runs, reading every weight byte, and any
+    /// error-level finding refuses the load with `BITNET_STATUS_VALIDATION`.
+    /// Also on when the environment variable `BITNET_STRICT` is `1`. Either
+    /// way every load runs the cheap rules (metadata, tokenizer, norms,
+    /// per-tensor scales); see `bitnet_model_n_findings`.
+    pub strict: bool,
 }
 
 /// Default model settings: one thread per core, automatic kernels, mmap, no
-/// progress callback, the exact LM head. Thread-safe; never fails.
+/// progress callback, the exact LM head, not strict. Thread-safe; never
+/// fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn bitnet_model_default_params() -> bitnet_model_params {
     const DEFAULT: bitnet_model_params = bitnet_model_params {
@@ -119,6 +128,7 @@ pub extern "C" fn bitnet_model_default_params() -> bitnet_model_params {
         progress_callback: None,
         progress_callback_user_data: core::ptr::null_mut(),
         lm_head: bitnet_lm_head::Exact as u32,
+        strict: false,
     };
     ffi_infallible("bitnet_model_default_params", DEFAULT, || DEFAULT)
 }
@@ -153,6 +163,8 @@ pub(crate) struct Loaded {
     pub(crate) tokenizer: Option<Tokenizer>,
     /// Metadata keys and values rendered as text, in file order.
     metadata: Vec<(String, String)>,
+    /// The validation findings of the load, rendered as text.
+    findings: Vec<String>,
     pub(crate) platform: Platform,
     /// Default worker threads of sessions (resolved, at least 1).
     pub(crate) n_threads: usize,
@@ -253,10 +265,22 @@ fn load(
     let head = bitnet_lm_head::from_u32(params.lm_head)
         .ok_or_else(|| Error::invalid(format!("unknown lm_head value {}", params.lm_head)))?;
     let platform = Platform::with_choice(choice)?;
+    let checks = ValidationOptions::without_policy(params.strict, false);
     report(params, 0.25)?;
     let mut extra = None;
+    let mut findings = Vec::new();
     let cell = ModelCell::try_new(bytes, |b| -> Result<Model<'_>> {
         let g = Gguf::parse(b.as_slice())?;
+        // The rules run before the loaders, as in the CLI: a strict load
+        // refuses with the rule and tensor of the first error.
+        let checked = checks.validate(b.as_slice(), &g, None);
+        let name = path.as_ref().map_or_else(
+            || "the model in memory".to_string(),
+            |p| p.display().to_string(),
+        );
+        refusal(name, &checked)
+            .map_err(|e| Error::new(bitnet_status::Validation, e.to_string()))?;
+        findings = checked.findings.iter().map(ToString::to_string).collect();
         report(params, 0.5)?;
         let tokenizer = if g.get("tokenizer.ggml.model").is_some() {
             Some(Tokenizer::from_gguf(&g)?)
@@ -296,6 +320,7 @@ fn load(
             cell,
             tokenizer,
             metadata,
+            findings,
             platform,
             n_threads,
             stop_tokens,
@@ -325,9 +350,16 @@ fn path_from_c(path: &CStr) -> Result<PathBuf> {
 /// Ownership: the caller owns the handle and must release it with
 /// `bitnet_model_free`. `*model_out` is written only on success.
 ///
+/// Every load runs the cheap validation rules; a non-strict load keeps
+/// their findings (`bitnet_model_n_findings`) and succeeds, a strict one
+/// (`params.strict` or `BITNET_STRICT=1`) runs every rule and refuses any
+/// error-level finding.
+///
 /// Errors: `NULL_ARG`, `INVALID_ARG` (unknown kernel or lm_head value), `IO`,
 /// `GGUF`, `TOKENIZER`, `MODEL`, `QUANT`, `KERNEL_UNAVAILABLE`,
-/// `CANCELLED`.
+/// `CANCELLED`, `VALIDATION` (strict: the last error names the number of
+/// error-level findings and the first one's rule and tensor, e.g.
+/// `[norm.rms] output_norm.weight`).
 ///
 /// Thread-safe: loads may run concurrently on several threads. The model
 /// file must not be modified while a mapped model is in use.
@@ -370,7 +402,7 @@ pub unsafe extern "C" fn bitnet_model_load(
 /// Ownership: the caller owns the handle and must release it with
 /// `bitnet_model_free`. `*model_out` is written only on success.
 ///
-/// Errors: as `bitnet_model_load` (no `IO`).
+/// Validation and errors: as `bitnet_model_load` (no `IO`).
 ///
 /// Thread-safe.
 ///
@@ -646,6 +678,61 @@ pub unsafe extern "C" fn bitnet_model_meta_val_str(
         finish_copy(
             "the value",
             copy_c_str(value.as_bytes(), dst),
+            &mut len_out,
+            true,
+        )
+    })
+}
+
+/// Number of validation findings of the load (warnings and, when not
+/// strict, errors; a strict load that succeeded has no error-level
+/// finding); 0 for a clean model or if `model` is NULL. Thread-safe.
+///
+/// # Safety
+/// `model` is NULL or a live model handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bitnet_model_n_findings(model: *const bitnet_model) -> usize {
+    getter("bitnet_model_n_findings", model, |m| m.findings.len())
+}
+
+/// Copies validation finding number `index` (rule order), rendered as one
+/// line of text and NUL-terminated, into `buf` and writes its length
+/// (without the NUL) to `*len_out`. The text is what `bitnet validate`
+/// prints: `SEVERITY [RULE] TENSOR: MESSAGE (measured ..., expected [..])`,
+/// e.g. `error [norm.rms] output_norm.weight: ...`.
+///
+/// Errors: `NULL_ARG`; `INVALID_ARG` when `index >= bitnet_model_n_findings`;
+/// `BUFFER_TOO_SMALL` as in `bitnet_model_meta_key_by_index`. Thread-safe.
+///
+/// # Safety
+/// `model` is NULL or a live model handle; `buf` is NULL or writable for
+/// `buf_len` bytes; `len_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bitnet_model_finding_by_index(
+    model: *const bitnet_model,
+    index: usize,
+    buf: *mut c_char,
+    buf_len: usize,
+    len_out: *mut usize,
+) -> bitnet_status {
+    ffi_boundary("bitnet_model_finding_by_index", || {
+        // SAFETY: pointers as documented (caller).
+        let (m, dst, mut len_out) = unsafe {
+            (
+                loaded(model)?,
+                try_buf(buf, buf_len, "buf")?,
+                try_out(len_out, "len_out")?,
+            )
+        };
+        let text = m.findings.get(index).ok_or_else(|| {
+            Error::invalid(format!(
+                "index {index} >= findings count {}",
+                m.findings.len()
+            ))
+        })?;
+        finish_copy(
+            "the finding",
+            copy_c_str(text.as_bytes(), dst),
             &mut len_out,
             true,
         )

@@ -300,13 +300,16 @@ pub fn c_tests(args: &Args) -> Result<()> {
         // Panics injected by the test print one line, not a backtrace.
         // `cargo run` puts target/debug/deps (a libbitnet.so without
         // `test-panic`) on LD_LIBRARY_PATH, which would win over the
-        // executables' rpath.
+        // executables' rpath. The API test sets and clears BITNET_STRICT
+        // itself; one inherited from the shell would make its non-strict
+        // loads strict.
         let runner = |argv: &[&str], asan: bool| -> Result<()> {
             let mut cmd = Command::new(argv[0]);
             cmd.args(&argv[1..])
                 .arg(model)
                 .env("RUST_BACKTRACE", "0")
                 .env_remove("LD_LIBRARY_PATH")
+                .env_remove("BITNET_STRICT")
                 .current_dir(&root);
             if asan {
                 cmd.env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
