@@ -55,14 +55,13 @@ pub enum ValidateError {
     #[error("policy {0}")]
     Policy(#[from] PolicyError),
     /// Strict mode and error-level findings.
-    #[error("refusing {file}: {count} error-level finding(s); first: {first}")]
+    #[error("refusing {file}: {why}")]
     Refused {
         /// The model file.
         file: String,
-        /// Error-level findings.
-        count: usize,
-        /// The first of them.
-        first: String,
+        /// How many error-level findings, and the first
+        /// ([`bitnet_core::validate::Refusal`]).
+        why: String,
     },
 }
 
@@ -154,16 +153,13 @@ pub fn check_for_load(
 /// (a path, or a description such as "the model in memory"); its message
 /// names the first error's rule and tensor.
 pub fn refusal(file: impl fmt::Display, report: &ValidationReport) -> Result<(), ValidateError> {
-    if !report.refuses() {
-        return Ok(());
+    match report.refusal() {
+        None => Ok(()),
+        Some(why) => Err(ValidateError::Refused {
+            file: file.to_string(),
+            why: why.to_string(),
+        }),
     }
-    let mut errors = report.with_severity(Severity::Error);
-    let first = errors.next().map(|f| f.to_string()).unwrap_or_default();
-    Err(ValidateError::Refused {
-        file: file.to_string(),
-        count: 1 + errors.count(),
-        first,
-    })
 }
 
 /// One finding as `inspect` and `validate --json` print it.
