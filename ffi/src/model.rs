@@ -593,6 +593,53 @@ pub unsafe extern "C" fn bitnet_model_meta_count(model: *const bitnet_model) -> 
     getter("bitnet_model_meta_count", model, |m| m.metadata.len())
 }
 
+/// A list of strings of a loaded model that C reads item by item
+/// (metadata keys, validation findings).
+struct List {
+    /// The list's size in messages ("meta count").
+    count: &'static str,
+    /// One item in messages ("the key").
+    item: &'static str,
+    len: fn(&Loaded) -> usize,
+    get: fn(&Loaded, usize) -> Option<&str>,
+}
+
+/// The body of the `*_by_index` getters: item `index` of `list`,
+/// NUL-terminated, into `buf`, its length to `*len_out`.
+///
+/// # Safety
+/// `model` is NULL or a live model handle; `buf` is NULL or writable for
+/// `buf_len` bytes; `len_out` is NULL or writable.
+unsafe fn copy_by_index(
+    func: &str,
+    list: &List,
+    model: *const bitnet_model,
+    index: usize,
+    buf: *mut c_char,
+    buf_len: usize,
+    len_out: *mut usize,
+) -> bitnet_status {
+    ffi_boundary(func, || {
+        // SAFETY: pointers as documented (caller).
+        let (m, dst, mut len_out) = unsafe {
+            (
+                loaded(model)?,
+                try_buf(buf, buf_len, "buf")?,
+                try_out(len_out, "len_out")?,
+            )
+        };
+        let text = (list.get)(m, index).ok_or_else(|| {
+            Error::invalid(format!("index {index} >= {} {}", list.count, (list.len)(m)))
+        })?;
+        finish_copy(
+            list.item,
+            copy_c_str(text.as_bytes(), dst),
+            &mut len_out,
+            true,
+        )
+    })
+}
+
 /// Copies metadata key number `index` (file order), NUL-terminated, into
 /// `buf` and writes its length (without the NUL) to `*len_out`.
 ///
@@ -612,25 +659,24 @@ pub unsafe extern "C" fn bitnet_model_meta_key_by_index(
     buf_len: usize,
     len_out: *mut usize,
 ) -> bitnet_status {
-    ffi_boundary("bitnet_model_meta_key_by_index", || {
-        // SAFETY: pointers as documented (caller).
-        let (m, dst, mut len_out) = unsafe {
-            (
-                loaded(model)?,
-                try_buf(buf, buf_len, "buf")?,
-                try_out(len_out, "len_out")?,
-            )
-        };
-        let (key, _) = m.metadata.get(index).ok_or_else(|| {
-            Error::invalid(format!("index {index} >= meta count {}", m.metadata.len()))
-        })?;
-        finish_copy(
-            "the key",
-            copy_c_str(key.as_bytes(), dst),
-            &mut len_out,
-            true,
+    const META_KEYS: List = List {
+        count: "meta count",
+        item: "the key",
+        len: |m| m.metadata.len(),
+        get: |m, i| m.metadata.get(i).map(|(k, _)| k.as_str()),
+    };
+    // SAFETY: the pointers as documented (caller).
+    unsafe {
+        copy_by_index(
+            "bitnet_model_meta_key_by_index",
+            &META_KEYS,
+            model,
+            index,
+            buf,
+            buf_len,
+            len_out,
         )
-    })
+    }
 }
 
 /// Copies the value of metadata `key` (NUL-terminated), rendered as text,
@@ -715,26 +761,22 @@ pub unsafe extern "C" fn bitnet_model_finding_by_index(
     buf_len: usize,
     len_out: *mut usize,
 ) -> bitnet_status {
-    ffi_boundary("bitnet_model_finding_by_index", || {
-        // SAFETY: pointers as documented (caller).
-        let (m, dst, mut len_out) = unsafe {
-            (
-                loaded(model)?,
-                try_buf(buf, buf_len, "buf")?,
-                try_out(len_out, "len_out")?,
-            )
-        };
-        let text = m.findings.get(index).ok_or_else(|| {
-            Error::invalid(format!(
-                "index {index} >= findings count {}",
-                m.findings.len()
-            ))
-        })?;
-        finish_copy(
-            "the finding",
-            copy_c_str(text.as_bytes(), dst),
-            &mut len_out,
-            true,
+    const FINDINGS: List = List {
+        count: "findings count",
+        item: "the finding",
+        len: |m| m.findings.len(),
+        get: |m, i| m.findings.get(i).map(String::as_str),
+    };
+    // SAFETY: the pointers as documented (caller).
+    unsafe {
+        copy_by_index(
+            "bitnet_model_finding_by_index",
+            &FINDINGS,
+            model,
+            index,
+            buf,
+            buf_len,
+            len_out,
         )
-    })
+    }
 }
