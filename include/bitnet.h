@@ -31,8 +31,13 @@
  * 2: `bitnet_model_params.lm_head` appended (the struct, passed by value,
  * grew; sources that start from `bitnet_model_default_params()` compile
  * unchanged).
+ *
+ * 3: `bitnet_model_params.strict` appended (the struct grew again),
+ * `BITNET_STATUS_VALIDATION`, `bitnet_model_n_findings` and
+ * `bitnet_model_finding_by_index` added; every load now runs the cheap
+ * validation rules.
  */
-#define BITNET_ABI_VERSION 2
+#define BITNET_ABI_VERSION 3
 
 /**
  * Major version of the library (the crate version).
@@ -130,6 +135,13 @@ enum bitnet_status
      * A receipt could not be built or rendered.
      */
     BITNET_STATUS_RECEIPT = 7012,
+    /**
+     * A strict load (`bitnet_model_params.strict`, `BITNET_STRICT=1`)
+     * refused the model: a validation rule found an error-level problem
+     * (the last error names the rule and the tensor). Added in ABI
+     * version 3.
+     */
+    BITNET_STATUS_VALIDATION = 7013,
     /**
      * The GGUF container is malformed or lacks a value (`GgufError`).
      */
@@ -263,6 +275,15 @@ typedef struct bitnet_model_params {
      * A `bitnet_lm_head` value (added in ABI version 2).
      */
     uint32_t lm_head;
+    /**
+     * Strict validation (added in ABI version 3), as the CLI's `--strict`:
+     * every validation rule runs, reading every weight byte, and any
+     * error-level finding refuses the load with `BITNET_STATUS_VALIDATION`.
+     * Also on when the environment variable `BITNET_STRICT` is `1`. Either
+     * way every load runs the cheap rules (metadata, tokenizer, norms,
+     * per-tensor scales); see `bitnet_model_n_findings`.
+     */
+    bool strict;
 } bitnet_model_params;
 
 /**
@@ -424,7 +445,8 @@ size_t bitnet_last_error(char *buf, size_t buf_len);
 
 /**
  * Default model settings: one thread per core, automatic kernels, mmap, no
- * progress callback, the exact LM head. Thread-safe; never fails.
+ * progress callback, the exact LM head, not strict. Thread-safe; never
+ * fails.
  */
 struct bitnet_model_params bitnet_model_default_params(void);
 
@@ -435,9 +457,16 @@ struct bitnet_model_params bitnet_model_default_params(void);
  * Ownership: the caller owns the handle and must release it with
  * `bitnet_model_free`. `*model_out` is written only on success.
  *
+ * Every load runs the cheap validation rules; a non-strict load keeps
+ * their findings (`bitnet_model_n_findings`) and succeeds, a strict one
+ * (`params.strict` or `BITNET_STRICT=1`) runs every rule and refuses any
+ * error-level finding.
+ *
  * Errors: `NULL_ARG`, `INVALID_ARG` (unknown kernel or lm_head value), `IO`,
  * `GGUF`, `TOKENIZER`, `MODEL`, `QUANT`, `KERNEL_UNAVAILABLE`,
- * `CANCELLED`.
+ * `CANCELLED`, `VALIDATION` (strict: the last error names the number of
+ * error-level findings and the first one's rule and tensor, e.g.
+ * `[norm.rms] output_norm.weight`).
  *
  * Thread-safe: loads may run concurrently on several threads. The model
  * file must not be modified while a mapped model is in use.
@@ -458,7 +487,7 @@ bitnet_status bitnet_model_load(const char *path,
  * Ownership: the caller owns the handle and must release it with
  * `bitnet_model_free`. `*model_out` is written only on success.
  *
- * Errors: as `bitnet_model_load` (no `IO`).
+ * Validation and errors: as `bitnet_model_load` (no `IO`).
  *
  * Thread-safe.
  *
@@ -602,6 +631,36 @@ bitnet_status bitnet_model_meta_val_str(const struct bitnet_model *model,
                                         char *buf,
                                         size_t buf_len,
                                         size_t *len_out);
+
+/**
+ * Number of validation findings of the load (warnings and, when not
+ * strict, errors; a strict load that succeeded has no error-level
+ * finding); 0 for a clean model or if `model` is NULL. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live model handle.
+ */
+size_t bitnet_model_n_findings(const struct bitnet_model *model);
+
+/**
+ * Copies validation finding number `index` (rule order), rendered as one
+ * line of text and NUL-terminated, into `buf` and writes its length
+ * (without the NUL) to `*len_out`. The text is what `bitnet validate`
+ * prints: `SEVERITY [RULE] TENSOR: MESSAGE (measured ..., expected [..])`,
+ * e.g. `error [norm.rms] output_norm.weight: ...`.
+ *
+ * Errors: `NULL_ARG`; `INVALID_ARG` when `index >= bitnet_model_n_findings`;
+ * `BUFFER_TOO_SMALL` as in `bitnet_model_meta_key_by_index`. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live model handle; `buf` is NULL or writable for
+ * `buf_len` bytes; `len_out` is NULL or writable.
+ */
+bitnet_status bitnet_model_finding_by_index(const struct bitnet_model *model,
+                                            size_t index,
+                                            char *buf,
+                                            size_t buf_len,
+                                            size_t *len_out);
 
 /**
  * Tokenizes the `text_len` bytes of UTF-8 at `text` (no terminator needed)
@@ -750,6 +809,12 @@ bitnet_status bitnet_session_eval(struct bitnet_session *session,
  * Errors: `NULL_ARG`; `INVALID_STATE` when nothing was evaluated since the
  * session was created or reset (or the last evaluation failed); `BUSY`.
  *
+ * Thread-safety: one thread at a time per session, like every session
+ * call (a concurrent call gets `BUSY`). The array is read *after* this
+ * returns, outside the session's lock: while the caller reads it, no other
+ * thread may evaluate, generate on, reset or free the session, or the
+ * array is overwritten or freed under the reader.
+ *
  * # Safety
  * `session` is NULL or a live session handle; `logits_out` and
  * `n_logits_out` are NULL or writable.
@@ -774,6 +839,12 @@ bitnet_status bitnet_session_reset(struct bitnet_session *session);
  * Positions evaluated so far (the position of the next token); 0 if
  * `session` is NULL or busy.
  *
+ * Thread-safety: one thread at a time per session. Called while another
+ * thread evaluates or generates on the session it does not wait and does
+ * not read a torn value: it returns 0 and sets the thread's last error
+ * ("in use"), so 0 is ambiguous there; ask from the thread that drives the
+ * session.
+ *
  * # Safety
  * `session` is NULL or a live session handle.
  */
@@ -781,6 +852,10 @@ size_t bitnet_session_n_past(const struct bitnet_session *session);
 
 /**
  * Positions the session's KV cache holds; 0 if `session` is NULL or busy.
+ *
+ * Thread-safety: as `bitnet_session_n_past` (0 while another thread uses
+ * the session; the value never changes for a session, so read it once
+ * after `bitnet_session_new`).
  *
  * # Safety
  * `session` is NULL or a live session handle.

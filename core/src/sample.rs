@@ -109,21 +109,26 @@ pub struct SamplerParams {
 
 impl Default for SamplerParams {
     fn default() -> Self {
-        Self {
-            temperature: 0.8,
-            top_k: 40,
-            top_p: 0.95,
-            min_p: 0.05,
-            repeat_penalty: 1.0,
-            repeat_last_n: 64,
-            seed: 0,
-        }
+        Self::DEFAULT
     }
 }
 
 impl SamplerParams {
+    /// llama.cpp's defaults, as a constant (what [`SamplerParams::default`]
+    /// returns; the C ABI's `bitnet_sampler_default_params` needs it in
+    /// const context).
+    pub const DEFAULT: Self = Self {
+        temperature: 0.8,
+        top_k: 40,
+        top_p: 0.95,
+        min_p: 0.05,
+        repeat_penalty: 1.0,
+        repeat_last_n: 64,
+        seed: 0,
+    };
+
     /// Greedy decoding: argmax, first maximum wins.
-    pub fn greedy() -> Self {
+    pub const fn greedy() -> Self {
         Self {
             temperature: 0.0,
             top_k: 0,

@@ -16,12 +16,17 @@ use bitnet_core::validate::{
 };
 use sha2::{Digest, Sha256};
 
-const GOOD: [&str; 5] = [
+/// The generated fixtures, the trained float Llama and the trained BitNet
+/// b1.58 model in both of its formats (the one model whose statistics are
+/// a real training run's, not generated).
+const GOOD: [&str; 7] = [
     "bitnet-f32.gguf",
     "bitnet-tq2_0.gguf",
     "bitnet-tq1_0.gguf",
     "bitnet-b1.58-i2s.gguf",
     "stories260K.gguf",
+    "shakespeare-i2s.gguf",
+    "shakespeare-tq2_0.gguf",
 ];
 
 /// A copy of a fixture's metadata and tensors, to mutate and re-encode.

@@ -41,10 +41,25 @@ struct SessionFree {
 using Model = std::unique_ptr<bitnet_model, ModelFree>;
 using Session = std::unique_ptr<bitnet_session, SessionFree>;
 
+// Strict: a model that fails a validation rule is refused
+// (BITNET_STATUS_VALIDATION, the message names the rule and the tensor)
+// instead of running and printing nonsense.
 Model load(const char *path) {
+    bitnet_model_params params = bitnet_model_default_params();
+    params.strict = true;
     bitnet_model *m = nullptr;
-    check(bitnet_model_load(path, bitnet_model_default_params(), &m), "load");
-    return Model(m);
+    check(bitnet_model_load(path, params, &m), "load");
+    Model model(m);
+    // Warnings a strict load lets through (a clean model has none).
+    for (size_t i = 0; i < bitnet_model_n_findings(m); i++) {
+        size_t n = 0;
+        bitnet_status st = bitnet_model_finding_by_index(m, i, nullptr, 0, &n);
+        if (st != BITNET_STATUS_BUFFER_TOO_SMALL) check(st, "finding (size)");
+        std::string text(n, '\0');
+        check(bitnet_model_finding_by_index(m, i, &text[0], n + 1, &n), "finding");
+        std::fprintf(stderr, "%s: %s\n", path, text.c_str());
+    }
+    return model;
 }
 
 std::vector<bitnet_token> tokenize(const bitnet_model *m, const std::string &text) {

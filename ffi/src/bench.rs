@@ -9,7 +9,9 @@ use bitnet_std::ModelFile;
 use bitnet_std::bench::{ReceiptRunSpec, receipt_run};
 
 use crate::bitnet_token;
-use crate::boundary::{copy_c_str, ffi_boundary, finish_copy, try_buf, try_out, try_slice};
+use crate::boundary::{
+    copy_c_str, ffi_boundary, ffi_infallible, finish_copy, try_buf, try_out, try_slice,
+};
 use crate::model::{bitnet_model, loaded};
 use crate::status::{Error, bitnet_status};
 
@@ -39,12 +41,13 @@ pub struct bitnet_bench_params {
 /// seed 42. Thread-safe; never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn bitnet_bench_default_params() -> bitnet_bench_params {
-    bitnet_bench_params {
+    const DEFAULT: bitnet_bench_params = bitnet_bench_params {
         n_gen: 32,
         n_threads: 0,
         deterministic: true,
         seed: 42,
-    }
+    };
+    ffi_infallible("bitnet_bench_default_params", DEFAULT, || DEFAULT)
 }
 
 /// Runs the benchmark of `cargo xtask benchmark` on `model`: evaluates the

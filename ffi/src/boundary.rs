@@ -61,6 +61,14 @@ pub(crate) fn ffi_boundary_value<T>(func: &str, fallback: T, f: impl FnOnce() ->
     out.unwrap_or(fallback)
 }
 
+/// The boundary of exports documented as never failing (version queries,
+/// `bitnet_status_str`, the `*_default_params`): nothing in them can panic
+/// today, but the wrapper keeps "every export catches panics" true however
+/// they change. On a panic the last error is set and `fallback` returned.
+pub(crate) fn ffi_infallible<T>(func: &str, fallback: T, f: impl FnOnce() -> T) -> T {
+    ffi_boundary_value(func, fallback, || Ok(f()))
+}
+
 /// The NULL-argument error for parameter `name`.
 pub(crate) fn null_arg(name: &str) -> Error {
     Error::new(bitnet_status::NullArg, format!("{name} is NULL"))

@@ -5,7 +5,7 @@ use core::ffi::{c_char, c_void};
 use bitnet_core::sample::{Sampler, SamplerParams};
 
 use crate::bitnet_token;
-use crate::boundary::{ffi_boundary, try_slice};
+use crate::boundary::{ffi_boundary, ffi_infallible, try_slice};
 use crate::session::{bitnet_session, session_ref};
 use crate::status::{Error, bitnet_status};
 
@@ -38,14 +38,24 @@ pub struct bitnet_sampler_params {
 }
 
 impl bitnet_sampler_params {
-    fn from_core(p: SamplerParams) -> Self {
+    /// Core's settings, 128 tokens, stopping at EOS/EOT (const: the
+    /// defaults are constants, see `bitnet_sampler_default_params`).
+    const fn from_core(p: SamplerParams) -> Self {
+        /// `n` saturated to u32 (`try_into` is not const).
+        const fn saturate(n: usize) -> u32 {
+            if n > u32::MAX as usize {
+                u32::MAX
+            } else {
+                n as u32
+            }
+        }
         Self {
             temperature: p.temperature,
-            top_k: p.top_k.try_into().unwrap_or(u32::MAX),
+            top_k: saturate(p.top_k),
             top_p: p.top_p,
             min_p: p.min_p,
             repeat_penalty: p.repeat_penalty,
-            repeat_last_n: p.repeat_last_n.try_into().unwrap_or(u32::MAX),
+            repeat_last_n: saturate(p.repeat_last_n),
             seed: p.seed,
             max_tokens: 128,
             stop_at_eog: true,
@@ -80,14 +90,16 @@ impl bitnet_sampler_params {
 /// EOS/EOT. Thread-safe; never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn bitnet_sampler_default_params() -> bitnet_sampler_params {
-    bitnet_sampler_params::from_core(SamplerParams::default())
+    const DEFAULT: bitnet_sampler_params = bitnet_sampler_params::from_core(SamplerParams::DEFAULT);
+    ffi_infallible("bitnet_sampler_default_params", DEFAULT, || DEFAULT)
 }
 
 /// Greedy decoding (argmax, deterministic), 128 tokens, stopping at
 /// EOS/EOT. Thread-safe; never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn bitnet_sampler_greedy_params() -> bitnet_sampler_params {
-    bitnet_sampler_params::from_core(SamplerParams::greedy())
+    const GREEDY: bitnet_sampler_params = bitnet_sampler_params::from_core(SamplerParams::greedy());
+    ffi_infallible("bitnet_sampler_greedy_params", GREEDY, || GREEDY)
 }
 
 /// Called by `bitnet_generate` for each generated token with the token's

@@ -54,7 +54,12 @@ use core::ffi::c_char;
 /// 2: `bitnet_model_params.lm_head` appended (the struct, passed by value,
 /// grew; sources that start from `bitnet_model_default_params()` compile
 /// unchanged).
-pub const BITNET_ABI_VERSION: u32 = 2;
+///
+/// 3: `bitnet_model_params.strict` appended (the struct grew again),
+/// `BITNET_STATUS_VALIDATION`, `bitnet_model_n_findings` and
+/// `bitnet_model_finding_by_index` added; every load now runs the cheap
+/// validation rules.
+pub const BITNET_ABI_VERSION: u32 = 3;
 
 /// Major version of the library (the crate version).
 pub const BITNET_VERSION_MAJOR: u32 = 0;
@@ -73,7 +78,9 @@ pub const BITNET_TOKEN_NULL: bitnet_token = 0xFFFF_FFFF;
 /// (`BITNET_ABI_VERSION`). Thread-safe; never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn bitnet_abi_version() -> u32 {
-    BITNET_ABI_VERSION
+    boundary::ffi_infallible("bitnet_abi_version", BITNET_ABI_VERSION, || {
+        BITNET_ABI_VERSION
+    })
 }
 
 /// Returns the library version ("MAJOR.MINOR.PATCH") as a static
@@ -86,7 +93,7 @@ pub extern "C" fn bitnet_version() -> *const c_char {
         Ok(v) => v,
         Err(_) => panic!("the crate version contains a NUL"),
     };
-    VERSION.as_ptr()
+    boundary::ffi_infallible("bitnet_version", VERSION.as_ptr(), || VERSION.as_ptr())
 }
 
 /// Test builds only (feature `test-panic`; not in the header): panics inside

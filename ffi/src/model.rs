@@ -1,5 +1,5 @@
-//! `bitnet_model`: loading (from a file, mmap or read, or from memory),
-//! freeing, and the getters.
+//! `bitnet_model`: loading (from a file, mmap or read, or from memory)
+//! with the validation rules, freeing, and the getters.
 //!
 //! Ownership: a handle holds an `Arc` of the loaded model; every session
 //! holds another, so the bytes outlive every user and freeing the model
@@ -19,9 +19,11 @@ use bitnet_core::model::Model;
 use bitnet_core::tokenizer::Tokenizer;
 use bitnet_std::ModelFile;
 use bitnet_std::engine::LmHead;
+use bitnet_std::validate_cmd::{ValidationOptions, refusal};
 
 use crate::boundary::{
-    copy_c_str, ffi_boundary, ffi_boundary_value, finish_copy, try_buf, try_out, try_ref, try_slice,
+    copy_c_str, ffi_boundary, ffi_boundary_value, ffi_infallible, finish_copy, try_buf, try_out,
+    try_ref, try_slice,
 };
 use crate::status::{Error, Result, bitnet_status};
 use crate::{BITNET_TOKEN_NULL, bitnet_token};
@@ -105,20 +107,30 @@ pub struct bitnet_model_params {
     pub progress_callback_user_data: *mut c_void,
     /// A `bitnet_lm_head` value (added in ABI version 2).
     pub lm_head: u32,
+    /// Strict validation (added in ABI version 3), as the CLI's `--strict`:
+    /// every validation rule runs, reading every weight byte, and any
+    /// error-level finding refuses the load with `BITNET_STATUS_VALIDATION`.
+    /// Also on when the environment variable `BITNET_STRICT` is `1`. Either
+    /// way every load runs the cheap rules (metadata, tokenizer, norms,
+    /// per-tensor scales); see `bitnet_model_n_findings`.
+    pub strict: bool,
 }
 
 /// Default model settings: one thread per core, automatic kernels, mmap, no
-/// progress callback, the exact LM head. Thread-safe; never fails.
+/// progress callback, the exact LM head, not strict. Thread-safe; never
+/// fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn bitnet_model_default_params() -> bitnet_model_params {
-    bitnet_model_params {
+    const DEFAULT: bitnet_model_params = bitnet_model_params {
         n_threads: 0,
         kernel: bitnet_kernel::Auto as u32,
         use_mmap: true,
         progress_callback: None,
         progress_callback_user_data: core::ptr::null_mut(),
         lm_head: bitnet_lm_head::Exact as u32,
-    }
+        strict: false,
+    };
+    ffi_infallible("bitnet_model_default_params", DEFAULT, || DEFAULT)
 }
 
 /// The model file's bytes: mapped or owned.
@@ -151,6 +163,8 @@ pub(crate) struct Loaded {
     pub(crate) tokenizer: Option<Tokenizer>,
     /// Metadata keys and values rendered as text, in file order.
     metadata: Vec<(String, String)>,
+    /// The validation findings of the load, rendered as text.
+    findings: Vec<String>,
     pub(crate) platform: Platform,
     /// Default worker threads of sessions (resolved, at least 1).
     pub(crate) n_threads: usize,
@@ -251,10 +265,22 @@ fn load(
     let head = bitnet_lm_head::from_u32(params.lm_head)
         .ok_or_else(|| Error::invalid(format!("unknown lm_head value {}", params.lm_head)))?;
     let platform = Platform::with_choice(choice)?;
+    let checks = ValidationOptions::without_policy(params.strict, false);
     report(params, 0.25)?;
     let mut extra = None;
+    let mut findings = Vec::new();
     let cell = ModelCell::try_new(bytes, |b| -> Result<Model<'_>> {
         let g = Gguf::parse(b.as_slice())?;
+        // The rules run before the loaders, as in the CLI: a strict load
+        // refuses with the rule and tensor of the first error.
+        let checked = checks.validate(b.as_slice(), &g, None);
+        let name = path.as_ref().map_or_else(
+            || "the model in memory".to_string(),
+            |p| p.display().to_string(),
+        );
+        refusal(name, &checked)
+            .map_err(|e| Error::new(bitnet_status::Validation, e.to_string()))?;
+        findings = checked.findings.iter().map(ToString::to_string).collect();
         report(params, 0.5)?;
         let tokenizer = if g.get("tokenizer.ggml.model").is_some() {
             Some(Tokenizer::from_gguf(&g)?)
@@ -294,6 +320,7 @@ fn load(
             cell,
             tokenizer,
             metadata,
+            findings,
             platform,
             n_threads,
             stop_tokens,
@@ -323,9 +350,16 @@ fn path_from_c(path: &CStr) -> Result<PathBuf> {
 /// Ownership: the caller owns the handle and must release it with
 /// `bitnet_model_free`. `*model_out` is written only on success.
 ///
+/// Every load runs the cheap validation rules; a non-strict load keeps
+/// their findings (`bitnet_model_n_findings`) and succeeds, a strict one
+/// (`params.strict` or `BITNET_STRICT=1`) runs every rule and refuses any
+/// error-level finding.
+///
 /// Errors: `NULL_ARG`, `INVALID_ARG` (unknown kernel or lm_head value), `IO`,
 /// `GGUF`, `TOKENIZER`, `MODEL`, `QUANT`, `KERNEL_UNAVAILABLE`,
-/// `CANCELLED`.
+/// `CANCELLED`, `VALIDATION` (strict: the last error names the number of
+/// error-level findings and the first one's rule and tensor, e.g.
+/// `[norm.rms] output_norm.weight`).
 ///
 /// Thread-safe: loads may run concurrently on several threads. The model
 /// file must not be modified while a mapped model is in use.
@@ -368,7 +402,7 @@ pub unsafe extern "C" fn bitnet_model_load(
 /// Ownership: the caller owns the handle and must release it with
 /// `bitnet_model_free`. `*model_out` is written only on success.
 ///
-/// Errors: as `bitnet_model_load` (no `IO`).
+/// Validation and errors: as `bitnet_model_load` (no `IO`).
 ///
 /// Thread-safe.
 ///
@@ -559,6 +593,53 @@ pub unsafe extern "C" fn bitnet_model_meta_count(model: *const bitnet_model) -> 
     getter("bitnet_model_meta_count", model, |m| m.metadata.len())
 }
 
+/// A list of strings of a loaded model that C reads item by item
+/// (metadata keys, validation findings).
+struct List {
+    /// The list's size in messages ("meta count").
+    count: &'static str,
+    /// One item in messages ("the key").
+    item: &'static str,
+    len: fn(&Loaded) -> usize,
+    get: fn(&Loaded, usize) -> Option<&str>,
+}
+
+/// The body of the `*_by_index` getters: item `index` of `list`,
+/// NUL-terminated, into `buf`, its length to `*len_out`.
+///
+/// # Safety
+/// `model` is NULL or a live model handle; `buf` is NULL or writable for
+/// `buf_len` bytes; `len_out` is NULL or writable.
+unsafe fn copy_by_index(
+    func: &str,
+    list: &List,
+    model: *const bitnet_model,
+    index: usize,
+    buf: *mut c_char,
+    buf_len: usize,
+    len_out: *mut usize,
+) -> bitnet_status {
+    ffi_boundary(func, || {
+        // SAFETY: pointers as documented (caller).
+        let (m, dst, mut len_out) = unsafe {
+            (
+                loaded(model)?,
+                try_buf(buf, buf_len, "buf")?,
+                try_out(len_out, "len_out")?,
+            )
+        };
+        let text = (list.get)(m, index).ok_or_else(|| {
+            Error::invalid(format!("index {index} >= {} {}", list.count, (list.len)(m)))
+        })?;
+        finish_copy(
+            list.item,
+            copy_c_str(text.as_bytes(), dst),
+            &mut len_out,
+            true,
+        )
+    })
+}
+
 /// Copies metadata key number `index` (file order), NUL-terminated, into
 /// `buf` and writes its length (without the NUL) to `*len_out`.
 ///
@@ -578,25 +659,24 @@ pub unsafe extern "C" fn bitnet_model_meta_key_by_index(
     buf_len: usize,
     len_out: *mut usize,
 ) -> bitnet_status {
-    ffi_boundary("bitnet_model_meta_key_by_index", || {
-        // SAFETY: pointers as documented (caller).
-        let (m, dst, mut len_out) = unsafe {
-            (
-                loaded(model)?,
-                try_buf(buf, buf_len, "buf")?,
-                try_out(len_out, "len_out")?,
-            )
-        };
-        let (key, _) = m.metadata.get(index).ok_or_else(|| {
-            Error::invalid(format!("index {index} >= meta count {}", m.metadata.len()))
-        })?;
-        finish_copy(
-            "the key",
-            copy_c_str(key.as_bytes(), dst),
-            &mut len_out,
-            true,
+    const META_KEYS: List = List {
+        count: "meta count",
+        item: "the key",
+        len: |m| m.metadata.len(),
+        get: |m, i| m.metadata.get(i).map(|(k, _)| k.as_str()),
+    };
+    // SAFETY: the pointers as documented (caller).
+    unsafe {
+        copy_by_index(
+            "bitnet_model_meta_key_by_index",
+            &META_KEYS,
+            model,
+            index,
+            buf,
+            buf_len,
+            len_out,
         )
-    })
+    }
 }
 
 /// Copies the value of metadata `key` (NUL-terminated), rendered as text,
@@ -648,4 +728,55 @@ pub unsafe extern "C" fn bitnet_model_meta_val_str(
             true,
         )
     })
+}
+
+/// Number of validation findings of the load (warnings and, when not
+/// strict, errors; a strict load that succeeded has no error-level
+/// finding); 0 for a clean model or if `model` is NULL. Thread-safe.
+///
+/// # Safety
+/// `model` is NULL or a live model handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bitnet_model_n_findings(model: *const bitnet_model) -> usize {
+    getter("bitnet_model_n_findings", model, |m| m.findings.len())
+}
+
+/// Copies validation finding number `index` (rule order), rendered as one
+/// line of text and NUL-terminated, into `buf` and writes its length
+/// (without the NUL) to `*len_out`. The text is what `bitnet validate`
+/// prints: `SEVERITY [RULE] TENSOR: MESSAGE (measured ..., expected [..])`,
+/// e.g. `error [norm.rms] output_norm.weight: ...`.
+///
+/// Errors: `NULL_ARG`; `INVALID_ARG` when `index >= bitnet_model_n_findings`;
+/// `BUFFER_TOO_SMALL` as in `bitnet_model_meta_key_by_index`. Thread-safe.
+///
+/// # Safety
+/// `model` is NULL or a live model handle; `buf` is NULL or writable for
+/// `buf_len` bytes; `len_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bitnet_model_finding_by_index(
+    model: *const bitnet_model,
+    index: usize,
+    buf: *mut c_char,
+    buf_len: usize,
+    len_out: *mut usize,
+) -> bitnet_status {
+    const FINDINGS: List = List {
+        count: "findings count",
+        item: "the finding",
+        len: |m| m.findings.len(),
+        get: |m, i| m.findings.get(i).map(String::as_str),
+    };
+    // SAFETY: the pointers as documented (caller).
+    unsafe {
+        copy_by_index(
+            "bitnet_model_finding_by_index",
+            &FINDINGS,
+            model,
+            index,
+            buf,
+            buf_len,
+            len_out,
+        )
+    }
 }

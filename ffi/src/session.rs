@@ -14,7 +14,9 @@ use bitnet_core::parallel::SerialJoin;
 use bitnet_std::engine::ThreadJoin;
 
 use crate::bitnet_token;
-use crate::boundary::{ffi_boundary, ffi_boundary_value, try_out, try_ref, try_slice};
+use crate::boundary::{
+    ffi_boundary, ffi_boundary_value, ffi_infallible, try_out, try_ref, try_slice,
+};
 use crate::model::{Loaded, bitnet_model, loaded};
 use crate::status::{Error, Result, bitnet_status};
 
@@ -38,11 +40,12 @@ pub struct bitnet_session_params {
 /// the model's thread count. Thread-safe; never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn bitnet_session_default_params() -> bitnet_session_params {
-    bitnet_session_params {
+    const DEFAULT: bitnet_session_params = bitnet_session_params {
         n_ctx: 0,
         n_batch: 64,
         n_threads: 0,
-    }
+    };
+    ffi_infallible("bitnet_session_default_params", DEFAULT, || DEFAULT)
 }
 
 /// What a session owns besides the model.
@@ -302,6 +305,12 @@ pub unsafe extern "C" fn bitnet_session_eval(
 /// Errors: `NULL_ARG`; `INVALID_STATE` when nothing was evaluated since the
 /// session was created or reset (or the last evaluation failed); `BUSY`.
 ///
+/// Thread-safety: one thread at a time per session, like every session
+/// call (a concurrent call gets `BUSY`). The array is read *after* this
+/// returns, outside the session's lock: while the caller reads it, no other
+/// thread may evaluate, generate on, reset or free the session, or the
+/// array is overwritten or freed under the reader.
+///
 /// # Safety
 /// `session` is NULL or a live session handle; `logits_out` and
 /// `n_logits_out` are NULL or writable.
@@ -364,6 +373,12 @@ pub unsafe extern "C" fn bitnet_session_reset(session: *mut bitnet_session) -> b
 /// Positions evaluated so far (the position of the next token); 0 if
 /// `session` is NULL or busy.
 ///
+/// Thread-safety: one thread at a time per session. Called while another
+/// thread evaluates or generates on the session it does not wait and does
+/// not read a torn value: it returns 0 and sets the thread's last error
+/// ("in use"), so 0 is ambiguous there; ask from the thread that drives the
+/// session.
+///
 /// # Safety
 /// `session` is NULL or a live session handle.
 #[unsafe(no_mangle)]
@@ -376,6 +391,10 @@ pub unsafe extern "C" fn bitnet_session_n_past(session: *const bitnet_session) -
 }
 
 /// Positions the session's KV cache holds; 0 if `session` is NULL or busy.
+///
+/// Thread-safety: as `bitnet_session_n_past` (0 while another thread uses
+/// the session; the value never changes for a session, so read it once
+/// after `bitnet_session_new`).
 ///
 /// # Safety
 /// `session` is NULL or a live session handle.

@@ -57,6 +57,11 @@ pub enum bitnet_status {
     Busy = 7011,
     /// A receipt could not be built or rendered.
     Receipt = 7012,
+    /// A strict load (`bitnet_model_params.strict`, `BITNET_STRICT=1`)
+    /// refused the model: a validation rule found an error-level problem
+    /// (the last error names the rule and the tensor). Added in ABI
+    /// version 3.
+    Validation = 7013,
     /// The GGUF container is malformed or lacks a value (`GgufError`).
     Gguf = 7100,
     /// The tokenizer metadata is unusable or encoding/decoding failed
@@ -73,7 +78,7 @@ pub enum bitnet_status {
 
 impl bitnet_status {
     /// Every status, for `bitnet_status_str` and the tests.
-    pub(crate) const ALL: [Self; 18] = [
+    pub(crate) const ALL: [Self; 19] = [
         Self::Ok,
         Self::NullArg,
         Self::InvalidArg,
@@ -87,6 +92,7 @@ impl bitnet_status {
         Self::InvalidState,
         Self::Busy,
         Self::Receipt,
+        Self::Validation,
         Self::Gguf,
         Self::Tokenizer,
         Self::Model,
@@ -110,6 +116,7 @@ impl bitnet_status {
             Self::InvalidState => c"not possible in the object's current state",
             Self::Busy => c"session in use by another call",
             Self::Receipt => c"receipt error",
+            Self::Validation => c"refused by strict validation",
             Self::Gguf => c"GGUF error",
             Self::Tokenizer => c"tokenizer error",
             Self::Model => c"model error",
@@ -125,12 +132,14 @@ impl bitnet_status {
 /// Thread-safe; never fails. The string must not be freed.
 #[unsafe(no_mangle)]
 pub extern "C" fn bitnet_status_str(status: u32) -> *const c_char {
-    // No panic is possible here: a table look-up of static strings.
-    bitnet_status::ALL
-        .iter()
-        .find(|s| **s as u32 == status)
-        .map_or(c"unknown status", |s| s.description())
-        .as_ptr()
+    const UNKNOWN: &core::ffi::CStr = c"unknown status";
+    crate::boundary::ffi_infallible("bitnet_status_str", UNKNOWN.as_ptr(), || {
+        bitnet_status::ALL
+            .iter()
+            .find(|s| **s as u32 == status)
+            .map_or(UNKNOWN, |s| s.description())
+            .as_ptr()
+    })
 }
 
 /// A failed call: the status to return and the message for

@@ -225,7 +225,12 @@ fn run(op: Op) {
                 let _ = (bitnet_model_n_layer(model), bitnet_model_arch(model));
                 let _ = (bitnet_model_token_bos(model), bitnet_model_token_eos(model));
                 for i in 0..bitnet_model_meta_count(model).min(64) {
-                    run_meta_key(model, i, 16);
+                    run_indexed(bitnet_model_meta_key_by_index, model, i, 16);
+                }
+                // The cheap validation rules ran on the fuzzed bytes.
+                let n = bitnet_model_n_findings(model);
+                for i in 0..=n.min(8) {
+                    run_indexed(bitnet_model_finding_by_index, model, i, 32);
                 }
             }
             run_tokenize(model, b"Hello world", true, true, 8);
@@ -299,7 +304,12 @@ fn run(op: Op) {
             };
             check_len(st, len, cap, false);
         }
-        Op::MetaKey { model, index, cap } => run_meta_key(pick(model), index, usize::from(cap)),
+        Op::MetaKey { model, index, cap } => run_indexed(
+            bitnet_model_meta_key_by_index,
+            pick(model),
+            index,
+            usize::from(cap),
+        ),
         Op::MetaVal { model, key, cap } => {
             let Ok(key) = CString::new(key) else { return };
             let cap = usize::from(cap);
@@ -458,13 +468,23 @@ fn run_tokenize(
     }
 }
 
-fn run_meta_key(model: &bitnet_model, index: usize, cap: usize) {
+/// The signature of the getters that copy item `index` of a model's list
+/// (metadata keys, validation findings) into a caller buffer.
+type IndexedGetter = unsafe extern "C" fn(
+    *const bitnet_model,
+    usize,
+    *mut c_char,
+    usize,
+    *mut usize,
+) -> bitnet_status;
+
+/// `f(model, index)` into a buffer of `cap` bytes; an index past the end
+/// is `INVALID_ARG`, which `check_len` accepts as documented.
+fn run_indexed(f: IndexedGetter, model: &bitnet_model, index: usize, cap: usize) {
     let mut buf = vec![0u8; cap];
     let mut len = usize::MAX;
     // SAFETY: `buf` writable for `cap`, `len` writable.
-    let st = unsafe {
-        bitnet_model_meta_key_by_index(model, index, buf.as_mut_ptr().cast(), cap, &mut len)
-    };
+    let st = unsafe { f(model, index, buf.as_mut_ptr().cast(), cap, &mut len) };
     check_len(st, len, cap, true);
 }
 

@@ -212,19 +212,16 @@ fn correction(c: &Yaml<'_>) -> Result<Correction, String> {
                             .as_floating_point()
                             .or_else(|| v.as_integer().map(|i| i as f64))
                             .ok_or("factor must be a number")?;
-                        let f32v = f as f32;
-                        if !(f32v.is_finite() && f32v > 0.0) {
-                            return Err(format!("factor {f} must be finite and > 0"));
-                        }
-                        factor = Some(f32v);
+                        factor = Some(f as f32);
                     }
                     other => return Err(format!("unknown rescale key {other:?}")),
                 }
             }
-            Ok(Correction::Rescale {
-                tensor: tensor.ok_or("rescale needs tensor")?,
-                factor: factor.ok_or("rescale needs factor")?,
-            })
+            Correction::rescale(
+                tensor.ok_or("rescale needs tensor")?,
+                factor.ok_or("rescale needs factor")?,
+            )
+            .map_err(|e| e.to_string())
         }
         Some("force_activation") => {
             let name = v.as_str().ok_or("force_activation must be a string")?;

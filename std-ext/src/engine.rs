@@ -33,9 +33,11 @@ pub struct Loaded<'f> {
 
 impl<'f> Loaded<'f> {
     /// Parses `file` and loads its model and tokenizer, running the cheap
-    /// validation rules (findings go to stderr).
+    /// validation rules (findings go to stderr), or every rule and refusing
+    /// errors when `BITNET_STRICT=1`, as the CLI does: the loader of tools
+    /// without validation flags (`cargo xtask benchmark`, ...).
     pub fn new(file: &'f ModelFile) -> Result<Self, Error> {
-        Self::checked(file, &ValidationOptions::default()).map(|(l, _)| l)
+        Self::checked(file, &ValidationOptions::without_policy(false, false)).map(|(l, _)| l)
     }
 
     /// [`Loaded::new`] under `opts`: the cheap rules always, every rule in

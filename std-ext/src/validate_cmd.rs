@@ -18,6 +18,7 @@
 //! (`--policy P`) *and* `--allow-corrections` or
 //! `BITNET_ALLOW_CORRECTIONS=1`.
 
+use std::fmt;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -54,14 +55,13 @@ pub enum ValidateError {
     #[error("policy {0}")]
     Policy(#[from] PolicyError),
     /// Strict mode and error-level findings.
-    #[error("refusing {file}: {count} error-level finding(s); first: {first}")]
+    #[error("refusing {file}: {why}")]
     Refused {
         /// The model file.
         file: String,
-        /// Error-level findings.
-        count: usize,
-        /// The first of them.
-        first: String,
+        /// How many error-level findings, and the first
+        /// ([`bitnet_core::validate::Refusal`]).
+        why: String,
     },
 }
 
@@ -95,16 +95,28 @@ impl ValidationOptions {
         policy: Option<&Path>,
     ) -> Result<Self, ValidateError> {
         Ok(Self {
-            strict: strict || env_on(STRICT_ENV),
-            allow_corrections: allow_corrections || env_on(ALLOW_CORRECTIONS_ENV),
             policy: policy.map(load_policy).transpose()?,
+            ..Self::without_policy(strict, allow_corrections)
         })
     }
 
-    /// Runs the rules over a mapped file: `mode` when given, else full in
-    /// strict mode and cheap otherwise. The file is hashed only when a
-    /// policy needs its SHA-256.
-    pub fn validate(&self, mf: &ModelFile, g: &Gguf<'_>, mode: Option<Mode>) -> ValidationReport {
+    /// Flags plus environment, no policy: what loaders without a policy
+    /// flag use (the C ABI, `cargo xtask benchmark`, [`Loaded::new`]), so
+    /// `BITNET_STRICT=1` makes every load strict.
+    ///
+    /// [`Loaded::new`]: crate::engine::Loaded::new
+    pub fn without_policy(strict: bool, allow_corrections: bool) -> Self {
+        Self {
+            strict: strict || env_on(STRICT_ENV),
+            allow_corrections: allow_corrections || env_on(ALLOW_CORRECTIONS_ENV),
+            policy: None,
+        }
+    }
+
+    /// Runs the rules over a file's `bytes` (parsed as `g`): `mode` when
+    /// given, else full in strict mode and cheap otherwise. The bytes are
+    /// hashed only when a policy needs their SHA-256.
+    pub fn validate(&self, bytes: &[u8], g: &Gguf<'_>, mode: Option<Mode>) -> ValidationReport {
         let mut b = ValidationConfig::builder()
             .strict(self.strict)
             .allow_corrections(self.allow_corrections);
@@ -112,7 +124,7 @@ impl ValidationOptions {
             b = b.mode(m);
         }
         if let Some(p) = &self.policy {
-            b = b.policy(p).file_sha256(Sha256::digest(mf.bytes()).into());
+            b = b.policy(p).file_sha256(Sha256::digest(bytes).into());
         }
         validate(g, &b.build())
     }
@@ -128,27 +140,26 @@ pub fn check_for_load(
     g: &Gguf<'_>,
     opts: &ValidationOptions,
 ) -> Result<ValidationReport, ValidateError> {
-    let report = opts.validate(mf, g, None);
+    let report = opts.validate(mf.bytes(), g, None);
     let mut err = std::io::stderr().lock();
     for f in &report.findings {
         let _ = writeln!(err, "{}: {f}", mf.path().display());
     }
-    refusal(mf.path(), &report)?;
+    refusal(mf.path().display(), &report)?;
     Ok(report)
 }
 
-/// [`ValidateError::Refused`] when the report refuses the model.
-fn refusal(path: &Path, report: &ValidationReport) -> Result<(), ValidateError> {
-    if !report.refuses() {
-        return Ok(());
+/// [`ValidateError::Refused`] when the report refuses the model `file`
+/// (a path, or a description such as "the model in memory"); its message
+/// names the first error's rule and tensor.
+pub fn refusal(file: impl fmt::Display, report: &ValidationReport) -> Result<(), ValidateError> {
+    match report.refusal() {
+        None => Ok(()),
+        Some(why) => Err(ValidateError::Refused {
+            file: file.to_string(),
+            why: why.to_string(),
+        }),
     }
-    let mut errors = report.with_severity(Severity::Error);
-    let first = errors.next().map(|f| f.to_string()).unwrap_or_default();
-    Err(ValidateError::Refused {
-        file: path.display().to_string(),
-        count: 1 + errors.count(),
-        first,
-    })
 }
 
 /// One finding as `inspect` and `validate --json` print it.
@@ -233,7 +244,7 @@ fn run(
     let opts = ValidationOptions::new(strict, allow_corrections, policy)?;
     let mf = ModelFile::open(file)?;
     let g = mf.gguf()?;
-    let report = opts.validate(&mf, &g, Some(Mode::Full));
+    let report = opts.validate(mf.bytes(), &g, Some(Mode::Full));
     let errors = report.with_severity(Severity::Error).count();
     let warnings = report.with_severity(Severity::Warning).count();
     if json {
@@ -284,5 +295,5 @@ fn run(
             file.display()
         );
     }
-    refusal(file, &report)
+    refusal(file.display(), &report)
 }

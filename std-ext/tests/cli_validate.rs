@@ -2,7 +2,9 @@
 //! variant (written from a good fixture with `GgufWriter`) makes
 //! `--strict` (or `BITNET_STRICT=1`) exit 3 with a message naming the rule
 //! and the tensor; a correction policy applies only with permission;
-//! `bitnet inspect` lists the findings.
+//! `bitnet inspect` lists the findings. Commands that load a model to run
+//! it (`bitnet run`, `bitnet bench`) apply the same rules, strictness and
+//! corrections, and receipts record the corrections.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -96,16 +98,44 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// The float fixture with one norm scaled by 100: (file, rule, tensor).
+fn norm_x100() -> (PathBuf, &'static str, &'static str) {
+    (
+        variant("bitnet-f32.gguf", "norm_x100.gguf", |_, t| {
+            scale_f32(tensor(t, "blk.0.attn_norm.weight"), 100.0)
+        }),
+        "norm.rms",
+        "blk.0.attn_norm.weight",
+    )
+}
+
+/// The float fixture with `blk.1.ffn_norm.weight` x128, and a policy
+/// keyed to its SHA-256 that rescales it back: (model, policy).
+fn norm_x128_and_policy() -> (PathBuf, PathBuf) {
+    let path = variant("bitnet-f32.gguf", "norm_x128.gguf", |_, t| {
+        scale_f32(tensor(t, "blk.1.ffn_norm.weight"), 128.0)
+    });
+    let digest = format!("{:x}", Sha256::digest(std::fs::read(&path).unwrap()));
+    let policy = scratch("norm_x128.yml");
+    let tmp = scratch(&format!(
+        "norm_x128.yml.{:?}.tmp",
+        std::thread::current().id()
+    ));
+    std::fs::write(
+        &tmp,
+        format!(
+            "corrections:\n  - match: {{sha256: \"{digest}\"}}\n    reason: exported x128\n    apply:\n      - rescale: {{tensor: blk.1.ffn_norm.weight, factor: 0.0078125}}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &policy).unwrap();
+    (path, policy)
+}
+
 /// The issue's broken fixtures: (file, rule id, tensor or key).
 fn broken() -> Vec<(PathBuf, &'static str, &'static str)> {
     vec![
-        (
-            variant("bitnet-f32.gguf", "norm_x100.gguf", |_, t| {
-                scale_f32(tensor(t, "blk.0.attn_norm.weight"), 100.0)
-            }),
-            "norm.rms",
-            "blk.0.attn_norm.weight",
-        ),
+        norm_x100(),
         (
             variant("bitnet-b1.58-i2s.gguf", "nan_scale.gguf", |_, t| {
                 let at = 256 * 256 / 4;
@@ -157,6 +187,8 @@ fn good_fixtures_pass_strict() {
         "bitnet-tq1_0.gguf",
         "bitnet-b1.58-i2s.gguf",
         "stories260K.gguf",
+        "shakespeare-i2s.gguf",
+        "shakespeare-tq2_0.gguf",
     ] {
         let path = models().join(name);
         let o = bitnet(&["validate", p(&path), "--strict"], &[]);
@@ -207,18 +239,7 @@ fn strict_refuses_each_broken_fixture_naming_rule_and_tensor() {
 
 #[test]
 fn corrections_need_the_policy_and_the_permission() {
-    let path = variant("bitnet-f32.gguf", "norm_x128.gguf", |_, t| {
-        scale_f32(tensor(t, "blk.1.ffn_norm.weight"), 128.0)
-    });
-    let digest = format!("{:x}", Sha256::digest(std::fs::read(&path).unwrap()));
-    let policy = scratch("norm_x128.yml");
-    std::fs::write(
-        &policy,
-        format!(
-            "corrections:\n  - match: {{sha256: \"{digest}\"}}\n    reason: exported x128\n    apply:\n      - rescale: {{tensor: blk.1.ffn_norm.weight, factor: 0.0078125}}\n"
-        ),
-    )
-    .unwrap();
+    let (path, policy) = norm_x128_and_policy();
     let file = p(&path);
     let pol = p(&policy);
     let o = bitnet(&["validate", file, "--strict", "--policy", pol], &[]);
@@ -283,9 +304,105 @@ fn unreadable_policy_or_model_exits_one() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
 
+/// `bitnet run` loads through the same rules: strict (`--strict` or
+/// `BITNET_STRICT=1`) refuses the broken fixture with exit 3 and the rule
+/// and tensor on stderr, before generating anything; not strict, the
+/// finding goes to stderr and the run completes.
+#[test]
+fn run_applies_the_rules_when_loading() {
+    let (path, rule, subject) = norm_x100();
+    let run = |extra: &[&str], env: &[(&str, &str)]| {
+        let args = ["run", "-m", p(&path), "--tokens", "1,2", "-n", "2"];
+        bitnet(&[&args[..], extra].concat(), env)
+    };
+    for (extra, env) in [
+        (&["--strict"][..], &[][..]),
+        (&[], &[("BITNET_STRICT", "1")]),
+    ] {
+        let o = run(extra, env);
+        assert_eq!(o.status.code(), Some(3), "{extra:?} {env:?}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("refusing") && err.contains(&format!("[{rule}] {subject}")),
+            "{err}"
+        );
+        assert!(o.stdout.is_empty(), "{}", text(&o));
+    }
+    let o = run(&[], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("error [{rule}] {subject}")), "{err}");
+    assert!(!err.contains("refusing"), "{err}");
+}
+
+/// `bitnet bench --receipt`: with a matching policy and permission the
+/// correction is applied (a strict load then passes) and the receipt lists
+/// it; without permission it is a warning, not applied, and the receipt
+/// has no `corrections`; strict without permission refuses.
+#[test]
+fn bench_receipt_records_corrections_only_when_allowed() {
+    let (path, policy) = norm_x128_and_policy();
+    let bench = |receipt: &Path, extra: &[&str]| {
+        let _ = std::fs::remove_file(receipt);
+        let args = [
+            "bench",
+            "-m",
+            p(&path),
+            "-p",
+            "0",
+            "-n",
+            "2",
+            "-r",
+            "1",
+            "--receipt",
+            p(receipt),
+            "--policy",
+            p(&policy),
+        ];
+        bitnet(&[&args[..], extra].concat(), &[])
+    };
+    let read = |receipt: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(receipt).unwrap()).unwrap()
+    };
+
+    let allowed = scratch("bench_allowed.json");
+    let o = bench(&allowed, &["--allow-corrections", "--strict"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = read(&allowed);
+    let c = &v["corrections"];
+    assert_eq!(c.as_array().map(Vec::len), Some(1), "{v:#}");
+    assert_eq!(c[0]["kind"], "rescale");
+    assert_eq!(c[0]["target"], "blk.1.ffn_norm.weight");
+    assert_eq!(c[0]["value"], "0.0078125");
+    assert_eq!(c[0]["matched_by"], "sha256");
+
+    let not_allowed = scratch("bench_not_allowed.json");
+    let o = bench(&not_allowed, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("[policy.correction]") && err.contains("not applied"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error [norm.rms] blk.1.ffn_norm.weight"),
+        "{err}"
+    );
+    let v = read(&not_allowed);
+    assert!(v.get("corrections").is_none(), "{v:#}");
+
+    let o = bench(&scratch("bench_refused.json"), &["--strict"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        text(&o).contains("[norm.rms] blk.1.ffn_norm.weight"),
+        "{}",
+        text(&o)
+    );
+}
+
 #[test]
 fn inspect_lists_the_findings() {
-    let (path, rule, subject) = broken().swap_remove(0);
+    let (path, rule, subject) = norm_x100();
     let o = bitnet(&["inspect", p(&path)], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(

@@ -7,7 +7,9 @@
 //! peekHeader(prefix);            // {complete, needAtLeast} or header facts
 //! const loader = new ModelLoader(file.size);
 //! loader.push(chunk);            // ... for every chunk of the file
-//! const engine = loader.finish(file.name, () => performance.now());
+//! const engine = loader.finish(file.name, () => performance.now(),
+//!                              { strict: false });  // options optional
+//! engine.info().findings;        // what the validation rules found
 //! engine.generate("Once upon a time", { maxTokens: 32, temperature: 0 },
 //!                 (id, text) => true /* false stops */);
 //! engine.receipt(loadMs, new Date().toISOString(), cpu, navigator.userAgent);
@@ -23,7 +25,7 @@ use js_sys::{Function, Object, Reflect, Uint32Array};
 use wasm_bindgen::prelude::*;
 
 use crate::engine::{
-    self, Error, GenerateOptions, HostInfo, LmHead, LoadedModel, Loader, RunRecord,
+    self, Error, GenerateOptions, HostInfo, LmHead, LoadOptions, LoadedModel, Loader, RunRecord,
 };
 
 /// Tokens generated when the options do not say.
@@ -142,10 +144,20 @@ impl ModelLoader {
     }
 
     /// Validates the whole file and returns the engine; `clock` is called
-    /// for timings in ms (`() => performance.now()`). Consumes the loader.
-    pub fn finish(self, file_name: &str, clock: Function) -> Result<Engine, JsError> {
+    /// for timings in ms (`() => performance.now()`). `options` (optional):
+    /// `{strict}`; `strict: true` runs every validation rule and throws
+    /// for an error-level finding, naming the rule and the tensor (the
+    /// native `--strict`); otherwise the cheap rules run and their findings
+    /// are in `info().findings`. Consumes the loader.
+    pub fn finish(
+        self,
+        file_name: &str,
+        clock: Function,
+        options: JsValue,
+    ) -> Result<Engine, JsValue> {
+        let opts = load_options(&options)?;
         Ok(Engine {
-            model: self.inner.finish(file_name)?,
+            model: self.inner.finish(file_name, opts).map_err(JsError::from)?,
             clock,
             last: None,
         })
@@ -164,7 +176,8 @@ pub struct Engine {
 impl Engine {
     /// `{fileName, name, arch, fileBytes, parameters, quantTypes, layers,
     /// dim, heads, kvHeads, vocab, context, tokenizer, bos, eos, sha256,
-    /// simd128}`.
+    /// simd128, findings}`; `findings` is an array of the load's validation
+    /// findings, one string each (empty for a clean model).
     pub fn info(&self) -> Result<Object, JsValue> {
         let s = self.model.summary();
         let o = Object::new();
@@ -185,6 +198,11 @@ impl Engine {
         set(&o, "eos", s.eos)?;
         set(&o, "sha256", s.sha256_hex.as_str())?;
         set(&o, "simd128", cfg!(target_feature = "simd128"))?;
+        let findings = js_sys::Array::new();
+        for f in &s.findings {
+            findings.push(&JsValue::from_str(f));
+        }
+        set(&o, "findings", findings)?;
         Ok(o)
     }
 
@@ -286,6 +304,29 @@ impl Engine {
             .map_err(|e| JsError::new(&format!("receipt: {e}")))?;
         String::from_utf8(json).map_err(|_| JsError::new("receipt: JSON is not UTF-8"))
     }
+}
+
+/// `opts[key]` as a boolean, `None` when absent or `undefined`; anything
+/// else but a boolean throws (a typo'd `strict: "yes"` must not silently
+/// load unchecked).
+fn flag(opts: &JsValue, key: &str) -> Result<Option<bool>, JsValue> {
+    if !opts.is_object() {
+        return Ok(None);
+    }
+    let v = Reflect::get(opts, &JsValue::from_str(key))?;
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_bool()
+        .map(Some)
+        .ok_or_else(|| JsError::new(&format!("option {key} must be true or false")).into())
+}
+
+/// Reads the options object of [`ModelLoader::finish`].
+fn load_options(o: &JsValue) -> Result<LoadOptions, JsValue> {
+    Ok(LoadOptions {
+        strict: flag(o, "strict")?.unwrap_or(false),
+    })
 }
 
 /// Reads the options object of [`Engine::generate`].

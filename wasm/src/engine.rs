@@ -27,6 +27,7 @@ use bitnet_core::receipt::{
 };
 use bitnet_core::sample::{Sampler, SamplerParams};
 use bitnet_core::tokenizer::{DecodeOptions, EncodeOptions, StreamDecoder, Tokenizer};
+use bitnet_core::validate::{ValidationConfig, validate};
 use sha2::{Digest, Sha256};
 
 /// Largest model file accepted. wasm32 addresses 4 GiB in all; the file is
@@ -67,6 +68,9 @@ pub enum Error {
     Gguf(GgufError),
     /// The model cannot run (shapes, tensors, context).
     Model(ModelError),
+    /// A strict load refused the model: the validation rules found an
+    /// error-level problem (the message names the rule and the tensor).
+    Refused(String),
     /// Tokenizing or decoding failed.
     Tokenizer(String),
     /// A receipt could not be built.
@@ -97,6 +101,7 @@ impl fmt::Display for Error {
             ),
             Self::Gguf(e) => write!(f, "invalid GGUF file: {e}"),
             Self::Model(e) => write!(f, "{e}"),
+            Self::Refused(e) => f.write_str(e),
             Self::Tokenizer(e) => write!(f, "tokenizer: {e}"),
             Self::Receipt(e) => write!(f, "receipt: {e}"),
             Self::BadArgument(e) => f.write_str(e),
@@ -156,15 +161,25 @@ impl Loader {
     }
 
     /// Validates the complete file and prepares the model.
-    pub fn finish(self, file_name: &str) -> Result<LoadedModel, Error> {
+    pub fn finish(self, file_name: &str, opts: LoadOptions) -> Result<LoadedModel, Error> {
         if self.received() != self.expected {
             return Err(Error::Incomplete {
                 got: self.received(),
                 expected: self.expected,
             });
         }
-        LoadedModel::new(self.buf.into_boxed_slice(), file_name)
+        LoadedModel::new(self.buf.into_boxed_slice(), file_name, opts)
     }
+}
+
+/// How a model is loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Strict validation, as the native `--strict`: every rule runs
+    /// (reading every weight byte) and an error-level finding refuses the
+    /// model ([`Error::Refused`]). Without it the cheap rules run and their
+    /// findings are kept in [`ModelSummary::findings`].
+    pub strict: bool,
 }
 
 /// What the page shows about a loaded model.
@@ -202,6 +217,9 @@ pub struct ModelSummary {
     pub eos: Option<u32>,
     /// SHA-256 of the file, lower-case hex.
     pub sha256_hex: String,
+    /// The validation findings of the load, one line each
+    /// (`SEVERITY [RULE] TENSOR: MESSAGE ...`); empty for a clean model.
+    pub findings: Vec<String>,
 }
 
 /// The LM head's numerics, as the native CLI's `--lm-head`.
@@ -306,9 +324,15 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl LoadedModel {
-    /// Parses and validates `bytes` (the whole file) as a model.
-    pub fn new(bytes: Box<[u8]>, file_name: &str) -> Result<Self, Error> {
+    /// Parses `bytes` (the whole file), runs the validation rules of
+    /// `opts` (as every native load does: cheap always, all when strict)
+    /// and prepares the model.
+    pub fn new(bytes: Box<[u8]>, file_name: &str, opts: LoadOptions) -> Result<Self, Error> {
         let g = Gguf::parse(&bytes)?;
+        let report = validate(&g, &ValidationConfig::builder().strict(opts.strict).build());
+        if let Some(why) = report.refusal() {
+            return Err(Error::Refused(format!("refusing {file_name}: {why}")));
+        }
         let model = Model::from_gguf(&g)?;
         let tokenizer = Tokenizer::from_gguf(&g).map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut quant_types: Vec<&'static str> = Vec::new();
@@ -341,6 +365,7 @@ impl LoadedModel {
             bos: tokenizer.special_tokens().bos,
             eos: tokenizer.special_tokens().eos,
             sha256_hex: hex(&sha256),
+            findings: report.findings.iter().map(ToString::to_string).collect(),
         };
         // The views borrow `bytes`; end them before it moves into `Self`.
         drop(model);

@@ -1,6 +1,7 @@
 // Browser test driver for `cargo xtask wasm --test` (which sets the
 // environment): opens the demo page in headless Chromium, loads the
-// built-in model, generates greedily, compares the token ids with the
+// built-in model with strict validation (it must pass every rule, with no
+// finding), generates greedily, compares the token ids with the
 // native engine's, checks the text is on screen, takes a screenshot, then
 // measures decode speed without per-token messages.
 "use strict";
@@ -40,10 +41,14 @@ async function main() {
     const isolated = await page.evaluate(() => self.crossOriginIsolated);
     console.error(`crossOriginIsolated: ${isolated}`);
 
+    await page.check("#strict");
     await page.click("#builtin");
     await page.waitForFunction(() => ["loaded", "error"].includes(window.bitnetDemo.state), null, { timeout: 60000 });
     const loadError = await page.evaluate(() => window.bitnetDemo.error);
     if (loadError) throw new Error(loadError);
+    const findings = await page.evaluate(() => window.bitnetDemo.info.findings);
+    console.log(`strict load, validation findings: ${JSON.stringify(findings)}`);
+    if (!Array.isArray(findings) || findings.length !== 0) failed = true;
 
     await page.fill("#maxTokens", env("BITNET_TOKENS"));
     await page.fill("#temperature", "0");

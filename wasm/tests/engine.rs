@@ -1,12 +1,14 @@
 //! The browser engine on the host: chunked loading, the size limit,
-//! generation equal to core's `Generator`, stopping, and receipts.
+//! validation on load, generation equal to core's `Generator`, stopping,
+//! and receipts.
 
 use bitnet_core::gguf::Gguf;
 use bitnet_core::model::{Generator, Model};
 use bitnet_core::receipt::{Policy, verify};
 use bitnet_core::sample::{Sampler, SamplerParams};
 use bitnet_wasm::engine::{
-    Error, GenerateOptions, HostInfo, LmHead, LoadedModel, Loader, MAX_MODEL_BYTES, PREFILL_BATCH,
+    Error, GenerateOptions, HostInfo, LmHead, LoadOptions, LoadedModel, Loader, MAX_MODEL_BYTES,
+    PREFILL_BATCH,
 };
 
 const STORIES: &str = concat!(
@@ -18,13 +20,16 @@ const I2S: &str = concat!(
     "/../tests/models/bitnet-b1.58-i2s.gguf"
 );
 
-fn load(path: &str, chunk: usize) -> LoadedModel {
-    let bytes = std::fs::read(path).unwrap();
+fn load_bytes(bytes: &[u8], chunk: usize, opts: LoadOptions) -> Result<LoadedModel, Error> {
     let mut l = Loader::new(bytes.len() as u64).unwrap();
     for c in bytes.chunks(chunk) {
         l.push(c).unwrap();
     }
-    l.finish("model.gguf").unwrap()
+    l.finish("model.gguf", opts)
+}
+
+fn load(path: &str, chunk: usize) -> LoadedModel {
+    load_bytes(&std::fs::read(path).unwrap(), chunk, LoadOptions::default()).unwrap()
 }
 
 fn greedy(max_new: usize) -> GenerateOptions {
@@ -208,11 +213,63 @@ fn bad_and_oversized_files_fail_with_messages() {
     let mut l = Loader::new(8).unwrap();
     l.push(b"GGUF").unwrap();
     assert!(l.push(b"12345").is_err(), "more bytes than announced");
-    let e = l.finish("x.gguf").unwrap_err();
+    let e = l.finish("x.gguf", LoadOptions::default()).unwrap_err();
     assert!(e.to_string().contains("incomplete"), "{e}");
 
     let mut l = Loader::new(8).unwrap();
     l.push(b"NOTAGGUF").unwrap();
-    let e = l.finish("x.gguf").unwrap_err();
+    let e = l.finish("x.gguf", LoadOptions::default()).unwrap_err();
     assert!(e.to_string().contains("GGUF"), "{e}");
+}
+
+/// The output norm of `path` multiplied by 100, in place in the file image
+/// (what a converter with a wrong scale writes).
+fn with_norm_x100(path: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    let range = {
+        let g = Gguf::parse(&bytes).unwrap();
+        let data = g.tensor_data(g.tensor("output_norm.weight").unwrap());
+        let start = data.as_ptr() as usize - bytes.as_ptr() as usize;
+        start..start + data.len()
+    };
+    for c in bytes[range].chunks_exact_mut(4) {
+        let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * 100.0;
+        c.copy_from_slice(&v.to_le_bytes());
+    }
+    bytes
+}
+
+/// Loads run the validation rules as native loads do: a clean model has no
+/// findings, strict or not; a broken one loads with the finding when not
+/// strict and is refused, naming the rule and the tensor, when strict.
+#[test]
+fn loads_validate_and_strict_refuses_a_broken_model() {
+    let strict = LoadOptions { strict: true };
+    let good = std::fs::read(I2S).unwrap();
+    for opts in [LoadOptions::default(), strict] {
+        let m = load_bytes(&good, 1 << 20, opts).unwrap();
+        assert!(
+            m.summary().findings.is_empty(),
+            "{:?}",
+            m.summary().findings
+        );
+    }
+
+    let broken = with_norm_x100(I2S);
+    let m = load_bytes(&broken, 1 << 20, LoadOptions::default()).unwrap();
+    assert!(
+        m.summary()
+            .findings
+            .iter()
+            .any(|f| f.starts_with("error [norm.rms] output_norm.weight")),
+        "{:?}",
+        m.summary().findings
+    );
+    let e = load_bytes(&broken, 1 << 20, strict).unwrap_err();
+    assert!(matches!(e, Error::Refused(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("refusing model.gguf") && msg.contains("[norm.rms] output_norm.weight"),
+        "{msg}"
+    );
 }

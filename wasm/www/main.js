@@ -54,6 +54,7 @@ function showInfo(info, loadMs) {
     ["sha256", info.sha256],
     ["wasm", info.simd128 ? "simd128" : "no simd128"],
     ["load time", `${loadMs.toFixed(0)} ms`],
+    ["validation", info.findings.length ? info.findings.join("\n") : "no findings"],
   ];
   const dl = $("info");
   dl.replaceChildren();
@@ -118,7 +119,12 @@ function load(source) {
   $("info").replaceChildren();
   $("progress").value = 0;
   setState("loading", "Opening…");
-  worker.postMessage({ type: "load", source, stopFlag: stopFlag ? stopFlag.buffer : null });
+  worker.postMessage({
+    type: "load",
+    source,
+    strict: $("strict").checked,
+    stopFlag: stopFlag ? stopFlag.buffer : null,
+  });
 }
 
 function options() {

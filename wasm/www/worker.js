@@ -145,7 +145,9 @@ async function load(m) {
     progress(loader.received(), false);
   }
   progress(loader.received(), true);
-  engine = loader.finish(src.name, () => performance.now());
+  // Validation as native loads: the cheap rules always (findings in
+  // info().findings), every rule and a refusal when strict.
+  engine = loader.finish(src.name, () => performance.now(), { strict: Boolean(m.strict) });
   loadMs = performance.now() - t0;
   postMessage({ type: "loaded", info: engine.info(), loadMs, build });
 }

@@ -71,6 +71,8 @@ pub fn benchmark(a: &BenchmarkArgs) -> Result<()> {
         .unwrap_or_else(|| root().join(DEFAULT_MODEL));
     let t = Instant::now();
     let file = ModelFile::open(&path).map_err(|e| e.to_string())?;
+    // The CLI's load checks: the cheap rules, every rule and a refusal of
+    // error-level findings with BITNET_STRICT=1.
     let loaded = Loaded::new(&file).map_err(|e| e.to_string())?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let prompt = match &loaded.tokenizer {

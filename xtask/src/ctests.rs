@@ -4,7 +4,13 @@
 //!    with `cargo install --locked` when missing) and fails if the checked-in
 //!    header differs (`--bless` writes it instead).
 //! 2. Builds `libbitnet.so` / `libbitnet.a` (release, with the test-only
-//!    `test-panic` feature) and writes `target/release/bitnet.pc`.
+//!    `test-panic` feature) in a Cargo target directory of its own,
+//!    `target/c-tests/lib/` (the library under test is in
+//!    `target/c-tests/lib/release/`), so the `target/release/libbitnet.so`
+//!    that users and `cargo xtask crossval` link never carries the test
+//!    export `bitnet_test_panic`. Writes `bitnet.pc` for that library and,
+//!    for users (README), `target/release/bitnet.pc` describing the
+//!    `cargo build --release -p bitnet-ffi` library.
 //! 3. Compiles the C and C++ tests and examples with gcc/g++ (flags from
 //!    that pkg-config file) and runs them on each model plainly, under
 //!    Valgrind memcheck (`--error-exitcode=1 --leak-check=full`, with the
@@ -149,7 +155,7 @@ fn check_header(root: &Path, tmp: &Path, bless: bool) -> Result<()> {
     ))
 }
 
-/// Writes target/release/bitnet.pc from ffi/bitnet.pc.in.
+/// Writes `libdir`/bitnet.pc from ffi/bitnet.pc.in.
 fn write_pc(root: &Path, libdir: &Path) -> Result<PathBuf> {
     let template = root.join("ffi/bitnet.pc.in");
     let text =
@@ -158,6 +164,7 @@ fn write_pc(root: &Path, libdir: &Path) -> Result<PathBuf> {
         .replace("@LIBDIR@", &libdir.display().to_string())
         .replace("@INCLUDEDIR@", &root.join("include").display().to_string())
         .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
+    std::fs::create_dir_all(libdir).map_err(|e| format!("{}: {e}", libdir.display()))?;
     let pc = libdir.join("bitnet.pc");
     std::fs::write(&pc, text).map_err(|e| format!("{}: {e}", pc.display()))?;
     Ok(pc)
@@ -241,16 +248,26 @@ pub fn c_tests(args: &Args) -> Result<()> {
 
     check_header(&root, &out, args.bless)?;
 
-    run(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "bitnet-ffi",
-        "--features",
-        "test-panic",
-    ]))?;
-    let libdir = target.join("release");
+    // The test build gets its own target directory: built into
+    // target/release it would replace the library users link with one that
+    // exports bitnet_test_panic.
+    let test_target = out.join("lib");
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "bitnet-ffi",
+            "--features",
+            "test-panic",
+            "--target-dir",
+        ])
+        .arg(&test_target))?;
+    let libdir = test_target.join("release");
     write_pc(&root, &libdir)?;
+    // README: `pkg-config` against the user's release build.
+    write_pc(&root, &target.join("release"))?;
     let link = link_flags(&root, &libdir);
 
     let models: Vec<String> = if args.model.is_empty() {
@@ -300,13 +317,16 @@ pub fn c_tests(args: &Args) -> Result<()> {
         // Panics injected by the test print one line, not a backtrace.
         // `cargo run` puts target/debug/deps (a libbitnet.so without
         // `test-panic`) on LD_LIBRARY_PATH, which would win over the
-        // executables' rpath.
+        // executables' rpath. The API test sets and clears BITNET_STRICT
+        // itself; one inherited from the shell would make its non-strict
+        // loads strict.
         let runner = |argv: &[&str], asan: bool| -> Result<()> {
             let mut cmd = Command::new(argv[0]);
             cmd.args(&argv[1..])
                 .arg(model)
                 .env("RUST_BACKTRACE", "0")
                 .env_remove("LD_LIBRARY_PATH")
+                .env_remove("BITNET_STRICT")
                 .current_dir(&root);
             if asan {
                 cmd.env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")

@@ -214,9 +214,45 @@ impl ValidationReport {
         self.strict && self.has_errors()
     }
 
+    /// What a refusing loader reports ([`ValidationReport::refuses`]): the
+    /// number of error-level findings and the first of them. `None` when
+    /// the model may run.
+    pub fn refusal(&self) -> Option<Refusal<'_>> {
+        if !self.refuses() {
+            return None;
+        }
+        let mut errors = self.with_severity(Severity::Error);
+        let first = errors.next()?;
+        Some(Refusal {
+            errors: 1 + errors.count(),
+            first,
+        })
+    }
+
     /// Whether some finding of `rule` exists (for tests and tools).
     pub fn has_rule(&self, rule: RuleId) -> bool {
         self.findings.iter().any(|f| f.rule == rule)
+    }
+}
+
+/// Why strict mode refuses a model ([`ValidationReport::refusal`]).
+/// Displays as `N error-level finding(s); first: <finding>`, the finding
+/// naming its rule and tensor: every loader's refusal message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Refusal<'r> {
+    /// Error-level findings.
+    pub errors: usize,
+    /// The first of them.
+    pub first: &'r Finding,
+}
+
+impl fmt::Display for Refusal<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} error-level finding(s); first: {}",
+            self.errors, self.first
+        )
     }
 }
 

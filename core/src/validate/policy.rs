@@ -101,6 +101,30 @@ pub enum Correction {
 }
 
 impl Correction {
+    /// A [`Correction::Rescale`] of `tensor` by `factor`, refused unless the
+    /// factor is finite and > 0 ([`Correction::check`]).
+    pub fn rescale(tensor: String, factor: f32) -> Result<Self, CorrectionError> {
+        let c = Self::Rescale { tensor, factor };
+        c.check()?;
+        Ok(c)
+    }
+
+    /// What a correction needs whatever the file: a rescale factor finite
+    /// and > 0 (a zero, negative or NaN factor would destroy the tensor
+    /// rather than fix it). Whether the target exists is the file's
+    /// business ([`apply_to_weights`], the `policy.correction` rule).
+    pub fn check(&self) -> Result<(), CorrectionError> {
+        match self {
+            Self::Rescale { tensor, factor } if !(factor.is_finite() && *factor > 0.0) => {
+                Err(CorrectionError::BadFactor {
+                    tensor: tensor.clone(),
+                    factor: *factor,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// `rescale` or `force_activation`.
     pub const fn kind(&self) -> &'static str {
         match self {
@@ -306,13 +330,8 @@ pub fn apply_to_weights(
 ) -> Result<(), CorrectionError> {
     for c in corrections {
         match &c.correction {
-            Correction::Rescale { tensor, factor } => {
-                if !(factor.is_finite() && *factor > 0.0) {
-                    return Err(CorrectionError::BadFactor {
-                        tensor: tensor.clone(),
-                        factor: *factor,
-                    });
-                }
+            Correction::Rescale { tensor, .. } => {
+                c.correction.check()?;
                 if slot(w, tensor).is_none() {
                     return Err(CorrectionError::UnknownTarget {
                         tensor: tensor.clone(),

@@ -4,7 +4,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use super::Ctx;
@@ -15,7 +15,9 @@ use super::envelope::{
 };
 use super::policy::{AppliedCorrection, Correction};
 use super::rule::{RuleId, Severity};
-use super::stats::{ScaleStats, TernaryStats, float_stats, i2s_stats, tq1_0_stats, tq2_0_stats};
+use super::stats::{
+    FloatStats, ScaleStats, TernaryStats, float_stats, i2s_stats, tq1_0_stats, tq2_0_stats,
+};
 use crate::gguf::{GgmlType, Gguf, TensorInfo};
 use crate::model::{Arch, Config};
 
@@ -89,10 +91,10 @@ pub(super) fn accept_corrections(
 ) -> Vec<AppliedCorrection> {
     let mut out = Vec::new();
     for m in matched {
-        if let Correction::Rescale { tensor, factor } = &m.correction {
+        if let Correction::Rescale { tensor, .. } = &m.correction {
             let role = g.tensor(tensor).map(|t| classify(t.name));
-            let problem = if !(factor.is_finite() && *factor > 0.0) {
-                Some(format!("rescale factor {factor} is not finite and > 0"))
+            let problem = if let Err(e) = m.correction.check() {
+                Some(e.to_string())
             } else if !matches!(role, Some(Role::Norm(_) | Role::Proj(_, Some(_)))) {
                 Some(String::from(
                     "not a norm or block projection weight of this file",
@@ -211,6 +213,24 @@ fn first_f32(g: &Gguf<'_>, t: &TensorInfo<'_>) -> Option<f32> {
     })
 }
 
+/// The error finding of `rule` when a float tensor holds NaN or infinite
+/// elements: how many, and the first.
+fn non_finite(s: &FloatStats, rule: RuleId, tensor: &str, ctx: &mut Ctx) {
+    if let Some((i, v)) = s.first_non_finite {
+        let f = ctx.push(
+            rule,
+            Severity::Error,
+            tensor,
+            format!(
+                "{} of {} elements are not finite (first: element {i} = {v})",
+                s.non_finite(),
+                s.n
+            ),
+        );
+        f.measured = Some(s.non_finite() as f64);
+    }
+}
+
 /// Norm weights: finite, RMS inside the band of (arch, format, kind).
 fn norm(
     g: &Gguf<'_>,
@@ -224,19 +244,7 @@ fn norm(
     let Some(s) = float_stats(t.ggml_type, g.tensor_data(t)) else {
         return;
     };
-    if let Some((i, v)) = s.first_non_finite {
-        let f = ctx.push(
-            RuleId::NormFinite,
-            Severity::Error,
-            t.name,
-            format!(
-                "{} of {} elements are not finite (first: element {i} = {v})",
-                s.non_finite(),
-                s.n
-            ),
-        );
-        f.measured = Some(s.non_finite() as f64);
-    }
+    non_finite(&s, RuleId::NormFinite, t.name, ctx);
     let rms = s.rms() * libm::fabs(ctx.factor(t.name));
     ctx.judge(
         RuleId::NormRms,
@@ -258,19 +266,7 @@ fn projection(g: &Gguf<'_>, t: &TensorInfo<'_>, full: bool, ctx: &mut Ctx) -> Op
                 return None;
             }
             let s = float_stats(t.ggml_type, bytes)?;
-            if let Some((i, v)) = s.first_non_finite {
-                let f = ctx.push(
-                    RuleId::ProjFinite,
-                    Severity::Error,
-                    t.name,
-                    format!(
-                        "{} of {} elements are not finite (first: element {i} = {v})",
-                        s.non_finite(),
-                        s.n
-                    ),
-                );
-                f.measured = Some(s.non_finite() as f64);
-            }
+            non_finite(&s, RuleId::ProjFinite, t.name, ctx);
             let rms = s.rms() * factor;
             ctx.judge(RuleId::ProjRms, t.name, rms, PROJ_RMS, "RMS");
             ctx.judge(
@@ -338,19 +334,7 @@ fn embedding(g: &Gguf<'_>, t: &TensorInfo<'_>, ctx: &mut Ctx) {
     let Some(s) = float_stats(t.ggml_type, g.tensor_data(t)) else {
         return;
     };
-    if let Some((i, v)) = s.first_non_finite {
-        let f = ctx.push(
-            RuleId::EmbdRms,
-            Severity::Error,
-            t.name,
-            format!(
-                "{} of {} elements are not finite (first: element {i} = {v})",
-                s.non_finite(),
-                s.n
-            ),
-        );
-        f.measured = Some(s.non_finite() as f64);
-    }
+    non_finite(&s, RuleId::EmbdRms, t.name, ctx);
     ctx.judge(RuleId::EmbdRms, t.name, s.rms(), EMBD_RMS, "RMS");
 }
 

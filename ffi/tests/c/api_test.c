@@ -1,14 +1,19 @@
 /*
  * Exercises every function of bitnet.h, including the error paths: NULL
  * everywhere, a bad path, non-GGUF bytes, wrong buffer sizes, use after
- * reset, re-entrant calls, and a panic injected inside the boundary.
+ * reset, re-entrant calls, a broken model refused by strict validation, and
+ * a panic injected inside the boundary.
  *
  * Usage: api_test [MODEL.gguf]   (default tests/models/shakespeare-i2s.gguf)
  * Built and run (plain, Valgrind, ASAN) by `cargo xtask c-tests`, against a
  * library built with the `test-panic` feature. Prints "N passed, N failed".
  */
+/* setenv / unsetenv (POSIX) for the BITNET_STRICT test. */
+#define _POSIX_C_SOURCE 200809L
+
 #include "bitnet.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,8 +69,9 @@ static void test_version_and_status(void) {
         BITNET_STATUS_BUFFER_TOO_SMALL, BITNET_STATUS_UTF8,      BITNET_STATUS_IO,
         BITNET_STATUS_PANIC,       BITNET_STATUS_CANCELLED,     BITNET_STATUS_KERNEL_UNAVAILABLE,
         BITNET_STATUS_NO_TOKENIZER, BITNET_STATUS_INVALID_STATE, BITNET_STATUS_BUSY,
-        BITNET_STATUS_RECEIPT,     BITNET_STATUS_GGUF,          BITNET_STATUS_TOKENIZER,
-        BITNET_STATUS_MODEL,       BITNET_STATUS_QUANT,         BITNET_STATUS_SAMPLE,
+        BITNET_STATUS_RECEIPT,     BITNET_STATUS_VALIDATION,    BITNET_STATUS_GGUF,
+        BITNET_STATUS_TOKENIZER,   BITNET_STATUS_MODEL,         BITNET_STATUS_QUANT,
+        BITNET_STATUS_SAMPLE,
     };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         const char *s = bitnet_status_str(all[i]);
@@ -173,6 +179,28 @@ static unsigned char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
+/* The getters that copy item `index` of a model's list (metadata keys,
+ * validation findings) into a caller buffer. */
+typedef bitnet_status (*indexed_getter)(const bitnet_model *, size_t, char *, size_t, size_t *);
+
+/* Whether one of items 0..count of `get` contains `needle`; checks the size
+ * query and the copy of every item on the way. */
+static int some_item_has(indexed_getter get, const bitnet_model *m, size_t count,
+                         const char *needle) {
+    int found = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t len = 0;
+        CHECK_STATUS(get(m, i, NULL, 0, &len), BITNET_STATUS_BUFFER_TOO_SMALL);
+        char *item = malloc(len + 1);
+        size_t len2 = 0;
+        CHECK_STATUS(get(m, i, item, len + 1, &len2), BITNET_STATUS_OK);
+        CHECK(len2 == len && strlen(item) == len);
+        if (strstr(item, needle)) found = 1;
+        free(item);
+    }
+    return found;
+}
+
 static void test_getters(const bitnet_model *m) {
     CHECK(bitnet_model_n_vocab(m) > 0);
     CHECK(bitnet_model_n_ctx_train(m) > 0);
@@ -200,19 +228,7 @@ static void test_getters(const bitnet_model *m) {
     size_t count = bitnet_model_meta_count(m);
     CHECK(count > 0);
     CHECK(bitnet_model_meta_count(NULL) == 0);
-    int found_arch = 0;
-    for (size_t i = 0; i < count; i++) {
-        size_t len = 0;
-        CHECK_STATUS(bitnet_model_meta_key_by_index(m, i, NULL, 0, &len),
-                     BITNET_STATUS_BUFFER_TOO_SMALL);
-        char *key = malloc(len + 1);
-        size_t len2 = 0;
-        CHECK_STATUS(bitnet_model_meta_key_by_index(m, i, key, len + 1, &len2), BITNET_STATUS_OK);
-        CHECK(len2 == len && strlen(key) == len);
-        if (!strcmp(key, "general.architecture")) found_arch = 1;
-        free(key);
-    }
-    CHECK(found_arch);
+    CHECK(some_item_has(bitnet_model_meta_key_by_index, m, count, "general.architecture"));
     char val[256];
     size_t len = 0;
     CHECK_STATUS(bitnet_model_meta_val_str(m, "general.architecture", val, sizeof val, &len),
@@ -653,6 +669,160 @@ static void test_bench(const bitnet_model *m) {
     free(json);
 }
 
+/* A minimal GGUF walk (spec v2/v3, little-endian host): finds tensor `name`
+ * in the file image `buf[..len]` and returns a pointer to its data, with its
+ * ggml type and element count; NULL when the file or the name is not
+ * found. Enough to break a model in memory the way a bad converter would. */
+typedef struct {
+    const unsigned char *p, *end;
+} cursor;
+
+static int take(cursor *c, void *out, uint64_t n) {
+    if ((uint64_t)(c->end - c->p) < n) return 0;
+    if (out) memcpy(out, c->p, (size_t)n);
+    c->p += n;
+    return 1;
+}
+
+static int skip_value(cursor *c, uint32_t type, int depth) {
+    static const uint64_t size[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    if (type == 8) { /* string: u64 length + bytes */
+        uint64_t n;
+        return take(c, &n, 8) && take(c, NULL, n);
+    }
+    if (type == 9) { /* array: element type, u64 count, elements */
+        uint32_t t;
+        uint64_t n;
+        if (depth > 2 || !take(c, &t, 4) || !take(c, &n, 8)) return 0;
+        for (uint64_t i = 0; i < n; i++)
+            if (!skip_value(c, t, depth + 1)) return 0;
+        return 1;
+    }
+    return type < 13 && take(c, NULL, size[type]);
+}
+
+static unsigned char *gguf_tensor(unsigned char *buf, size_t len, const char *name,
+                                  uint32_t *type_out, uint64_t *n_out) {
+    cursor c = {buf, buf + len};
+    uint32_t magic, version, alignment = 32;
+    uint64_t n_tensors, n_kv;
+    if (!take(&c, &magic, 4) || memcmp(&magic, "GGUF", 4) != 0 || !take(&c, &version, 4) ||
+        !take(&c, &n_tensors, 8) || !take(&c, &n_kv, 8))
+        return NULL;
+    for (uint64_t i = 0; i < n_kv; i++) {
+        uint64_t klen;
+        uint32_t type;
+        const unsigned char *key = c.p + 8;
+        if (!take(&c, &klen, 8) || !take(&c, NULL, klen) || !take(&c, &type, 4)) return NULL;
+        if (klen == 17 && memcmp(key, "general.alignment", 17) == 0 && type == 4) {
+            if (!take(&c, &alignment, 4) || alignment == 0) return NULL;
+        } else if (!skip_value(&c, type, 0)) {
+            return NULL;
+        }
+    }
+    int found = 0;
+    uint64_t found_offset = 0, found_n = 0;
+    uint32_t found_type = 0;
+    for (uint64_t i = 0; i < n_tensors; i++) {
+        uint64_t nlen, offset, n = 1;
+        uint32_t n_dims, type;
+        const unsigned char *tname = c.p + 8;
+        if (!take(&c, &nlen, 8) || !take(&c, NULL, nlen) || !take(&c, &n_dims, 4) || n_dims > 4)
+            return NULL;
+        for (uint32_t d = 0; d < n_dims; d++) {
+            uint64_t dim;
+            if (!take(&c, &dim, 8)) return NULL;
+            n *= dim;
+        }
+        if (!take(&c, &type, 4) || !take(&c, &offset, 8)) return NULL;
+        if (nlen == strlen(name) && memcmp(tname, name, nlen) == 0) {
+            found = 1; /* the data start is known after the last info */
+            found_offset = offset;
+            found_n = n;
+            found_type = type;
+        }
+    }
+    if (!found) return NULL;
+    uint64_t data = (uint64_t)(c.p - buf);
+    data = (data + alignment - 1) / alignment * alignment;
+    if (data + found_offset > len) return NULL;
+    *type_out = found_type;
+    *n_out = found_n;
+    return buf + data + found_offset;
+}
+
+/* Validation: a model whose output norm a converter multiplied by 100 loads
+ * with a finding when not strict, and is refused (BITNET_STATUS_VALIDATION,
+ * naming the rule and the tensor) when strict or with BITNET_STRICT=1. */
+static void test_validation(void) {
+    bitnet_model_params p = bitnet_model_default_params();
+    p.n_threads = 1;
+    CHECK(!p.strict);
+    bitnet_model *m = NULL;
+
+    /* The good model: clean under strict mode. */
+    p.strict = true;
+    CHECK_STATUS(bitnet_model_load(model_path, p, &m), BITNET_STATUS_OK);
+    CHECK(bitnet_model_n_findings(m) == 0);
+    bitnet_model_free(m);
+    m = NULL;
+
+    size_t len = 0;
+    unsigned char *bytes = read_file(model_path, &len);
+    CHECK(bytes != NULL);
+    if (!bytes) return;
+    uint32_t type = 99;
+    uint64_t n = 0;
+    unsigned char *norm = gguf_tensor(bytes, len, "output_norm.weight", &type, &n);
+    CHECK(norm != NULL && type == 0 /* F32 */ && n > 0);
+    if (!norm || type != 0 || (uint64_t)(bytes + len - norm) < n * 4) {
+        free(bytes);
+        return;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        float v;
+        memcpy(&v, norm + 4 * i, 4);
+        v *= 100.0f;
+        memcpy(norm + 4 * i, &v, 4);
+    }
+
+    /* Not strict: it loads; the finding names rule and tensor. */
+    p.strict = false;
+    CHECK_STATUS(bitnet_model_load_from_memory(bytes, len, p, &m), BITNET_STATUS_OK);
+    size_t count = bitnet_model_n_findings(m);
+    CHECK(count >= 1);
+    CHECK(some_item_has(bitnet_model_finding_by_index, m, count,
+                        "error [norm.rms] output_norm.weight"));
+    char small[8];
+    size_t flen = 0;
+    CHECK_STATUS(bitnet_model_finding_by_index(m, count, small, sizeof small, &flen),
+                 BITNET_STATUS_INVALID_ARG);
+    CHECK_STATUS(bitnet_model_finding_by_index(NULL, 0, small, sizeof small, &flen),
+                 BITNET_STATUS_NULL_ARG);
+    CHECK_STATUS(bitnet_model_finding_by_index(m, 0, small, sizeof small, NULL),
+                 BITNET_STATUS_NULL_ARG);
+    CHECK(bitnet_model_n_findings(NULL) == 0);
+    bitnet_model_free(m);
+    m = NULL;
+
+    /* Strict: refused, nothing written, the message names rule and tensor. */
+    p.strict = true;
+    CHECK_STATUS(bitnet_model_load_from_memory(bytes, len, p, &m), BITNET_STATUS_VALIDATION);
+    CHECK(m == NULL);
+    CHECK(last_error_has("refusing the model in memory"));
+    CHECK(last_error_has("[norm.rms] output_norm.weight"));
+
+    /* BITNET_STRICT=1 makes a non-strict load strict, as in the CLI. */
+    p.strict = false;
+    CHECK(setenv("BITNET_STRICT", "1", 1) == 0);
+    CHECK_STATUS(bitnet_model_load_from_memory(bytes, len, p, &m), BITNET_STATUS_VALIDATION);
+    CHECK(m == NULL && last_error_has("[norm.rms] output_norm.weight"));
+    CHECK(unsetenv("BITNET_STRICT") == 0);
+    CHECK_STATUS(bitnet_model_load_from_memory(bytes, len, p, &m), BITNET_STATUS_OK);
+    bitnet_model_free(m);
+    free(bytes);
+}
+
 static void test_panic(void) {
     CHECK_STATUS(bitnet_test_panic(), BITNET_STATUS_PANIC);
     CHECK(last_error_has("injected test panic"));
@@ -689,6 +859,7 @@ int main(int argc, char **argv) {
 
     test_session_outlives_model();
     test_from_memory();
+    test_validation();
     test_lm_head();
     test_panic();
 
