@@ -8,9 +8,9 @@
 //! each 16-byte half of a block gives four 16-code vectors by shifts, which
 //! meet contiguous runs of activations. Four rows share each activation
 //! load. Products of the codes (<= 2) and the int8 activations go through
-//! `i16x8.extmul_{low,high}_i8x16` (pairs |.| <= 512, a block's 8 pairs
-//! <= 4096 fit i16 lanes) and one `i32x4.extadd_pairwise_i16x8` per block;
-//! `sum q` is subtracted once. A build that also enables `relaxed-simd`
+//! `i16x8.extmul_{low,high}_i8x16` (pairs |.| <= 512, so the 64 pairs of
+//! 8 blocks fit i16 lanes) and one `i32x4.extadd_pairwise_i16x8` per 8
+//! blocks; `sum q` is subtracted once. A build that also enables `relaxed-simd`
 //! multiplies the I2_S codes with `i16x8.relaxed_dot_i8x16_i7x16_s` instead
 //! ([`mul_codes`]; same integers, about half the instructions) and reports
 //! the `*_simd128_relaxed` kernel ids.
@@ -18,12 +18,16 @@
 //! Byte-wise shifts use the 16-bit lane shift: every shift here is followed
 //! by a mask that keeps only bits that came from the same byte, and the
 //! 16-bit shift is one instruction on x86 where the 8-bit one is several.
+//!
+//! V8 (Chromium, Node) gives wasm 16 vector registers on x86-64 and
+//! rematerializes constants or spills sums inside a loop that needs more,
+//! or that holds a call: the inner loops here keep their live vectors
+//! below that and their rare paths (f16 infinities and NaNs) outside.
 
 use core::arch::wasm32::*;
 
 use half::f16;
 
-use super::sum_i8;
 use crate::quant::q8_k::BlockQ8K;
 use crate::quant::tq1_0::BlockTq1_0;
 use crate::quant::tq2_0::BlockTq2_0;
@@ -69,12 +73,14 @@ fn codes_at(b: v128, shift: u32) -> v128 {
     v128_and(u16x8_shr(b, shift), u8x16_splat(3))
 }
 
-/// I2_S code-3 fix (every 2-bit field `11` becomes `01`).
+/// I2_S code-3 fix (every 2-bit field `11` becomes `01`): the high bit of
+/// a field is cleared where the low bit, shifted up one, is set too. The
+/// 16-bit shift moves bit 7 of a byte into bit 0 of the next, which the
+/// `0xaa` mask (high bits of fields only) drops.
 #[inline]
 #[target_feature(enable = "simd128")]
 fn fix_code3(b: v128) -> v128 {
-    let both = v128_and(v128_and(b, u16x8_shr(b, 1)), u8x16_splat(0x55));
-    v128_xor(b, u8x16_add(both, both))
+    v128_xor(b, v128_and(v128_and(b, i16x8_shl(b, 1)), u8x16_splat(0xaa)))
 }
 
 /// `sum` over the 16 lanes of `c * a` as 8 i16 lanes (`c`, `a` i8).
@@ -114,6 +120,12 @@ fn hsum_i32(v: v128) -> i32 {
         + i32x4_extract_lane::<3>(v)
 }
 
+/// I2_S blocks whose products an i16 lane sums before it is widened: a
+/// block adds 8 pair sums to each lane, each in -512..=508 (codes 0..=2
+/// after [`fix_code3`], activations -128..=127), so 8 blocks stay within
+/// -32768..=32512.
+const I2S_I16_BLOCKS: usize = 8;
+
 /// `sum c*q` of `N` I2_S rows (each `q.len() / 4` bytes) with one token
 /// (exact in i32).
 #[inline]
@@ -123,21 +135,38 @@ fn i2s_rows<const N: usize>(rows: [&[u8]; N], q: &[i8]) -> [i32; N] {
     let (qs, _) = q.as_chunks::<16>();
     // Block b: halves at bytes 32b, 32b + 16; activation chunk of group j,
     // half h is 8b + 2j + h.
-    for (b, qb) in qs.chunks_exact(8).enumerate() {
-        let a: [v128; 8] = core::array::from_fn(|i| load16(&qb[i]));
-        for (acc, row) in acc.iter_mut().zip(rows) {
-            let mut p = i16x8_splat(0);
+    for (g, qg) in qs.chunks(8 * I2S_I16_BLOCKS).enumerate() {
+        let mut p = [i16x8_splat(0); N];
+        for (i, qb) in qg.chunks_exact(8).enumerate() {
+            let b = g * I2S_I16_BLOCKS + i;
             for h in 0..2 {
-                let v = fix_code3(load_at(row, 32 * b + 16 * h));
-                for j in 0..4 {
-                    let c = codes_at(v, 6 - 2 * j as u32);
-                    p = i16x8_add(p, mul_codes(c, a[2 * j + h]));
+                let a: [v128; 4] = core::array::from_fn(|j| load16(&qb[2 * j + h]));
+                for (p, row) in p.iter_mut().zip(rows) {
+                    let v = fix_code3(load_at(row, 32 * b + 16 * h));
+                    for (j, &aj) in a.iter().enumerate() {
+                        *p = i16x8_add(*p, mul_codes(codes_at(v, 6 - 2 * j as u32), aj));
+                    }
                 }
             }
+        }
+        for (acc, p) in acc.iter_mut().zip(p) {
             *acc = i32x4_add(*acc, i32x4_extadd_pairwise_i16x8(p));
         }
     }
     acc.map(|v| hsum_i32(v))
+}
+
+/// `sum q` of one token (the I2_S correction term), 16 at a time.
+#[inline]
+#[target_feature(enable = "simd128")]
+fn sum_i8(q: &[i8]) -> i32 {
+    let (qc, qt) = q.as_chunks::<16>();
+    let mut acc = i32x4_splat(0);
+    for c in qc {
+        let pairs = i16x8_extadd_pairwise_i8x16(load16(c));
+        acc = i32x4_add(acc, i32x4_extadd_pairwise_i16x8(pairs));
+    }
+    hsum_i32(acc) + qt.iter().map(|&v| i32::from(v)).sum::<i32>()
 }
 
 /// I2_S GEMM: `w` holds `out.len() / batch` rows of `row_bytes` bytes, `q`
