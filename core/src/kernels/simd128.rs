@@ -341,6 +341,29 @@ pub(super) unsafe fn tq1_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], ou
     }
 }
 
+/// The constants of [`f16x8_to_f32`], made once per GEMV and hidden from
+/// LLVM ([`core::hint::black_box`]): as `v128.const` in a loop, V8 built
+/// each again in every iteration (three instructions apiece).
+#[derive(Clone, Copy)]
+struct F16Consts {
+    /// Sign and exponent/mantissa bits after the shift: `0x8fff_e000`.
+    mask: v128,
+    /// 2^112, the exponent bias difference.
+    scale: v128,
+}
+
+impl F16Consts {
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn new() -> Self {
+        let [mask, scale] = core::hint::black_box([
+            i32x4_splat(0x8fff_e000_u32 as i32),
+            f32x4_splat(f32::from_bits((127 + 112) << 23)),
+        ]);
+        Self { mask, scale }
+    }
+}
+
 /// Eight f16 values (`h`, little-endian bits) as two f32x4, exactly as
 /// `f16::to_f32`: the bits land in the top half of 32-bit lanes; an
 /// arithmetic shift by 3 and a mask give the f32 with the sign in place and
@@ -349,11 +372,9 @@ pub(super) unsafe fn tq1_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], ou
 /// only values this would get wrong) to [`f16x8_to_f32_slow`].
 #[inline]
 #[target_feature(enable = "simd128")]
-fn f16x8_to_f32(h: v128) -> [v128; 2] {
+fn f16x8_to_f32(h: v128, k: F16Consts) -> [v128; 2] {
     let zero = i16x8_splat(0);
-    let scale = f32x4_splat(f32::from_bits((127 + 112) << 23));
-    let mask = i32x4_splat(0x8fff_e000_u32 as i32);
-    let cvt = |hi: v128| f32x4_mul(v128_and(i32x4_shr(hi, 3), mask), scale);
+    let cvt = |hi: v128| f32x4_mul(v128_and(i32x4_shr(hi, 3), k.mask), k.scale);
     [
         cvt(i16x8_shuffle::<8, 0, 9, 1, 10, 2, 11, 3>(h, zero)),
         cvt(i16x8_shuffle::<12, 4, 13, 5, 14, 6, 15, 7>(h, zero)),
@@ -371,47 +392,133 @@ fn f16x8_to_f32_slow(b: &[u8]) -> [v128; 2] {
     [load_f32(&f, 0), load_f32(&f, 4)]
 }
 
+/// F16 weight rows that share each activation load in [`f16_gemv`]: two
+/// rows keep four independent sums in flight, and their accumulators,
+/// activations and constants stay within the 16 vector registers V8 has
+/// on x86-64 (four rows measured no faster).
+const F16_ROWS: usize = 2;
+
+/// The 8 lanes of one [`f16_gemv`] row's two accumulators.
+#[inline]
+#[target_feature(enable = "simd128")]
+fn f16_lanes(a: [v128; 2]) -> [f32; 8] {
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: `lanes` is 8 writable f32 (32 bytes); unaligned stores.
+    unsafe {
+        v128_store(lanes.as_mut_ptr().cast(), a[0]);
+        v128_store(lanes.as_mut_ptr().add(4).cast(), a[1]);
+    }
+    lanes
+}
+
+/// The end of one [`f16_gemv`] row: its `lanes` (lane `i % 8` of the
+/// vector part), the tail (`rt` weights, `xt` activations) added to lanes
+/// 0.. element by element, then the halving reduction.
+#[inline]
+#[target_feature(enable = "simd128")]
+fn f16_row_end(mut lanes: [f32; 8], rt: &[u8], xt: &[f32]) -> f32 {
+    for (a, (we, &xv)) in lanes.iter_mut().zip(rt.chunks_exact(2).zip(xt)) {
+        *a += f16::from_bits(u16::from_le_bytes([we[0], we[1]])).to_f32() * xv;
+    }
+    for half in [4, 2, 1] {
+        for l in 0..half {
+            lanes[l] += lanes[l + half];
+        }
+    }
+    lanes[0]
+}
+
+/// `N` rows of [`f16_gemv`] through [`f16x8_to_f32`] alone, or `None` when
+/// the vector part of one of them holds an infinity or NaN (the largest
+/// `|h|` seen is kept, so the loop has no branch; V8 spilled the sums of
+/// the loop that tested each vector).
+#[inline]
+#[target_feature(enable = "simd128")]
+fn f16_rows<const N: usize>(rows: [&[u8]; N], x: &[f32], k: F16Consts) -> Option<[f32; N]> {
+    let (xc, xt) = x.as_chunks::<8>();
+    let chunks = rows.map(|r| &r.as_chunks::<16>().0[..xc.len()]);
+    // The largest `h << 1` (the sign shifted out): an infinity or NaN is
+    // at least 0xf800.
+    let mut top = u16x8_splat(0);
+    let mut acc = [[f32x4_splat(0.0); 2]; N];
+    for (i, xv) in xc.iter().enumerate() {
+        let (x0, x1) = (load_f32(xv, 0), load_f32(xv, 4));
+        for (a, c) in acc.iter_mut().zip(&chunks) {
+            let h = load16(&c[i]);
+            top = u16x8_max(top, i16x8_shl(h, 1));
+            let [w0, w1] = f16x8_to_f32(h, k);
+            a[0] = f32x4_add(a[0], f32x4_mul(w0, x0));
+            a[1] = f32x4_add(a[1], f32x4_mul(w1, x1));
+        }
+    }
+    if v128_any_true(u16x8_ge(top, u16x8_splat(0xf800))) {
+        return None;
+    }
+    // Every row's sums go to memory before any tail: the tail's f16
+    // conversion is a call, and V8 spills in the loop whatever vector is
+    // live across a call after it (about 40 % slower).
+    let lanes = acc.map(|a| f16_lanes(a));
+    let done = 16 * xc.len();
+    Some(core::array::from_fn(|r| {
+        f16_row_end(lanes[r], &rows[r][done..], xt)
+    }))
+}
+
+/// One row of [`f16_gemv`] that holds an infinity or NaN: each vector is
+/// tested and the special ones converted element by element.
+#[cold]
+#[target_feature(enable = "simd128")]
+fn f16_row_special(row: &[u8], x: &[f32], k: F16Consts) -> f32 {
+    let (xc, xt) = x.as_chunks::<8>();
+    let (rc, rt) = row.as_chunks::<16>();
+    let (inf, abs) = (u16x8_splat(0x7c00), u16x8_splat(0x7fff));
+    let mut a = [f32x4_splat(0.0); 2];
+    for (wb, xv) in rc.iter().zip(xc) {
+        let h = load16(wb);
+        let [w0, w1] = if v128_any_true(u16x8_ge(v128_and(h, abs), inf)) {
+            f16x8_to_f32_slow(wb)
+        } else {
+            f16x8_to_f32(h, k)
+        };
+        a[0] = f32x4_add(a[0], f32x4_mul(w0, load_f32(xv, 0)));
+        a[1] = f32x4_add(a[1], f32x4_mul(w1, load_f32(xv, 4)));
+    }
+    f16_row_end(f16_lanes(a), rt, xt)
+}
+
 /// F16 x f32 GEMV, bit-identical to [`crate::quant::f16::dot_f16_f32`] per
 /// row: element `i`'s product `w_i * x_i` (f32, not fused) is added to lane
 /// `i % 8` (two f32x4 accumulators), the tail goes to lanes 0.. in the
-/// same way, then the halving reduction.
+/// same way, then the halving reduction. [`F16_ROWS`] rows at a time share
+/// the activation loads; a row with an infinity or NaN is computed again
+/// by [`f16_row_special`].
 ///
 /// # Safety
 /// The build must enable simd128; `row_bytes == 2 * x.len()`,
 /// `w.len() == out.len() * row_bytes` (checked by the dispatch).
 #[target_feature(enable = "simd128")]
 pub(super) unsafe fn f16_gemv(w: &[u8], row_bytes: usize, x: &[f32], out: &mut [f32]) {
-    let (xc, xt) = x.as_chunks::<8>();
-    let inf = u16x8_splat(0x7c00);
-    let abs = u16x8_splat(0x7fff);
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
-        let (rc, rt) = row.as_chunks::<16>();
-        let (mut a0, mut a1) = (f32x4_splat(0.0), f32x4_splat(0.0));
-        for (wb, xv) in rc.iter().zip(xc) {
-            let h = load16(wb);
-            let [w0, w1] = if v128_any_true(u16x8_ge(v128_and(h, abs), inf)) {
-                f16x8_to_f32_slow(wb)
-            } else {
-                f16x8_to_f32(h)
-            };
-            a0 = f32x4_add(a0, f32x4_mul(w0, load_f32(xv, 0)));
-            a1 = f32x4_add(a1, f32x4_mul(w1, load_f32(xv, 4)));
-        }
-        let mut acc = [0.0f32; 8];
-        // SAFETY: `acc` is 8 writable f32 (32 bytes); unaligned stores.
-        unsafe {
-            v128_store(acc.as_mut_ptr().cast(), a0);
-            v128_store(acc.as_mut_ptr().add(4).cast(), a1);
-        }
-        for (a, (we, &xv)) in acc.iter_mut().zip(rt.chunks_exact(2).zip(xt)) {
-            *a += f16::from_bits(u16::from_le_bytes([we[0], we[1]])).to_f32() * xv;
-        }
-        for half in [4, 2, 1] {
-            for l in 0..half {
-                acc[l] += acc[l + half];
+    let k = F16Consts::new();
+    let mut groups = w.chunks_exact(F16_ROWS * row_bytes);
+    let mut outs = out.chunks_exact_mut(F16_ROWS);
+    for (wg, og) in (&mut groups).zip(&mut outs) {
+        let rows: [&[u8]; F16_ROWS] =
+            core::array::from_fn(|r| &wg[r * row_bytes..(r + 1) * row_bytes]);
+        match f16_rows(rows, x, k) {
+            Some(v) => og.copy_from_slice(&v),
+            None => {
+                for (o, row) in og.iter_mut().zip(rows) {
+                    *o = f16_row_special(row, x, k);
+                }
             }
         }
-        *o = acc[0];
+    }
+    let rest = groups.remainder().chunks_exact(row_bytes);
+    for (o, row) in outs.into_remainder().iter_mut().zip(rest) {
+        *o = match f16_rows([row], x, k) {
+            Some([v]) => v,
+            None => f16_row_special(row, x, k),
+        };
     }
 }
 
