@@ -409,7 +409,11 @@ impl<'a> Model<'a> {
                 *g = match act {
                     FfnActivation::Silu => silu(*g) * u,
                     FfnActivation::ReluSquared => {
-                        let r = g.max(0.0);
+                        // `g.max(0.0)` but a compare and select: wasm has
+                        // no IEEE maxNum, so `max` there is a libm call per
+                        // element. NaN -> 0 as with `max`; -0 -> +0 where
+                        // `max` may keep -0, which `r * r` cannot tell.
+                        let r = if *g > 0.0 { *g } else { 0.0 };
                         r * r * u
                     }
                 };

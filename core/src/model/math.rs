@@ -70,7 +70,12 @@ pub(crate) fn rope_head(x: &mut [f32], cos: &[f32], sin: &[f32], neox: bool) {
 /// In-place softmax of `x` (non-empty), as `ggml_vec_soft_max_f32`: subtract
 /// the max, `expf` in f32, sum in f64, multiply by `1 / sum` rounded to f32.
 pub(crate) fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // The max by compare and select (`f32::max` is a libm call on wasm);
+    // NaNs are skipped as `f32::max` skips them, and a signed zero picked
+    // either way leaves `v - max` the same.
+    let max = x
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
     let mut sum = 0.0f64;
     for v in x.iter_mut() {
         *v = libm::expf(*v - max);
