@@ -1,6 +1,7 @@
 //! wasm32 simd128 kernels: I2_S GEMV/GEMM and activation quantization,
-//! TQ2_0 and TQ1_0 x Q8_K, the F16 LM head and the int8 LM head. Each reproduces the
-//! portable kernel exactly (module docs of [`super`]); compiled only when
+//! TQ2_0 and TQ1_0 x Q8_K, the F16 LM head, the int8 LM head and the
+//! decode step's attention scores. Each reproduces the portable kernel
+//! exactly (module docs of [`super`]); compiled only when
 //! the build enables `simd128` (a compile-time choice: wasm has no runtime
 //! detection).
 //!
@@ -544,5 +545,90 @@ pub(super) unsafe fn q8_head_gemv(w: &[i8], k: usize, q: &[i8], out: &mut [i32])
             .map(|(&a, &b)| i32::from(a) * i32::from(b))
             .sum();
         *o = hsum_i32(acc) + tail;
+    }
+}
+
+/// Keys scored together by [`attention_scores`]: two groups of four, each
+/// group one f32x4 of sums.
+const SCORE_KEYS: usize = 8;
+
+/// Attention scores of one query, bit-identical to the portable loop
+/// (`model::attention::scores`): `out[t] = dot(q, key t) * scale`, each
+/// dot one sum over `d` in index order started from zero, with key `t` at
+/// `keys[t * stride..][..q.len()]`. Four keys share an f32x4 (one lane
+/// each), so every lane's operations are the portable ones; the keys'
+/// elements reach the lanes by 4x4 transposes of contiguous loads
+/// (`i32x4.shuffle` patterns V8 emits as one unpack each) where LLVM's
+/// own vectorization of the portable loop gathered them one lane at a time.
+/// Keys past the last full group of [`SCORE_KEYS`], and the last
+/// `q.len() % 4` elements, go element by element in the same order.
+///
+/// # Safety
+/// The build must enable simd128 (this module only exists then). Slices
+/// are indexed with bounds checks: `keys` must hold every key
+/// (`(out.len() - 1) * stride + q.len()` values) or this panics.
+#[inline]
+#[target_feature(enable = "simd128")]
+pub(crate) unsafe fn attention_scores(
+    q: &[f32],
+    keys: &[f32],
+    stride: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let hd = q.len();
+    let (q4, qt) = q.as_chunks::<4>();
+    let done = 4 * q4.len();
+    let scale_v = f32x4_splat(scale);
+    let mut groups = out.chunks_exact_mut(SCORE_KEYS);
+    let mut t0 = 0;
+    for o in &mut groups {
+        let rows: [&[f32]; SCORE_KEYS] =
+            core::array::from_fn(|j| &keys[(t0 + j) * stride..(t0 + j) * stride + hd]);
+        let mut acc = [f32x4_splat(0.0); 2];
+        for (i, qv) in q4.iter().enumerate() {
+            for (g, a) in acc.iter_mut().enumerate() {
+                let r: [v128; 4] = core::array::from_fn(|j| load_f32(rows[4 * g + j], 4 * i));
+                // Lane j of column k: key 4g + j, element 4i + k.
+                let lo01 = i32x4_shuffle::<0, 4, 1, 5>(r[0], r[1]);
+                let lo23 = i32x4_shuffle::<0, 4, 1, 5>(r[2], r[3]);
+                let hi01 = i32x4_shuffle::<2, 6, 3, 7>(r[0], r[1]);
+                let hi23 = i32x4_shuffle::<2, 6, 3, 7>(r[2], r[3]);
+                let cols = [
+                    i64x2_shuffle::<0, 2>(lo01, lo23),
+                    i64x2_shuffle::<1, 3>(lo01, lo23),
+                    i64x2_shuffle::<0, 2>(hi01, hi23),
+                    i64x2_shuffle::<1, 3>(hi01, hi23),
+                ];
+                for (&qd, col) in qv.iter().zip(cols) {
+                    *a = f32x4_add(*a, f32x4_mul(f32x4_splat(qd), col));
+                }
+            }
+        }
+        for (d, &qd) in (done..).zip(qt) {
+            for (g, a) in acc.iter_mut().enumerate() {
+                let col = f32x4(
+                    rows[4 * g][d],
+                    rows[4 * g + 1][d],
+                    rows[4 * g + 2][d],
+                    rows[4 * g + 3][d],
+                );
+                *a = f32x4_add(*a, f32x4_mul(f32x4_splat(qd), col));
+            }
+        }
+        let [lo, hi] = acc.map(|a| f32x4_mul(a, scale_v));
+        // SAFETY: `o` is SCORE_KEYS = 8 writable f32; unaligned stores.
+        unsafe {
+            v128_store(o.as_mut_ptr().cast(), lo);
+            v128_store(o.as_mut_ptr().add(4).cast(), hi);
+        }
+        t0 += SCORE_KEYS;
+    }
+    for (t, o) in (t0..).zip(groups.into_remainder()) {
+        let mut s = 0.0f32;
+        for (&qd, &kd) in q.iter().zip(&keys[t * stride..t * stride + hd]) {
+            s += qd * kd;
+        }
+        *o = s * scale;
     }
 }
