@@ -6,7 +6,7 @@ use super::attention::{AttnShape, attention};
 use super::config::{Config, FfnActivation, RopeStyle};
 use super::error::{ModelError, mul, zeroed};
 use super::kv_cache::KvCache;
-use super::math::{rmsnorm, rope_cache, rope_head, silu};
+use super::math::{max_f32, rmsnorm, rope_cache, rope_head, silu};
 use super::weights::{Linear, Weights};
 use crate::gguf::Gguf;
 use crate::kernels::Platform;
@@ -409,11 +409,7 @@ impl<'a> Model<'a> {
                 *g = match act {
                     FfnActivation::Silu => silu(*g) * u,
                     FfnActivation::ReluSquared => {
-                        // `g.max(0.0)` but a compare and select: wasm has
-                        // no IEEE maxNum, so `max` there is a libm call per
-                        // element. NaN -> 0 as with `max`; -0 -> +0 where
-                        // `max` may keep -0, which `r * r` cannot tell.
-                        let r = if *g > 0.0 { *g } else { 0.0 };
+                        let r = max_f32(0.0, *g);
                         r * r * u
                     }
                 };

@@ -70,12 +70,7 @@ pub(crate) fn rope_head(x: &mut [f32], cos: &[f32], sin: &[f32], neox: bool) {
 /// In-place softmax of `x` (non-empty), as `ggml_vec_soft_max_f32`: subtract
 /// the max, `expf` in f32, sum in f64, multiply by `1 / sum` rounded to f32.
 pub(crate) fn softmax(x: &mut [f32]) {
-    // The max by compare and select (`f32::max` is a libm call on wasm);
-    // NaNs are skipped as `f32::max` skips them, and a signed zero picked
-    // either way leaves `v - max` the same.
-    let max = x
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let max = max_of(x);
     let mut sum = 0.0f64;
     for v in x.iter_mut() {
         *v = libm::expf(*v - max);
@@ -85,6 +80,52 @@ pub(crate) fn softmax(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v *= inv;
     }
+}
+
+/// `f32::max` of `m` and `v` (NaN skipped) where that is an instruction
+/// sequence; on wasm, which has no IEEE maxNum, `f32::max` is a call to
+/// libm's `fmaxf`, so there a compare and select: NaN `v` is skipped too,
+/// and of two zeros either may come out, which `f32::max` allows as well
+/// (callers subtract the max or square it, which cannot tell them apart).
+#[inline(always)]
+pub(crate) fn max_f32(m: f32, v: f32) -> f32 {
+    if cfg!(target_arch = "wasm32") {
+        if v > m { v } else { m }
+    } else {
+        m.max(v)
+    }
+}
+
+/// The largest value of `x`, NaNs skipped (`-inf` when there is none).
+/// Any order of the comparisons gives it (up to the sign of a zero, see
+/// [`max_f32`]), so wasm keeps 8 running maxima, which LLVM turns into
+/// `f32x4` compares and selects. Elsewhere the plain fold, which LLVM
+/// vectorizes itself; replacing it changed LLVM's inlining in [`softmax`]
+/// on x86-64 and made its `expf` calls three times as costly.
+#[inline(always)]
+fn max_of(x: &[f32]) -> f32 {
+    if cfg!(target_arch = "wasm32") {
+        max_of_lanes(x)
+    } else {
+        x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+    }
+}
+
+/// [`max_of`] by 8 running maxima of [`max_f32`].
+#[inline(always)]
+fn max_of_lanes(x: &[f32]) -> f32 {
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = max_f32(*l, v);
+        }
+    }
+    lanes
+        .into_iter()
+        .chain(tail.iter().copied())
+        .fold(f32::NEG_INFINITY, max_f32)
 }
 
 /// `silu(x) = x / (1 + exp(-x))` in f32 (`ggml_silu_f32`).
@@ -130,6 +171,26 @@ mod tests {
         let mut norm = [1.0f32, 0.0, 0.0, 0.0];
         rope_head(&mut norm, &c, &s, false);
         assert_eq!(norm, [c[0], s[0], 0.0, 0.0]);
+    }
+
+    #[test]
+    fn max_of_is_the_fold_of_f32_max() {
+        let mut rng = crate::sample::Rng::new(5);
+        for n in [0usize, 1, 7, 8, 9, 17, 64, 203] {
+            let mut x: alloc::vec::Vec<f32> = (0..n).map(|_| rng.next_gaussian() as f32).collect();
+            for (i, v) in x.iter_mut().enumerate() {
+                match i % 11 {
+                    3 => *v = f32::NAN,
+                    5 => *v = -0.0,
+                    7 => *v = 0.0,
+                    _ => {}
+                }
+            }
+            let want = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            // Equal as values: of two zeros either may come out.
+            assert_eq!(max_of(&x), want, "n = {n}");
+            assert_eq!(max_of_lanes(&x), want, "n = {n}");
+        }
     }
 
     #[test]
