@@ -632,3 +632,68 @@ pub(crate) unsafe fn attention_scores(
         *o = s * scale;
     }
 }
+
+/// The largest value of `x` by `f32x4.pmax` (`m < v ? v : m`), for
+/// softmax: without NaNs the max (of two zeros either, as with
+/// `f32::max`); with NaNs, NaNs are skipped in a build without
+/// relaxed-simd, while in one with it LLVM turns `pmax` (and any compare
+/// and select) into `f32x4.relaxed_max`, whose NaN result the engine
+/// chooses (V8 on x86-64 may return the NaN). Softmax cannot tell: a NaN
+/// input makes every output NaN either way. (`f32::max` is a call to
+/// libm's `fmaxf` per element on wasm, which has no IEEE maxNum.)
+///
+/// # Safety
+/// The build must enable simd128 (this module only exists then).
+#[inline]
+#[target_feature(enable = "simd128")]
+pub(crate) unsafe fn max_of(x: &[f32]) -> f32 {
+    let (chunks, tail) = x.as_chunks::<8>();
+    let mut m = [f32x4_splat(f32::NEG_INFINITY); 2];
+    for c in chunks {
+        m[0] = f32x4_pmax(m[0], load_f32(c, 0));
+        m[1] = f32x4_pmax(m[1], load_f32(c, 4));
+    }
+    let lanes = f32x4_pmax(m[0], m[1]);
+    let lanes = [
+        f32x4_extract_lane::<0>(lanes),
+        f32x4_extract_lane::<1>(lanes),
+        f32x4_extract_lane::<2>(lanes),
+        f32x4_extract_lane::<3>(lanes),
+    ];
+    let mut best = f32::NEG_INFINITY;
+    for v in lanes.into_iter().chain(tail.iter().copied()) {
+        if v > best {
+            best = v;
+        }
+    }
+    best
+}
+
+/// BitNet's FFN gate, `g = max(g, 0)^2 * u` element by element, as the
+/// portable `g.max(0.0)` then `r * r * u` (NaN -> 0; a zero's sign cannot
+/// show after squaring): `f32x4.pmax(0, g)`, then NaN lanes cleared by
+/// `g == g`, since in a relaxed-simd build `pmax` becomes `relaxed_max`
+/// (see [`max_of`]), which may pass a NaN.
+///
+/// # Safety
+/// The build must enable simd128 (this module only exists then);
+/// `g.len() == u.len()` (else the shorter length is used).
+#[inline]
+#[target_feature(enable = "simd128")]
+pub(crate) unsafe fn relu_squared_mul(g: &mut [f32], u: &[f32]) {
+    let n = g.len().min(u.len());
+    let (g4, gt) = g[..n].as_chunks_mut::<4>();
+    let (u4, ut) = u[..n].as_chunks::<4>();
+    let zero = f32x4_splat(0.0);
+    for (gc, uc) in g4.iter_mut().zip(u4) {
+        let gv = load_f32(gc, 0);
+        let r = v128_and(f32x4_pmax(zero, gv), f32x4_eq(gv, gv));
+        let v = f32x4_mul(f32x4_mul(r, r), load_f32(uc, 0));
+        // SAFETY: `gc` is 4 writable f32; unaligned store.
+        unsafe { v128_store(gc.as_mut_ptr().cast(), v) };
+    }
+    for (gv, &uv) in gt.iter_mut().zip(ut) {
+        let r = if *gv > 0.0 { *gv } else { 0.0 };
+        *gv = r * r * uv;
+    }
+}
