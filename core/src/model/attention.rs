@@ -307,10 +307,17 @@ fn head_for(isa: Isa) -> HeadFn {
     }
 }
 
+/// Head dimensions from which [`head_simd128`] scores with the kernel:
+/// below, its per-key setup costs more than its transposes save
+/// (stories260K, head_dim 8, was about 10 % slower in attention with it).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+const SIMD128_SCORES_MIN_DIM: usize = 32;
+
 /// [`head`] with the decode scores of the simd128 kernel
 /// ([`crate::kernels::attention_scores_simd128`], the same bits as
-/// [`scores`]): LLVM vectorizes the portable loop for simd128 by loading
-/// each key element into its lane separately.
+/// [`scores`]) from [`SIMD128_SCORES_MIN_DIM`] on: LLVM vectorizes the
+/// portable loop for simd128 by loading each key element into its lane
+/// separately.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[allow(clippy::too_many_arguments)]
 fn head_simd128(
@@ -324,6 +331,10 @@ fn head_simd128(
     sc: &mut [f32],
     out: &mut [f32],
 ) {
+    if s.head_dim < SIMD128_SCORES_MIN_DIM {
+        head(h, q, keys, values, nb, pos, s, sc, out);
+        return;
+    }
     let score = |q: &[f32], k: &[f32], stride: usize, scale: f32, o: &mut [f32]| {
         // SAFETY: this build enables simd128 (the cfg above), and `k`
         // holds every key `o` asks for, as for the portable `scores`.
@@ -402,11 +413,15 @@ mod tests {
         let mut rng = crate::sample::Rng::new(3);
         let mut fill =
             |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_gaussian() as f32).collect() };
+        // Head dims below and above SIMD128_SCORES_MIN_DIM, with and
+        // without a tail of head_dim % 4.
         let shapes = [
             (4usize, 2usize, 16usize),
             (3, 3, 8),
             (6, 1, 12),
             (2, 1, 128),
+            (4, 2, 64),
+            (2, 1, 37),
         ];
         let batches = [
             (1usize, 0usize),
