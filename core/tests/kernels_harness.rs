@@ -644,16 +644,23 @@ fn f16_gemv_special_values_every_tier() {
     ];
     let mut rng = Rng(18);
     for k in [8, 16, 24, 40, 13] {
-        // Row 0: finite specials only; row 1: every special (NaN output).
+        // Even rows: finite specials only; odd rows: every special (NaN
+        // output). Five rows: kernels that take rows in pairs or fours see
+        // groups with and without a special row, and a row left over.
         let finite: Vec<u16> = specials
             .iter()
             .copied()
             .filter(|&h| h & 0x7c00 != 0x7c00)
             .collect();
-        let rows: [Vec<u16>; 2] = [
-            (0..k).map(|i| finite[i % finite.len()]).collect(),
-            (0..k).map(|i| specials[(i * 5) % specials.len()]).collect(),
-        ];
+        let rows: [Vec<u16>; 5] = core::array::from_fn(|r| {
+            if r % 2 == 0 {
+                (0..k).map(|i| finite[(i + r) % finite.len()]).collect()
+            } else {
+                (0..k)
+                    .map(|i| specials[(i * 5 + r) % specials.len()])
+                    .collect()
+            }
+        });
         let w: Vec<u8> = rows
             .iter()
             .flatten()
@@ -661,8 +668,8 @@ fn f16_gemv_special_values_every_tier() {
             .collect();
         let x: Vec<f32> = (0..k).map(|_| rng.unit() * 3.0).collect();
         for p in platforms() {
-            let mut out = [0.0f32; 2];
-            let id = p.f16_gemv(&w, k, 0..2, &x, &mut out).unwrap();
+            let mut out = [0.0f32; 5];
+            let id = p.f16_gemv(&w, k, 0..5, &x, &mut out).unwrap();
             for (r, o) in out.iter().enumerate() {
                 let want = dot_f16_f32(&w[r * 2 * k..(r + 1) * 2 * k], &x).unwrap();
                 // A NaN's payload is not part of the contract (wasm leaves

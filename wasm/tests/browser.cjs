@@ -3,8 +3,11 @@
 // built-in model with strict validation (it must pass every rule, with no
 // finding), generates greedily, compares the token ids with the
 // native engine's, checks the text is on screen, takes a screenshot, then
-// measures decode speed without per-token messages.
+// measures decode speed without per-token messages, each browser run next
+// to a native one (the native bench process of BITNET_NATIVE_BENCH).
 "use strict";
+const { spawn } = require("node:child_process");
+const readline = require("node:readline");
 const { chromium } = require("playwright-core");
 
 const env = (k) => {
@@ -12,6 +15,36 @@ const env = (k) => {
   if (v === undefined) throw new Error(`${k} is not set (run through cargo xtask wasm --test)`);
   return v;
 };
+
+/** The native decode-speed process: one `MODEL|PROMPT|TOKENS` line in,
+ * one tokens/s line out (`cargo xtask wasm --native-bench`). */
+function nativeBench() {
+  const [cmd, ...args] = JSON.parse(env("BITNET_NATIVE_BENCH"));
+  const child = spawn(cmd, args, { cwd: env("BITNET_ROOT"), stdio: ["pipe", "pipe", "inherit"] });
+  const waiting = [];
+  const fail = (why) => {
+    while (waiting.length) waiting.shift().reject(new Error(`native bench: ${why}`));
+  };
+  readline.createInterface({ input: child.stdout }).on("line", (l) => {
+    const w = waiting.shift();
+    const v = Number(l);
+    if (!w) return;
+    if (Number.isFinite(v)) w.resolve(v);
+    else w.reject(new Error(`native bench said ${JSON.stringify(l)}`));
+  });
+  child.on("exit", (code) => fail(`exited (${code})`));
+  child.on("error", (e) => fail(e.message));
+  return {
+    run: (model, prompt, tokens) =>
+      new Promise((resolve, reject) => {
+        waiting.push({ resolve, reject });
+        child.stdin.write(`${model}|${prompt}|${tokens}\n`);
+      }),
+    close: () => child.stdin.end(),
+  };
+}
+
+const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 async function main() {
   const expectIds = env("BITNET_EXPECT_IDS").split(",").map(Number);
@@ -131,30 +164,50 @@ async function main() {
     await page.locator("#output").scrollIntoViewIfNeeded();
     await page.screenshot({ path: env("BITNET_SCREENSHOT"), fullPage: true });
 
-    // Decode speed, engine only (no per-token messages): one warm-up run
-    // (the browser compiles hot wasm in tiers), then the measured runs.
-    for (const line of env("BITNET_PERF_MODELS").split("\n")) {
-      const [url, prompt] = line.split("|");
-      await page.evaluate((u) => window.bitnetDemo.loadUrl(u), url);
-      await page.waitForFunction(() => ["loaded", "error"].includes(window.bitnetDemo.state), null, { timeout: 60000 });
-      const err = await page.evaluate(() => window.bitnetDemo.error);
-      if (err) throw new Error(err);
-      await page.fill("#prompt", prompt);
-      await page.fill("#maxTokens", env("BITNET_BENCH_TOKENS"));
-      await page.fill("#temperature", "0");
-      await page.uncheck("#stopAtEos");
-      const speeds = [];
-      for (let i = 0; i <= Number(env("BITNET_BENCH_RUNS")); i++) {
-        await page.evaluate(() => window.bitnetDemo.bench());
-        await page.waitForFunction(() => ["done", "error"].includes(window.bitnetDemo.state), null, { timeout: 120000 });
-        const b = await page.evaluate(() => window.bitnetDemo.lastBench);
-        if (!b) throw new Error(await page.evaluate(() => window.bitnetDemo.error));
-        if (i > 0) speeds.push(b.tokensPerSec);
+    // Decode speed, engine only (no per-token messages). Each browser run
+    // is followed by a native one, so load on this shared machine moves
+    // both sides of a pair alike; the first BITNET_BENCH_WARMUP pairs are
+    // not measured (V8 tiers hot wasm up from Liftoff to TurboFan in the
+    // background during the first runs), then the medians of the measured
+    // runs and of their per-pair ratios.
+    const native = nativeBench();
+    try {
+      const [warmup, runs] = [Number(env("BITNET_BENCH_WARMUP")), Number(env("BITNET_BENCH_RUNS"))];
+      for (const line of env("BITNET_PERF_MODELS").split("\n")) {
+        const [url, modelPath, prompt] = line.split("|");
+        await page.evaluate((u) => window.bitnetDemo.loadUrl(u), url);
+        await page.waitForFunction(() => ["loaded", "error"].includes(window.bitnetDemo.state), null, { timeout: 60000 });
+        const err = await page.evaluate(() => window.bitnetDemo.error);
+        if (err) throw new Error(err);
+        await page.fill("#prompt", prompt);
+        await page.fill("#maxTokens", env("BITNET_BENCH_TOKENS"));
+        await page.fill("#temperature", "0");
+        await page.uncheck("#stopAtEos");
+        const name = url.split("/").pop();
+        const [wasm, nat] = [[], []];
+        for (let i = 0; i < warmup + runs; i++) {
+          await page.evaluate(() => window.bitnetDemo.bench());
+          await page.waitForFunction(() => ["done", "error"].includes(window.bitnetDemo.state), null, { timeout: 120000 });
+          const b = await page.evaluate(() => window.bitnetDemo.lastBench);
+          if (!b) throw new Error(await page.evaluate(() => window.bitnetDemo.error));
+          const n = await native.run(modelPath, prompt, env("BITNET_BENCH_TOKENS"));
+          const tag = i < warmup ? "warm-up" : "measured";
+          console.log(
+            `bench ${name} run ${i + 1} (${tag}): wasm ${b.tokensPerSec.toFixed(1)}, native ${n.toFixed(1)}, ` +
+              `wasm/native ${((100 * b.tokensPerSec) / n).toFixed(1)}%`,
+          );
+          if (i >= warmup) {
+            wasm.push(b.tokensPerSec);
+            nat.push(n);
+          }
+        }
+        console.log(`wasm decode tokens/s ${name}: ${median(wasm).toFixed(1)}`);
+        console.log(`native decode tokens/s ${name}: ${median(nat).toFixed(1)}`);
+        const pairs = wasm.map((w, i) => (100 * w) / nat[i]);
+        console.log(`wasm/native per run, median ${name}: ${median(pairs).toFixed(1)}%`);
       }
-      speeds.sort((a, b) => a - b);
-      const name = url.split("/").pop();
-      console.log(`wasm decode tokens/s runs ${name}: ${speeds.map((s) => s.toFixed(1)).join(" ")}`);
-      console.log(`wasm decode tokens/s ${name}: ${speeds[Math.floor(speeds.length / 2)].toFixed(1)}`);
+    } finally {
+      native.close();
     }
   } finally {
     await browser.close();

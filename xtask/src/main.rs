@@ -173,9 +173,12 @@ enum Cmd {
         /// engine's, a screenshot in target/wasm-screenshot.png, decode speed.
         #[arg(long)]
         test: bool,
-        /// Print the native engine's side of --test (ids, text, speed).
+        /// Print the native engine's side of --test (ids, text).
         #[arg(long, hide = true)]
         native_reference: bool,
+        /// Answer --test's native decode-speed requests on stdin.
+        #[arg(long, hide = true)]
+        native_bench: bool,
     },
 }
 
@@ -249,7 +252,14 @@ fn main() -> ExitCode {
             port,
             test,
             native_reference,
-        } => wasm::wasm(serve, test, port, native_reference),
+            native_bench,
+        } => wasm::wasm(if native_reference {
+            wasm::Mode::NativeReference
+        } else if native_bench {
+            wasm::Mode::NativeBench
+        } else {
+            wasm::Mode::Build { serve, test, port }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -45,8 +45,13 @@ const ENGINE_BUILDS: [(&str, &str, &str); 2] = [
 const TEST_TOKENS: usize = 32;
 /// Tokens of each decode-speed run (browser and native).
 const BENCH_TOKENS: usize = 200;
-/// Decode-speed runs; the median is reported.
-const BENCH_RUNS: usize = 5;
+/// Unmeasured decode-speed runs before the measured ones, on both sides:
+/// V8 compiles hot wasm functions in tiers (Liftoff first, TurboFan in the
+/// background), so the first runs of a fresh page are slower; the native
+/// side gets as many (cold caches, page faults).
+const BENCH_WARMUP: usize = 3;
+/// Measured decode-speed runs on each side; the medians are reported.
+const BENCH_RUNS: usize = 7;
 /// The longest the test's server lives.
 const TEST_SERVER_LIFETIME: Duration = Duration::from_secs(300);
 /// playwright-core major version the driver is written against.
@@ -178,8 +183,7 @@ fn file_name(path: &str) -> Result<&str> {
         .ok_or_else(|| format!("{path} has no file name"))
 }
 
-/// Prints, one fact a line: the greedy ids and text of [`BUILTIN_MODEL`]
-/// and each [`PERF_MODELS`] entry's median native decode speed.
+/// Prints, one fact a line: the greedy ids and text of [`BUILTIN_MODEL`].
 fn print_native_reference() -> Result<()> {
     let root = root();
     let bytes = std::fs::read(root.join(BUILTIN_MODEL)).map_err(|e| e.to_string())?;
@@ -187,12 +191,41 @@ fn print_native_reference() -> Result<()> {
     let ids: Vec<String> = r.ids.iter().map(u32::to_string).collect();
     println!("ids {}", ids.join(","));
     println!("text {}", escape(&r.text));
-    for (path, prompt) in PERF_MODELS {
-        let bytes = std::fs::read(root.join(path)).map_err(|e| format!("{path}: {e}"))?;
-        let speeds = (0..BENCH_RUNS)
-            .map(|_| native_greedy(&bytes, prompt, BENCH_TOKENS).map(|r| r.tokens_per_sec))
-            .collect::<Result<Vec<_>>>()?;
-        println!("speed {} {:.1}", file_name(path)?, median(speeds));
+    Ok(())
+}
+
+/// The native side of the decode-speed comparison, as a process the browser
+/// driver keeps for the whole test so that each native run sits next to a
+/// browser run: reads `MODEL|PROMPT|TOKENS` lines (`MODEL` relative to the
+/// workspace root) and answers each with one greedy run's decode tokens/s.
+fn native_bench_server() -> Result<()> {
+    use std::io::{BufRead, Write};
+    let root = root();
+    let mut models: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut out = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|e| format!("stdin: {e}"))?;
+        let mut f = line.splitn(3, '|');
+        let (Some(path), Some(prompt), Some(tokens)) = (f.next(), f.next(), f.next()) else {
+            return Err(format!(
+                "native bench: expected MODEL|PROMPT|TOKENS, got {line:?}"
+            ));
+        };
+        let tokens: usize = tokens
+            .parse()
+            .map_err(|e| format!("native bench: tokens {tokens:?}: {e}"))?;
+        if !models.iter().any(|(p, _)| p == path) {
+            let bytes = std::fs::read(root.join(path)).map_err(|e| format!("{path}: {e}"))?;
+            models.push((path.to_string(), bytes));
+        }
+        let bytes = models
+            .iter()
+            .find_map(|(p, b)| (p == path).then_some(b))
+            .ok_or("unreachable: the model was just read")?;
+        let r = native_greedy(bytes, prompt, tokens)?;
+        writeln!(out, "{:.1}", r.tokens_per_sec)
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("stdout: {e}"))?;
     }
     Ok(())
 }
@@ -215,12 +248,32 @@ fn unescape(s: &str) -> String {
     out
 }
 
-/// `cargo xtask wasm [--serve] [--test]`; `native_reference` prints the
-/// native side of the test instead (run by `--test` in a release build).
-pub fn wasm(serve: bool, test: bool, port: u16, native_reference: bool) -> Result<()> {
-    if native_reference {
-        return print_native_reference();
-    }
+/// What `cargo xtask wasm` does: build (and `--serve` / `--test`), or one
+/// of the native sides of `--test`, run by it in a release build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Build the page, then serve and/or test it.
+    Build {
+        /// Serve it on 127.0.0.1 until interrupted.
+        serve: bool,
+        /// Test it in headless Chromium.
+        test: bool,
+        /// Port for `serve`.
+        port: u16,
+    },
+    /// Print the native greedy ids and text ([`print_native_reference`]).
+    NativeReference,
+    /// Answer decode-speed requests ([`native_bench_server`]).
+    NativeBench,
+}
+
+/// `cargo xtask wasm [--serve] [--test]`.
+pub fn wasm(mode: Mode) -> Result<()> {
+    let (serve, test, port) = match mode {
+        Mode::NativeReference => return print_native_reference(),
+        Mode::NativeBench => return native_bench_server(),
+        Mode::Build { serve, test, port } => (serve, test, port),
+    };
     let out = build()?;
     if test {
         browser_test(&out)?;
@@ -271,11 +324,6 @@ fn native_greedy(bytes: &[u8], prompt: &str, n: usize) -> Result<NativeRun> {
         ids,
         text,
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Installs Debian's chromium when missing (idempotent).
@@ -330,12 +378,6 @@ fn browser_test(out: &Path) -> Result<()> {
     };
     let ids = field("ids ")?.to_string();
     let text = unescape(field("text ")?);
-    let native_speed: Vec<(String, f64)> = native
-        .lines()
-        .filter_map(|l| l.strip_prefix("speed "))
-        .filter_map(|l| l.split_once(' '))
-        .filter_map(|(n, v)| Some((n.to_string(), v.parse().ok()?)))
-        .collect();
     ensure_chromium()?;
     let modules = ensure_playwright(&root)?;
 
@@ -350,8 +392,23 @@ fn browser_test(out: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(&profile);
     let perf: Vec<String> = PERF_MODELS
         .iter()
-        .map(|(p, prompt)| Ok(format!("models/{}|{prompt}", file_name(p)?)))
+        .map(|(p, prompt)| Ok(format!("models/{}|{p}|{prompt}", file_name(p)?)))
         .collect::<Result<_>>()?;
+    // The driver starts this once and interleaves its runs with the
+    // browser's (release build, as for the reference above).
+    let native_bench = [
+        "cargo",
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "xtask",
+        "--",
+        "wasm",
+        "--native-bench",
+    ]
+    .map(|a| format!("{a:?}"))
+    .join(",");
     let output = Command::new("node")
         .arg(root.join("wasm/tests/browser.cjs"))
         .env("NODE_PATH", &modules)
@@ -363,7 +420,10 @@ fn browser_test(out: &Path) -> Result<()> {
         .env("BITNET_EXPECT_IDS", &ids)
         .env("BITNET_EXPECT_TEXT", &text)
         .env("BITNET_PERF_MODELS", perf.join("\n"))
+        .env("BITNET_ROOT", &root)
+        .env("BITNET_NATIVE_BENCH", format!("[{native_bench}]"))
         .env("BITNET_BENCH_TOKENS", BENCH_TOKENS.to_string())
+        .env("BITNET_BENCH_WARMUP", BENCH_WARMUP.to_string())
         .env("BITNET_BENCH_RUNS", BENCH_RUNS.to_string())
         .output()
         .map_err(|e| format!("node: {e}"))?;
@@ -374,16 +434,28 @@ fn browser_test(out: &Path) -> Result<()> {
     if !output.status.success() {
         return Err(format!("browser test failed ({})", output.status));
     }
-    println!("decode tokens/s, one thread, median of {BENCH_RUNS} x {BENCH_TOKENS} greedy tokens:");
-    for (name, native_tps) in &native_speed {
-        let key = format!("wasm decode tokens/s {name}: ");
-        let wasm_tps = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(key.as_str()))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .ok_or_else(|| format!("the driver reported no decode speed for {name}"))?;
+    println!(
+        "decode tokens/s, one thread, {BENCH_TOKENS} greedy tokens a run, \
+         {BENCH_WARMUP} warm-up + {BENCH_RUNS} measured runs a side, interleaved:"
+    );
+    for (path, _) in PERF_MODELS {
+        let name = file_name(path)?;
+        let value = |what: &str| {
+            let key = format!("{what} {name}: ");
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(key.as_str()))
+                .and_then(|v| v.trim().trim_end_matches('%').parse::<f64>().ok())
+                .ok_or_else(|| format!("the driver reported no {what} for {name}"))
+        };
+        let (wasm_tps, native_tps) = (
+            value("wasm decode tokens/s")?,
+            value("native decode tokens/s")?,
+        );
+        let pairs = value("wasm/native per run, median")?;
         println!(
-            "  {name}: wasm {wasm_tps:.1}, native {native_tps:.1}, wasm/native {:.0}%",
+            "  {name}: wasm {wasm_tps:.1}, native {native_tps:.1} (medians), \
+             wasm/native {:.0}%; median of the per-run ratios {pairs:.0}%",
             100.0 * wasm_tps / native_tps
         );
     }

@@ -63,6 +63,11 @@ mod detect;
 mod neon;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) use simd128::{
+    attention_scores as attention_scores_simd128, max_of as max_of_simd128,
+    relu_squared_mul as relu_squared_mul_simd128,
+};
 
 /// Stable kernel ids, as recorded in receipts.
 pub mod ids {
@@ -876,11 +881,7 @@ const PREFETCH_BYTES: usize = 1024;
 
 /// `sum q` of one token, the I2_S kernels' correction term
 /// (`|sum| <= 128 * I2S_MAX_K` fits an i32).
-#[cfg(any(
-    target_arch = "x86_64",
-    target_arch = "aarch64",
-    all(target_arch = "wasm32", target_feature = "simd128")
-))]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn sum_i8(q: &[i8]) -> i32 {
     q.iter().map(|&v| i32::from(v)).sum()
 }

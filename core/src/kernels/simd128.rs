@@ -1,6 +1,7 @@
 //! wasm32 simd128 kernels: I2_S GEMV/GEMM and activation quantization,
-//! TQ2_0 and TQ1_0 x Q8_K, the F16 LM head and the int8 LM head. Each reproduces the
-//! portable kernel exactly (module docs of [`super`]); compiled only when
+//! TQ2_0 and TQ1_0 x Q8_K, the F16 LM head, the int8 LM head and the
+//! decode step's attention scores. Each reproduces the portable kernel
+//! exactly (module docs of [`super`]); compiled only when
 //! the build enables `simd128` (a compile-time choice: wasm has no runtime
 //! detection).
 //!
@@ -8,9 +9,9 @@
 //! each 16-byte half of a block gives four 16-code vectors by shifts, which
 //! meet contiguous runs of activations. Four rows share each activation
 //! load. Products of the codes (<= 2) and the int8 activations go through
-//! `i16x8.extmul_{low,high}_i8x16` (pairs |.| <= 512, a block's 8 pairs
-//! <= 4096 fit i16 lanes) and one `i32x4.extadd_pairwise_i16x8` per block;
-//! `sum q` is subtracted once. A build that also enables `relaxed-simd`
+//! `i16x8.extmul_{low,high}_i8x16` (pairs |.| <= 512, so the 64 pairs of
+//! 8 blocks fit i16 lanes) and one `i32x4.extadd_pairwise_i16x8` per 8
+//! blocks; `sum q` is subtracted once. A build that also enables `relaxed-simd`
 //! multiplies the I2_S codes with `i16x8.relaxed_dot_i8x16_i7x16_s` instead
 //! ([`mul_codes`]; same integers, about half the instructions) and reports
 //! the `*_simd128_relaxed` kernel ids.
@@ -18,12 +19,16 @@
 //! Byte-wise shifts use the 16-bit lane shift: every shift here is followed
 //! by a mask that keeps only bits that came from the same byte, and the
 //! 16-bit shift is one instruction on x86 where the 8-bit one is several.
+//!
+//! V8 (Chromium, Node) gives wasm 16 vector registers on x86-64 and
+//! rematerializes constants or spills sums inside a loop that needs more,
+//! or that holds a call: the inner loops here keep their live vectors
+//! below that and their rare paths (f16 infinities and NaNs) outside.
 
 use core::arch::wasm32::*;
 
 use half::f16;
 
-use super::sum_i8;
 use crate::quant::q8_k::BlockQ8K;
 use crate::quant::tq1_0::BlockTq1_0;
 use crate::quant::tq2_0::BlockTq2_0;
@@ -69,12 +74,14 @@ fn codes_at(b: v128, shift: u32) -> v128 {
     v128_and(u16x8_shr(b, shift), u8x16_splat(3))
 }
 
-/// I2_S code-3 fix (every 2-bit field `11` becomes `01`).
+/// I2_S code-3 fix (every 2-bit field `11` becomes `01`): the high bit of
+/// a field is cleared where the low bit, shifted up one, is set too. The
+/// 16-bit shift moves bit 7 of a byte into bit 0 of the next, which the
+/// `0xaa` mask (high bits of fields only) drops.
 #[inline]
 #[target_feature(enable = "simd128")]
 fn fix_code3(b: v128) -> v128 {
-    let both = v128_and(v128_and(b, u16x8_shr(b, 1)), u8x16_splat(0x55));
-    v128_xor(b, u8x16_add(both, both))
+    v128_xor(b, v128_and(v128_and(b, i16x8_shl(b, 1)), u8x16_splat(0xaa)))
 }
 
 /// `sum` over the 16 lanes of `c * a` as 8 i16 lanes (`c`, `a` i8).
@@ -114,6 +121,12 @@ fn hsum_i32(v: v128) -> i32 {
         + i32x4_extract_lane::<3>(v)
 }
 
+/// I2_S blocks whose products an i16 lane sums before it is widened: a
+/// block adds 8 pair sums to each lane, each in -512..=508 (codes 0..=2
+/// after [`fix_code3`], activations -128..=127), so 8 blocks stay within
+/// -32768..=32512.
+const I2S_I16_BLOCKS: usize = 8;
+
 /// `sum c*q` of `N` I2_S rows (each `q.len() / 4` bytes) with one token
 /// (exact in i32).
 #[inline]
@@ -123,21 +136,38 @@ fn i2s_rows<const N: usize>(rows: [&[u8]; N], q: &[i8]) -> [i32; N] {
     let (qs, _) = q.as_chunks::<16>();
     // Block b: halves at bytes 32b, 32b + 16; activation chunk of group j,
     // half h is 8b + 2j + h.
-    for (b, qb) in qs.chunks_exact(8).enumerate() {
-        let a: [v128; 8] = core::array::from_fn(|i| load16(&qb[i]));
-        for (acc, row) in acc.iter_mut().zip(rows) {
-            let mut p = i16x8_splat(0);
+    for (g, qg) in qs.chunks(8 * I2S_I16_BLOCKS).enumerate() {
+        let mut p = [i16x8_splat(0); N];
+        for (i, qb) in qg.chunks_exact(8).enumerate() {
+            let b = g * I2S_I16_BLOCKS + i;
             for h in 0..2 {
-                let v = fix_code3(load_at(row, 32 * b + 16 * h));
-                for j in 0..4 {
-                    let c = codes_at(v, 6 - 2 * j as u32);
-                    p = i16x8_add(p, mul_codes(c, a[2 * j + h]));
+                let a: [v128; 4] = core::array::from_fn(|j| load16(&qb[2 * j + h]));
+                for (p, row) in p.iter_mut().zip(rows) {
+                    let v = fix_code3(load_at(row, 32 * b + 16 * h));
+                    for (j, &aj) in a.iter().enumerate() {
+                        *p = i16x8_add(*p, mul_codes(codes_at(v, 6 - 2 * j as u32), aj));
+                    }
                 }
             }
+        }
+        for (acc, p) in acc.iter_mut().zip(p) {
             *acc = i32x4_add(*acc, i32x4_extadd_pairwise_i16x8(p));
         }
     }
     acc.map(|v| hsum_i32(v))
+}
+
+/// `sum q` of one token (the I2_S correction term), 16 at a time.
+#[inline]
+#[target_feature(enable = "simd128")]
+fn sum_i8(q: &[i8]) -> i32 {
+    let (qc, qt) = q.as_chunks::<16>();
+    let mut acc = i32x4_splat(0);
+    for c in qc {
+        let pairs = i16x8_extadd_pairwise_i8x16(load16(c));
+        acc = i32x4_add(acc, i32x4_extadd_pairwise_i16x8(pairs));
+    }
+    hsum_i32(acc) + qt.iter().map(|&v| i32::from(v)).sum::<i32>()
 }
 
 /// I2_S GEMM: `w` holds `out.len() / batch` rows of `row_bytes` bytes, `q`
@@ -312,6 +342,29 @@ pub(super) unsafe fn tq1_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], ou
     }
 }
 
+/// The constants of [`f16x8_to_f32`], made once per GEMV and hidden from
+/// LLVM ([`core::hint::black_box`]): as `v128.const` in a loop, V8 built
+/// each again in every iteration (three instructions apiece).
+#[derive(Clone, Copy)]
+struct F16Consts {
+    /// Sign and exponent/mantissa bits after the shift: `0x8fff_e000`.
+    mask: v128,
+    /// 2^112, the exponent bias difference.
+    scale: v128,
+}
+
+impl F16Consts {
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn new() -> Self {
+        let [mask, scale] = core::hint::black_box([
+            i32x4_splat(0x8fff_e000_u32 as i32),
+            f32x4_splat(f32::from_bits((127 + 112) << 23)),
+        ]);
+        Self { mask, scale }
+    }
+}
+
 /// Eight f16 values (`h`, little-endian bits) as two f32x4, exactly as
 /// `f16::to_f32`: the bits land in the top half of 32-bit lanes; an
 /// arithmetic shift by 3 and a mask give the f32 with the sign in place and
@@ -320,11 +373,9 @@ pub(super) unsafe fn tq1_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], ou
 /// only values this would get wrong) to [`f16x8_to_f32_slow`].
 #[inline]
 #[target_feature(enable = "simd128")]
-fn f16x8_to_f32(h: v128) -> [v128; 2] {
+fn f16x8_to_f32(h: v128, k: F16Consts) -> [v128; 2] {
     let zero = i16x8_splat(0);
-    let scale = f32x4_splat(f32::from_bits((127 + 112) << 23));
-    let mask = i32x4_splat(0x8fff_e000_u32 as i32);
-    let cvt = |hi: v128| f32x4_mul(v128_and(i32x4_shr(hi, 3), mask), scale);
+    let cvt = |hi: v128| f32x4_mul(v128_and(i32x4_shr(hi, 3), k.mask), k.scale);
     [
         cvt(i16x8_shuffle::<8, 0, 9, 1, 10, 2, 11, 3>(h, zero)),
         cvt(i16x8_shuffle::<12, 4, 13, 5, 14, 6, 15, 7>(h, zero)),
@@ -342,47 +393,133 @@ fn f16x8_to_f32_slow(b: &[u8]) -> [v128; 2] {
     [load_f32(&f, 0), load_f32(&f, 4)]
 }
 
+/// F16 weight rows that share each activation load in [`f16_gemv`]: two
+/// rows keep four independent sums in flight, and their accumulators,
+/// activations and constants stay within the 16 vector registers V8 has
+/// on x86-64 (four rows measured no faster).
+const F16_ROWS: usize = 2;
+
+/// The 8 lanes of one [`f16_gemv`] row's two accumulators.
+#[inline]
+#[target_feature(enable = "simd128")]
+fn f16_lanes(a: [v128; 2]) -> [f32; 8] {
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: `lanes` is 8 writable f32 (32 bytes); unaligned stores.
+    unsafe {
+        v128_store(lanes.as_mut_ptr().cast(), a[0]);
+        v128_store(lanes.as_mut_ptr().add(4).cast(), a[1]);
+    }
+    lanes
+}
+
+/// The end of one [`f16_gemv`] row: its `lanes` (lane `i % 8` of the
+/// vector part), the tail (`rt` weights, `xt` activations) added to lanes
+/// 0.. element by element, then the halving reduction.
+#[inline]
+#[target_feature(enable = "simd128")]
+fn f16_row_end(mut lanes: [f32; 8], rt: &[u8], xt: &[f32]) -> f32 {
+    for (a, (we, &xv)) in lanes.iter_mut().zip(rt.chunks_exact(2).zip(xt)) {
+        *a += f16::from_bits(u16::from_le_bytes([we[0], we[1]])).to_f32() * xv;
+    }
+    for half in [4, 2, 1] {
+        for l in 0..half {
+            lanes[l] += lanes[l + half];
+        }
+    }
+    lanes[0]
+}
+
+/// `N` rows of [`f16_gemv`] through [`f16x8_to_f32`] alone, or `None` when
+/// the vector part of one of them holds an infinity or NaN (the largest
+/// `|h|` seen is kept, so the loop has no branch; V8 spilled the sums of
+/// the loop that tested each vector).
+#[inline]
+#[target_feature(enable = "simd128")]
+fn f16_rows<const N: usize>(rows: [&[u8]; N], x: &[f32], k: F16Consts) -> Option<[f32; N]> {
+    let (xc, xt) = x.as_chunks::<8>();
+    let chunks = rows.map(|r| &r.as_chunks::<16>().0[..xc.len()]);
+    // The largest `h << 1` (the sign shifted out): an infinity or NaN is
+    // at least 0xf800.
+    let mut top = u16x8_splat(0);
+    let mut acc = [[f32x4_splat(0.0); 2]; N];
+    for (i, xv) in xc.iter().enumerate() {
+        let (x0, x1) = (load_f32(xv, 0), load_f32(xv, 4));
+        for (a, c) in acc.iter_mut().zip(&chunks) {
+            let h = load16(&c[i]);
+            top = u16x8_max(top, i16x8_shl(h, 1));
+            let [w0, w1] = f16x8_to_f32(h, k);
+            a[0] = f32x4_add(a[0], f32x4_mul(w0, x0));
+            a[1] = f32x4_add(a[1], f32x4_mul(w1, x1));
+        }
+    }
+    if v128_any_true(u16x8_ge(top, u16x8_splat(0xf800))) {
+        return None;
+    }
+    // Every row's sums go to memory before any tail: the tail's f16
+    // conversion is a call, and V8 spills in the loop whatever vector is
+    // live across a call after it (about 40 % slower).
+    let lanes = acc.map(|a| f16_lanes(a));
+    let done = 16 * xc.len();
+    Some(core::array::from_fn(|r| {
+        f16_row_end(lanes[r], &rows[r][done..], xt)
+    }))
+}
+
+/// One row of [`f16_gemv`] that holds an infinity or NaN: each vector is
+/// tested and the special ones converted element by element.
+#[cold]
+#[target_feature(enable = "simd128")]
+fn f16_row_special(row: &[u8], x: &[f32], k: F16Consts) -> f32 {
+    let (xc, xt) = x.as_chunks::<8>();
+    let (rc, rt) = row.as_chunks::<16>();
+    let (inf, abs) = (u16x8_splat(0x7c00), u16x8_splat(0x7fff));
+    let mut a = [f32x4_splat(0.0); 2];
+    for (wb, xv) in rc.iter().zip(xc) {
+        let h = load16(wb);
+        let [w0, w1] = if v128_any_true(u16x8_ge(v128_and(h, abs), inf)) {
+            f16x8_to_f32_slow(wb)
+        } else {
+            f16x8_to_f32(h, k)
+        };
+        a[0] = f32x4_add(a[0], f32x4_mul(w0, load_f32(xv, 0)));
+        a[1] = f32x4_add(a[1], f32x4_mul(w1, load_f32(xv, 4)));
+    }
+    f16_row_end(f16_lanes(a), rt, xt)
+}
+
 /// F16 x f32 GEMV, bit-identical to [`crate::quant::f16::dot_f16_f32`] per
 /// row: element `i`'s product `w_i * x_i` (f32, not fused) is added to lane
 /// `i % 8` (two f32x4 accumulators), the tail goes to lanes 0.. in the
-/// same way, then the halving reduction.
+/// same way, then the halving reduction. [`F16_ROWS`] rows at a time share
+/// the activation loads; a row with an infinity or NaN is computed again
+/// by [`f16_row_special`].
 ///
 /// # Safety
 /// The build must enable simd128; `row_bytes == 2 * x.len()`,
 /// `w.len() == out.len() * row_bytes` (checked by the dispatch).
 #[target_feature(enable = "simd128")]
 pub(super) unsafe fn f16_gemv(w: &[u8], row_bytes: usize, x: &[f32], out: &mut [f32]) {
-    let (xc, xt) = x.as_chunks::<8>();
-    let inf = u16x8_splat(0x7c00);
-    let abs = u16x8_splat(0x7fff);
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
-        let (rc, rt) = row.as_chunks::<16>();
-        let (mut a0, mut a1) = (f32x4_splat(0.0), f32x4_splat(0.0));
-        for (wb, xv) in rc.iter().zip(xc) {
-            let h = load16(wb);
-            let [w0, w1] = if v128_any_true(u16x8_ge(v128_and(h, abs), inf)) {
-                f16x8_to_f32_slow(wb)
-            } else {
-                f16x8_to_f32(h)
-            };
-            a0 = f32x4_add(a0, f32x4_mul(w0, load_f32(xv, 0)));
-            a1 = f32x4_add(a1, f32x4_mul(w1, load_f32(xv, 4)));
-        }
-        let mut acc = [0.0f32; 8];
-        // SAFETY: `acc` is 8 writable f32 (32 bytes); unaligned stores.
-        unsafe {
-            v128_store(acc.as_mut_ptr().cast(), a0);
-            v128_store(acc.as_mut_ptr().add(4).cast(), a1);
-        }
-        for (a, (we, &xv)) in acc.iter_mut().zip(rt.chunks_exact(2).zip(xt)) {
-            *a += f16::from_bits(u16::from_le_bytes([we[0], we[1]])).to_f32() * xv;
-        }
-        for half in [4, 2, 1] {
-            for l in 0..half {
-                acc[l] += acc[l + half];
+    let k = F16Consts::new();
+    let mut groups = w.chunks_exact(F16_ROWS * row_bytes);
+    let mut outs = out.chunks_exact_mut(F16_ROWS);
+    for (wg, og) in (&mut groups).zip(&mut outs) {
+        let rows: [&[u8]; F16_ROWS] =
+            core::array::from_fn(|r| &wg[r * row_bytes..(r + 1) * row_bytes]);
+        match f16_rows(rows, x, k) {
+            Some(v) => og.copy_from_slice(&v),
+            None => {
+                for (o, row) in og.iter_mut().zip(rows) {
+                    *o = f16_row_special(row, x, k);
+                }
             }
         }
-        *o = acc[0];
+    }
+    let rest = groups.remainder().chunks_exact(row_bytes);
+    for (o, row) in outs.into_remainder().iter_mut().zip(rest) {
+        *o = match f16_rows([row], x, k) {
+            Some([v]) => v,
+            None => f16_row_special(row, x, k),
+        };
     }
 }
 
@@ -408,5 +545,155 @@ pub(super) unsafe fn q8_head_gemv(w: &[i8], k: usize, q: &[i8], out: &mut [i32])
             .map(|(&a, &b)| i32::from(a) * i32::from(b))
             .sum();
         *o = hsum_i32(acc) + tail;
+    }
+}
+
+/// Keys scored together by [`attention_scores`]: two groups of four, each
+/// group one f32x4 of sums.
+const SCORE_KEYS: usize = 8;
+
+/// Attention scores of one query, bit-identical to the portable loop
+/// (`model::attention::scores`): `out[t] = dot(q, key t) * scale`, each
+/// dot one sum over `d` in index order started from zero, with key `t` at
+/// `keys[t * stride..][..q.len()]`. Four keys share an f32x4 (one lane
+/// each), so every lane's operations are the portable ones; the keys'
+/// elements reach the lanes by 4x4 transposes of contiguous loads
+/// (`i32x4.shuffle` patterns V8 emits as one unpack each) where LLVM's
+/// own vectorization of the portable loop gathered them one lane at a time.
+/// Keys past the last full group of [`SCORE_KEYS`], and the last
+/// `q.len() % 4` elements, go element by element in the same order.
+///
+/// # Safety
+/// The build must enable simd128 (this module only exists then). Slices
+/// are indexed with bounds checks: `keys` must hold every key
+/// (`(out.len() - 1) * stride + q.len()` values) or this panics.
+#[inline]
+#[target_feature(enable = "simd128")]
+pub(crate) unsafe fn attention_scores(
+    q: &[f32],
+    keys: &[f32],
+    stride: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let hd = q.len();
+    let (q4, qt) = q.as_chunks::<4>();
+    let done = 4 * q4.len();
+    let scale_v = f32x4_splat(scale);
+    let mut groups = out.chunks_exact_mut(SCORE_KEYS);
+    let mut t0 = 0;
+    for o in &mut groups {
+        let rows: [&[f32]; SCORE_KEYS] =
+            core::array::from_fn(|j| &keys[(t0 + j) * stride..(t0 + j) * stride + hd]);
+        let mut acc = [f32x4_splat(0.0); 2];
+        for (i, qv) in q4.iter().enumerate() {
+            for (g, a) in acc.iter_mut().enumerate() {
+                let r: [v128; 4] = core::array::from_fn(|j| load_f32(rows[4 * g + j], 4 * i));
+                // Lane j of column k: key 4g + j, element 4i + k.
+                let lo01 = i32x4_shuffle::<0, 4, 1, 5>(r[0], r[1]);
+                let lo23 = i32x4_shuffle::<0, 4, 1, 5>(r[2], r[3]);
+                let hi01 = i32x4_shuffle::<2, 6, 3, 7>(r[0], r[1]);
+                let hi23 = i32x4_shuffle::<2, 6, 3, 7>(r[2], r[3]);
+                let cols = [
+                    i64x2_shuffle::<0, 2>(lo01, lo23),
+                    i64x2_shuffle::<1, 3>(lo01, lo23),
+                    i64x2_shuffle::<0, 2>(hi01, hi23),
+                    i64x2_shuffle::<1, 3>(hi01, hi23),
+                ];
+                for (&qd, col) in qv.iter().zip(cols) {
+                    *a = f32x4_add(*a, f32x4_mul(f32x4_splat(qd), col));
+                }
+            }
+        }
+        for (d, &qd) in (done..).zip(qt) {
+            for (g, a) in acc.iter_mut().enumerate() {
+                let col = f32x4(
+                    rows[4 * g][d],
+                    rows[4 * g + 1][d],
+                    rows[4 * g + 2][d],
+                    rows[4 * g + 3][d],
+                );
+                *a = f32x4_add(*a, f32x4_mul(f32x4_splat(qd), col));
+            }
+        }
+        let [lo, hi] = acc.map(|a| f32x4_mul(a, scale_v));
+        // SAFETY: `o` is SCORE_KEYS = 8 writable f32; unaligned stores.
+        unsafe {
+            v128_store(o.as_mut_ptr().cast(), lo);
+            v128_store(o.as_mut_ptr().add(4).cast(), hi);
+        }
+        t0 += SCORE_KEYS;
+    }
+    for (t, o) in (t0..).zip(groups.into_remainder()) {
+        let mut s = 0.0f32;
+        for (&qd, &kd) in q.iter().zip(&keys[t * stride..t * stride + hd]) {
+            s += qd * kd;
+        }
+        *o = s * scale;
+    }
+}
+
+/// The largest value of `x` by `f32x4.pmax` (`m < v ? v : m`), for
+/// softmax: without NaNs the max (of two zeros either, as with
+/// `f32::max`); with NaNs, NaNs are skipped in a build without
+/// relaxed-simd, while in one with it LLVM turns `pmax` (and any compare
+/// and select) into `f32x4.relaxed_max`, whose NaN result the engine
+/// chooses (V8 on x86-64 may return the NaN). Softmax cannot tell: a NaN
+/// input makes every output NaN either way. (`f32::max` is a call to
+/// libm's `fmaxf` per element on wasm, which has no IEEE maxNum.)
+///
+/// # Safety
+/// The build must enable simd128 (this module only exists then).
+#[inline]
+#[target_feature(enable = "simd128")]
+pub(crate) unsafe fn max_of(x: &[f32]) -> f32 {
+    let (chunks, tail) = x.as_chunks::<8>();
+    let mut m = [f32x4_splat(f32::NEG_INFINITY); 2];
+    for c in chunks {
+        m[0] = f32x4_pmax(m[0], load_f32(c, 0));
+        m[1] = f32x4_pmax(m[1], load_f32(c, 4));
+    }
+    let lanes = f32x4_pmax(m[0], m[1]);
+    let lanes = [
+        f32x4_extract_lane::<0>(lanes),
+        f32x4_extract_lane::<1>(lanes),
+        f32x4_extract_lane::<2>(lanes),
+        f32x4_extract_lane::<3>(lanes),
+    ];
+    let mut best = f32::NEG_INFINITY;
+    for v in lanes.into_iter().chain(tail.iter().copied()) {
+        if v > best {
+            best = v;
+        }
+    }
+    best
+}
+
+/// BitNet's FFN gate, `g = max(g, 0)^2 * u` element by element, as the
+/// portable `g.max(0.0)` then `r * r * u` (NaN -> 0; a zero's sign cannot
+/// show after squaring): `f32x4.pmax(0, g)`, then NaN lanes cleared by
+/// `g == g`, since in a relaxed-simd build `pmax` becomes `relaxed_max`
+/// (see [`max_of`]), which may pass a NaN.
+///
+/// # Safety
+/// The build must enable simd128 (this module only exists then);
+/// `g.len() == u.len()` (else the shorter length is used).
+#[inline]
+#[target_feature(enable = "simd128")]
+pub(crate) unsafe fn relu_squared_mul(g: &mut [f32], u: &[f32]) {
+    let n = g.len().min(u.len());
+    let (g4, gt) = g[..n].as_chunks_mut::<4>();
+    let (u4, ut) = u[..n].as_chunks::<4>();
+    let zero = f32x4_splat(0.0);
+    for (gc, uc) in g4.iter_mut().zip(u4) {
+        let gv = load_f32(gc, 0);
+        let r = v128_and(f32x4_pmax(zero, gv), f32x4_eq(gv, gv));
+        let v = f32x4_mul(f32x4_mul(r, r), load_f32(uc, 0));
+        // SAFETY: `gc` is 4 writable f32; unaligned store.
+        unsafe { v128_store(gc.as_mut_ptr().cast(), v) };
+    }
+    for (gv, &uv) in gt.iter_mut().zip(ut) {
+        let r = if *gv > 0.0 { *gv } else { 0.0 };
+        *gv = r * r * uv;
     }
 }

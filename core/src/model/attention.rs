@@ -84,6 +84,25 @@ fn head(
     sc: &mut [f32],
     out: &mut [f32],
 ) {
+    head_scored(scores, h, q, keys, values, nb, pos, s, sc, out);
+}
+
+/// [`head`] with one query's scores computed by `score` (same arguments
+/// and bits as [`scores`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn head_scored(
+    score: impl Fn(&[f32], &[f32], usize, f32, &mut [f32]),
+    h: usize,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    nb: usize,
+    pos: usize,
+    s: &AttnShape,
+    sc: &mut [f32],
+    out: &mut [f32],
+) {
     let hd = s.head_dim;
     let kvh = (h / s.group) * hd;
     if nb > 1 {
@@ -92,7 +111,7 @@ fn head(
     }
     let n_seen = pos + 1;
     let sc = &mut sc[..n_seen];
-    scores(
+    score(
         &q[h * hd..(h + 1) * hd],
         &keys[kvh..],
         s.kv_dim,
@@ -104,7 +123,13 @@ fn head(
 }
 
 /// Head-dimension elements accumulated in registers by [`weigh_values`].
+#[cfg(not(target_arch = "wasm32"))]
 const VALUE_CHUNK: usize = 64;
+/// Head-dimension elements accumulated in registers by [`weigh_values`]:
+/// fewer on wasm, where V8 has 16 vector registers on x86-64 and spilled
+/// the 16 f32x4 sums of 64 elements at every key.
+#[cfg(target_arch = "wasm32")]
+const VALUE_CHUNK: usize = 16;
 
 /// `o = sum_t p[t] * v[t]` over the head's values, in key order (each
 /// output element its own sum, so SIMD across `o` keeps the order).
@@ -260,7 +285,9 @@ type HeadFn = fn(usize, &[f32], &[f32], &[f32], usize, usize, &AttnShape, &mut [
 /// [`head`] compiled for `isa`: the same source, so the same operations in
 /// the same order (no FMA contraction, no reassociation), only with wider
 /// vectors across independent lanes (queries in the scores, the head
-/// dimension in the values).
+/// dimension in the values). On wasm simd128 the decode scores come from
+/// a kernel written with intrinsics instead ([`head_simd128`]), with the
+/// same operations per key.
 fn head_for(isa: Isa) -> HeadFn {
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -274,8 +301,46 @@ fn head_for(isa: Isa) -> HeadFn {
             // SAFETY: an Avx2 platform is only built when AVX2 was detected.
             unsafe { head_avx2(h, q, k, v, nb, pos, s, sc, o) }
         },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => head_simd128,
         _ => head,
     }
+}
+
+/// Head dimensions from which [`head_simd128`] scores with the kernel:
+/// below, its per-key setup costs more than its transposes save
+/// (stories260K, head_dim 8, was about 10 % slower in attention with it).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+const SIMD128_SCORES_MIN_DIM: usize = 32;
+
+/// [`head`] with the decode scores of the simd128 kernel
+/// ([`crate::kernels::attention_scores_simd128`], the same bits as
+/// [`scores`]) from [`SIMD128_SCORES_MIN_DIM`] on: LLVM vectorizes the
+/// portable loop for simd128 by loading each key element into its lane
+/// separately.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[allow(clippy::too_many_arguments)]
+fn head_simd128(
+    h: usize,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    nb: usize,
+    pos: usize,
+    s: &AttnShape,
+    sc: &mut [f32],
+    out: &mut [f32],
+) {
+    if s.head_dim < SIMD128_SCORES_MIN_DIM {
+        head(h, q, keys, values, nb, pos, s, sc, out);
+        return;
+    }
+    let score = |q: &[f32], k: &[f32], stride: usize, scale: f32, o: &mut [f32]| {
+        // SAFETY: this build enables simd128 (the cfg above), and `k`
+        // holds every key `o` asks for, as for the portable `scores`.
+        unsafe { crate::kernels::attention_scores_simd128(q, k, stride, scale, o) }
+    };
+    head_scored(score, h, q, keys, values, nb, pos, s, sc, out);
 }
 
 /// Defines `$name`: [`head`] built with the target features `$features`.
@@ -348,11 +413,15 @@ mod tests {
         let mut rng = crate::sample::Rng::new(3);
         let mut fill =
             |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_gaussian() as f32).collect() };
+        // Head dims below and above SIMD128_SCORES_MIN_DIM, with and
+        // without a tail of head_dim % 4.
         let shapes = [
             (4usize, 2usize, 16usize),
             (3, 3, 8),
             (6, 1, 12),
             (2, 1, 128),
+            (4, 2, 64),
+            (2, 1, 37),
         ];
         let batches = [
             (1usize, 0usize),

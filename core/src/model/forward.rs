@@ -6,7 +6,7 @@ use super::attention::{AttnShape, attention};
 use super::config::{Config, FfnActivation, RopeStyle};
 use super::error::{ModelError, mul, zeroed};
 use super::kv_cache::KvCache;
-use super::math::{rmsnorm, rope_cache, rope_head, silu};
+use super::math::{relu_squared_mul, rmsnorm, rope_cache, rope_head, silu};
 use super::weights::{Linear, Weights};
 use crate::gguf::Gguf;
 use crate::kernels::Platform;
@@ -466,15 +466,15 @@ impl<'a> Model<'a> {
                 counters,
                 Some((l, Projections::UP)),
             )?;
-            let act = c.arch.ffn_activation();
-            for (g, &u) in hb[..nb * ff].iter_mut().zip(&hb2[..nb * ff]) {
-                *g = match act {
-                    FfnActivation::Silu => silu(*g) * u,
-                    FfnActivation::ReluSquared => {
-                        let r = g.max(0.0);
-                        r * r * u
+            match c.arch.ffn_activation() {
+                FfnActivation::Silu => {
+                    for (g, &u) in hb[..nb * ff].iter_mut().zip(&hb2[..nb * ff]) {
+                        *g = silu(*g) * u;
                     }
-                };
+                }
+                FfnActivation::ReluSquared => {
+                    relu_squared_mul(&mut hb[..nb * ff], &hb2[..nb * ff]);
+                }
             }
             let ffn_in: &[f32] = match &lw.ffn_sub_norm {
                 Some(wn) => {

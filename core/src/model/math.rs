@@ -70,7 +70,7 @@ pub(crate) fn rope_head(x: &mut [f32], cos: &[f32], sin: &[f32], neox: bool) {
 /// In-place softmax of `x` (non-empty), as `ggml_vec_soft_max_f32`: subtract
 /// the max, `expf` in f32, sum in f64, multiply by `1 / sum` rounded to f32.
 pub(crate) fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = max_of(x);
     let mut sum = 0.0f64;
     for v in x.iter_mut() {
         *v = libm::expf(*v - max);
@@ -79,6 +79,40 @@ pub(crate) fn softmax(x: &mut [f32]) {
     let inv = (1.0 / sum) as f32;
     for v in x.iter_mut() {
         *v *= inv;
+    }
+}
+
+/// The largest value of `x` for [`softmax`] (`-inf` when empty): the
+/// `f32::max` fold (NaNs skipped), which LLVM vectorizes natively. On wasm
+/// simd128 the `f32x4.pmax` kernel ([`crate::kernels::max_of_simd128`]):
+/// there `f32::max` is a call to libm's `fmaxf` per element (wasm has no
+/// IEEE maxNum). Without NaNs every order gives the same max up to the
+/// sign of a zero, which `v - max` cannot tell; with a NaN the kernel's
+/// result may differ in a relaxed-SIMD build, but every softmax output is
+/// NaN then anyway. (Rewriting the native fold changed LLVM's inlining in
+/// [`softmax`] on x86-64 and made its `expf` calls three times as costly,
+/// so it stays.)
+#[inline(always)]
+fn max_of(x: &[f32]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    // SAFETY: this build enables simd128 (the cfg).
+    return unsafe { crate::kernels::max_of_simd128(x) };
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// BitNet's FFN gate: `g = max(g, 0)^2 * u` element by element (`g.max(0.0)`,
+/// then `r * r * u`; NaN -> 0). On wasm simd128 the kernel with
+/// `f32x4.pmax` ([`crate::kernels::relu_squared_mul_simd128`]), for the
+/// reasons of [`max_of`].
+pub(crate) fn relu_squared_mul(g: &mut [f32], u: &[f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    // SAFETY: this build enables simd128 (the cfg).
+    return unsafe { crate::kernels::relu_squared_mul_simd128(g, u) };
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    for (g, &u) in g.iter_mut().zip(u) {
+        let r = g.max(0.0);
+        *g = r * r * u;
     }
 }
 
@@ -125,6 +159,60 @@ mod tests {
         let mut norm = [1.0f32, 0.0, 0.0, 0.0];
         rope_head(&mut norm, &c, &s, false);
         assert_eq!(norm, [c[0], s[0], 0.0, 0.0]);
+    }
+
+    /// Random values with NaNs, infinities and zeros of both signs, `n`
+    /// long.
+    fn awkward(rng: &mut crate::sample::Rng, n: usize) -> alloc::vec::Vec<f32> {
+        (0..n)
+            .map(|i| match i % 13 {
+                3 => f32::NAN,
+                5 => -0.0,
+                7 => 0.0,
+                11 if n > 40 => f32::NEG_INFINITY,
+                _ => rng.next_gaussian() as f32,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn max_of_is_the_fold_of_f32_max() {
+        let mut rng = crate::sample::Rng::new(5);
+        for n in [0usize, 1, 3, 4, 7, 8, 9, 17, 64, 203] {
+            let mut x = awkward(&mut rng, n);
+            // NaNs only where the max is specified with them (see max_of).
+            if cfg!(target_feature = "relaxed-simd") {
+                x.retain(|v| !v.is_nan());
+            }
+            let want = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            // Equal as values: of two zeros either may come out.
+            assert_eq!(max_of(&x), want, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn softmax_of_a_nan_is_all_nan() {
+        for n in [1usize, 5, 8, 9, 40] {
+            let mut x: alloc::vec::Vec<f32> = (0..n).map(|i| i as f32 * 0.25).collect();
+            x[n / 2] = f32::NAN;
+            softmax(&mut x);
+            assert!(x.iter().all(|v| v.is_nan()), "n = {n}: {x:?}");
+        }
+    }
+
+    #[test]
+    fn relu_squared_mul_is_the_plain_loop() {
+        let mut rng = crate::sample::Rng::new(6);
+        for n in [0usize, 1, 3, 4, 5, 8, 17, 64, 203] {
+            let g = awkward(&mut rng, n);
+            let u: alloc::vec::Vec<f32> = (0..n).map(|_| rng.next_gaussian() as f32).collect();
+            let mut got = g.clone();
+            relu_squared_mul(&mut got, &u);
+            for (i, ((&o, &gv), &uv)) in got.iter().zip(&g).zip(&u).enumerate() {
+                let r = gv.max(0.0);
+                assert_eq!(o.to_bits(), (r * r * uv).to_bits(), "n = {n}, i = {i}");
+            }
+        }
     }
 
     #[test]

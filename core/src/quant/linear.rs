@@ -416,21 +416,24 @@ impl<'a> QuantizedLinear<'a> {
                     })?
                 };
                 // Scale in the dots' row-major layout (contiguous, so the
-                // divisions vectorize), then transpose to token-major.
+                // divisions vectorize), then transpose to token-major. One
+                // token has a loop of its own: the general one's inner loop
+                // is one element long then and stays scalar.
                 let ws = self.i2s_scale;
-                let outs = if batch == 1 {
-                    &mut *out
-                } else {
-                    grow(&mut scratch.outs, batch * self.rows, 0.0)?
-                };
+                if batch == 1 {
+                    let s = scales[0];
+                    for (o, &dot) in out.iter_mut().zip(dots.iter()) {
+                        *o = i2s_output(dot, s, ws);
+                    }
+                    return Ok(id);
+                }
+                let outs = grow(&mut scratch.outs, batch * self.rows, 0.0)?;
                 for (om, dm) in outs.chunks_exact_mut(batch).zip(dots.chunks_exact(batch)) {
                     for ((o, &dot), &s) in om.iter_mut().zip(dm).zip(scales.iter()) {
                         *o = i2s_output(dot, s, ws);
                     }
                 }
-                if batch > 1 {
-                    transpose(&scratch.outs[..batch * self.rows], self.rows, batch, out);
-                }
+                transpose(&scratch.outs[..batch * self.rows], self.rows, batch, out);
                 return Ok(id);
             }
             QuantType::TQ1_0 | QuantType::TQ2_0 => {
