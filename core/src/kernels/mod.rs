@@ -63,10 +63,15 @@ mod detect;
 mod neon;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
+#[cfg(all(
+    target_arch = "wasm32",
+    target_feature = "simd128",
+    not(target_feature = "relaxed-simd")
+))]
+pub(crate) use simd128::max_of as max_of_simd128;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub(crate) use simd128::{
-    attention_scores as attention_scores_simd128, max_of as max_of_simd128,
-    relu_squared_mul as relu_squared_mul_simd128,
+    attention_scores as attention_scores_simd128, relu_squared_mul as relu_squared_mul_simd128,
 };
 
 /// Stable kernel ids, as recorded in receipts.

@@ -633,17 +633,17 @@ pub(crate) unsafe fn attention_scores(
     }
 }
 
-/// The largest value of `x` by `f32x4.pmax` (`m < v ? v : m`), for
-/// softmax: without NaNs the max (of two zeros either, as with
-/// `f32::max`); with NaNs, NaNs are skipped in a build without
-/// relaxed-simd, while in one with it LLVM turns `pmax` (and any compare
-/// and select) into `f32x4.relaxed_max`, whose NaN result the engine
-/// chooses (V8 on x86-64 may return the NaN). Softmax cannot tell: a NaN
-/// input makes every output NaN either way. (`f32::max` is a call to
-/// libm's `fmaxf` per element on wasm, which has no IEEE maxNum.)
+/// The largest value of `x` by `f32x4.pmax` (`m < v ? v : m`), NaNs
+/// skipped, as the fold of `f32::max` (of two zeros either may come out,
+/// as there), for softmax in a build without relaxed-simd, where
+/// `f32::max` is a call to libm's `fmaxf` per element. Not for a build
+/// with relaxed-simd: LLVM turns `pmax` there (and any vector compare and
+/// select) into `f32x4.relaxed_max`, whose NaN result the engine chooses
+/// (V8 on x86-64 returned the NaN lane).
 ///
 /// # Safety
 /// The build must enable simd128 (this module only exists then).
+#[cfg(not(target_feature = "relaxed-simd"))]
 #[inline]
 #[target_feature(enable = "simd128")]
 pub(crate) unsafe fn max_of(x: &[f32]) -> f32 {
@@ -672,8 +672,10 @@ pub(crate) unsafe fn max_of(x: &[f32]) -> f32 {
 /// BitNet's FFN gate, `g = max(g, 0)^2 * u` element by element, as the
 /// portable `g.max(0.0)` then `r * r * u` (NaN -> 0; a zero's sign cannot
 /// show after squaring): `f32x4.pmax(0, g)`, then NaN lanes cleared by
-/// `g == g`, since in a relaxed-simd build `pmax` becomes `relaxed_max`
-/// (see [`max_of`]), which may pass a NaN.
+/// `g == g`: in a relaxed-simd build LLVM turns `pmax` into
+/// `f32x4.relaxed_max`, whose NaN result the engine chooses (V8 on x86-64
+/// may pass the NaN). `g.max(0.0)` would be a call to libm's `fmaxf` per
+/// element, wasm having no IEEE maxNum.
 ///
 /// # Safety
 /// The build must enable simd128 (this module only exists then);
