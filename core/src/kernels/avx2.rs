@@ -268,62 +268,57 @@ pub(super) unsafe fn tq1_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], ou
     }
 }
 
-/// `N` F16 rows dotted with `x` in the portable 8-lane order
+/// One F16 row dotted with `x` in the portable 8-lane order
 /// ([`crate::quant::f32`]'s `lane_dot`: `w_i * x_i` added to lane `i % 8`
 /// in index order, tail into lanes `0..k % 8`, halving reduction).
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn f16_rows<const N: usize>(rows: [&[u8]; N], x: &[f32]) -> [f32; N] {
+fn f16_row(row: &[u8], x: &[f32]) -> f32 {
     let (xc, xt) = x.as_chunks::<8>();
-    let mut acc = [_mm256_setzero_ps(); N];
-    for (i, xv) in xc.iter().enumerate() {
-        // SAFETY: `xv` is 8 readable f32; unaligned load.
-        let xv = unsafe { _mm256_loadu_ps(xv.as_ptr()) };
-        for (a, row) in acc.iter_mut().zip(rows) {
-            let Some(h) = row.get(16 * i..16 * i + 16) else {
-                continue;
-            };
-            // SAFETY: `h` is 16 readable bytes (8 halves); unaligned load.
-            let h = unsafe { _mm_loadu_si128(h.as_ptr().cast()) };
-            *a = _mm256_add_ps(*a, _mm256_mul_ps(_mm256_cvtph_ps(h), xv));
+    let (hc, ht) = row.as_chunks::<16>();
+    let mut acc = _mm256_setzero_ps();
+    for (xv, h) in xc.iter().zip(hc) {
+        // SAFETY: `xv` is 8 readable f32, `h` 16 readable bytes (8
+        // halves); unaligned loads.
+        let (xv, h) = unsafe {
+            (
+                _mm256_loadu_ps(xv.as_ptr()),
+                _mm_loadu_si128(h.as_ptr().cast()),
+            )
+        };
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtph_ps(h), xv));
+    }
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: `lanes` is 8 writable f32; unaligned store.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+    for ((l, h), &xv) in lanes.iter_mut().zip(ht.chunks_exact(2)).zip(xt) {
+        *l += f16::from_bits(u16::from_le_bytes([h[0], h[1]])).to_f32() * xv;
+    }
+    for half in [4, 2, 1] {
+        for l in 0..half {
+            lanes[l] += lanes[l + half];
         }
     }
-    let mut out = [0.0f32; N];
-    for ((o, a), row) in out.iter_mut().zip(acc).zip(rows) {
-        let mut lanes = [0.0f32; 8];
-        // SAFETY: `lanes` is 8 writable f32; unaligned store.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
-        let tail = row.get(16 * xc.len()..).unwrap_or(&[]);
-        for ((l, h), &xv) in lanes.iter_mut().zip(tail.chunks_exact(2)).zip(xt) {
-            *l += f16::from_bits(u16::from_le_bytes([h[0], h[1]])).to_f32() * xv;
-        }
-        for half in [4, 2, 1] {
-            for l in 0..half {
-                lanes[l] += lanes[l + half];
-            }
-        }
-        *o = lanes[0];
-    }
-    out
+    lanes[0]
 }
 
-/// F16 x f32 GEMV, four rows per pass (independent accumulator chains),
-/// bit-identical to [`crate::quant::f16::dot_f16_f32`] per row.
+/// F16 x f32 GEMV, one row at a time, bit-identical to
+/// [`crate::quant::f16::dot_f16_f32`] per row.
+///
+/// One row per pass makes each thread read its rows as one sequential
+/// stream, which the hardware prefetcher follows at the DRAM limit: on Zen
+/// 4 with two threads, the tied 2B-4T head (657 MB) reads at ~31 GB/s this
+/// way against ~24 GB/s with four rows (four streams) per pass, while
+/// a plain summing loop reads ~33 GB/s (docs/perf.md, "F16 head").
+/// The one dependent add chain per row is not the limit at these rates.
 ///
 /// # Safety
 /// The CPU must support AVX2 and F16C; `row_bytes == 2 * x.len() > 0` and
 /// `w.len() == out.len() * row_bytes` (checked by the dispatch).
 #[target_feature(enable = "avx2,f16c")]
 pub(super) unsafe fn f16_gemv(w: &[u8], row_bytes: usize, x: &[f32], out: &mut [f32]) {
-    let mut rows = w.chunks_exact(row_bytes);
-    for ob in out.chunks_mut(4) {
-        let mut r = || rows.next().unwrap_or(&[]);
-        match ob.len() {
-            4 => ob.copy_from_slice(&f16_rows::<4>([r(), r(), r(), r()], x)),
-            3 => ob.copy_from_slice(&f16_rows::<3>([r(), r(), r()], x)),
-            2 => ob.copy_from_slice(&f16_rows::<2>([r(), r()], x)),
-            _ => ob.copy_from_slice(&f16_rows::<1>([r()], x)),
-        }
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
+        *o = f16_row(row, x);
     }
 }
 
