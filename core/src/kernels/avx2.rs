@@ -466,7 +466,11 @@ fn tl_tile<const SIGNED: bool, const N: usize>(
         let g1 = (g0 + TL_CHUNK).min(index.len());
         let mut lo = [_mm256_setzero_si256(); N];
         let mut hi = [_mm256_setzero_si256(); N];
-        for (g, rec) in index.iter().enumerate().take(g1).skip(g0) {
+        // Indexing the chunk (not `enumerate().take().skip()`, which
+        // compiled to a call per group and spilled the sums) keeps the
+        // loop in registers.
+        for (i, rec) in index[g0..g1].iter().enumerate() {
+            let g = g0 + i;
             // Rows are contiguous tiles: prefetch ahead once per cache line
             // (a prefetch never faults; `wrapping_add` keeps it defined).
             if g % 4 == 0 {

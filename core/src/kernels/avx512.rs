@@ -388,7 +388,11 @@ fn tl2_tile<const N: usize>(
         let g1 = (g0 + TL_CHUNK).min(index.len());
         let mut lo = [zero; N];
         let mut hi = [zero; N];
-        for (g, rec) in index.iter().enumerate().take(g1).skip(g0) {
+        // Indexing the chunk (not `enumerate().take().skip()`, which
+        // compiled to a call per group and spilled the sums) keeps the
+        // loop in registers.
+        for (i, rec) in index[g0..g1].iter().enumerate() {
+            let g = g0 + i;
             if g % 4 == 0 {
                 // A prefetch never faults; `wrapping_add` keeps it defined.
                 _mm_prefetch::<_MM_HINT_T0>(rec.as_ptr().wrapping_add(PREFETCH_BYTES).cast());
