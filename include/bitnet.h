@@ -196,6 +196,16 @@ enum bitnet_kernel
      * AVX-512 F/BW/VL/VNNI.
      */
     BITNET_KERNEL_AVX512 = 3,
+    /**
+     * TL1 lookup-table kernels on the best tier: ternary projections
+     * (I2_S, TQ1_0, TQ2_0) are repacked into the TL1 layout at load (an
+     * owned copy, 2 bits per weight). Same integers as the other tiers.
+     */
+    BITNET_KERNEL_TL1 = 4,
+    /**
+     * TL2 lookup-table kernels (as `Tl1`; 1.67 bits per weight).
+     */
+    BITNET_KERNEL_TL2 = 5,
 };
 #ifndef __cplusplus
 typedef uint32_t bitnet_kernel;

@@ -44,6 +44,12 @@ pub enum bitnet_kernel {
     Avx2 = 2,
     /// AVX-512 F/BW/VL/VNNI.
     Avx512 = 3,
+    /// TL1 lookup-table kernels on the best tier: ternary projections
+    /// (I2_S, TQ1_0, TQ2_0) are repacked into the TL1 layout at load (an
+    /// owned copy, 2 bits per weight). Same integers as the other tiers.
+    Tl1 = 4,
+    /// TL2 lookup-table kernels (as `Tl1`; 1.67 bits per weight).
+    Tl2 = 5,
 }
 
 impl bitnet_kernel {
@@ -53,6 +59,8 @@ impl bitnet_kernel {
             1 => KernelChoice::Scalar,
             2 => KernelChoice::Avx2,
             3 => KernelChoice::Avx512,
+            4 => KernelChoice::Tl1,
+            5 => KernelChoice::Tl2,
             _ => return None,
         })
     }
@@ -298,6 +306,11 @@ fn load(
             // false (a head that is not a float matrix) leaves it as stored,
             // as the native CLI does.
             model.weights.quantize_lm_head_q8()?;
+        }
+        if let Some(kind) = choice.lut() {
+            // TL1 / TL2: repack the ternary projections once, as the CLI's
+            // `--kernel tl1|tl2` does.
+            model.weights.repack_tl(kind)?;
         }
         extra = Some((tokenizer, metadata));
         Ok(model)

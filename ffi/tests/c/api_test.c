@@ -587,6 +587,50 @@ static void test_lm_head(void) {
     bitnet_model_free(q8);
 }
 
+/* The TL kernels repack the projections at load and give the same
+ * integers, so the same greedy tokens as the default kernels; the receipt
+ * names the TL kernels that ran. */
+static void test_tl_kernels(void) {
+    bitnet_model_params p = bitnet_model_default_params();
+    p.n_threads = 1;
+    bitnet_model *base = NULL;
+    CHECK_STATUS(bitnet_model_load(model_path, p, &base), BITNET_STATUS_OK);
+    if (!base) return;
+    size_t vocab = bitnet_model_n_vocab(base);
+    bitnet_token prompt[6];
+    for (unsigned i = 0; i < 6; i++) prompt[i] = (bitnet_token)((i * 7919u + 11u) % vocab);
+    collect_t want = {0};
+    size_t nw = greedy_run(base, prompt, 6, 16, &want);
+    CHECK(nw == 16);
+    const bitnet_kernel kinds[2] = {BITNET_KERNEL_TL1, BITNET_KERNEL_TL2};
+    const char *ids[2] = {"\"tl1_gemv_", "\"tl2_gemv_"};
+    for (int k = 0; k < 2; k++) {
+        p.kernel = kinds[k];
+        bitnet_model *m = NULL;
+        CHECK_STATUS(bitnet_model_load(model_path, p, &m), BITNET_STATUS_OK);
+        if (!m) continue;
+        collect_t got = {0};
+        CHECK(greedy_run(m, prompt, 6, 16, &got) == nw);
+        CHECK(memcmp(got.toks, want.toks, nw * sizeof(bitnet_token)) == 0);
+        bitnet_bench_params bp = bitnet_bench_default_params();
+        bp.n_gen = 2;
+        bp.n_threads = 1;
+        char *json = malloc(BITNET_RECEIPT_MAX_BYTES + 1);
+        size_t len = 0;
+        CHECK_STATUS(bitnet_bench_receipt_json(m, NULL, 0, bp, json,
+                                               BITNET_RECEIPT_MAX_BYTES + 1, &len),
+                     BITNET_STATUS_OK);
+        /* A model without ternary projections (stories260K, all F32) has
+         * nothing to repack; one with them runs the TL kernels. */
+        bool ternary = strstr(json, "\"i2s_") || strstr(json, "\"tq") || strstr(json, "\"tl");
+        CHECK(len > 0 && (ternary ? strstr(json, ids[k]) != NULL
+                                  : strstr(json, "\"tl") == NULL));
+        free(json);
+        bitnet_model_free(m);
+    }
+    bitnet_model_free(base);
+}
+
 static void test_session_outlives_model(void) {
     bitnet_model *m = NULL;
     bitnet_model_params p = bitnet_model_default_params();
@@ -861,6 +905,7 @@ int main(int argc, char **argv) {
     test_from_memory();
     test_validation();
     test_lm_head();
+    test_tl_kernels();
     test_panic();
 
     printf("%d passed, %d failed\n", passed, failed);
