@@ -2052,3 +2052,129 @@ impl CudaModel {
         Ok(f64::from(e0.elapsed_ms(&e1)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ModelFile;
+    use crate::engine::Loaded;
+
+    fn fixture(name: &str) -> ModelFile {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/models")
+            .join(name);
+        ModelFile::open(p).unwrap()
+    }
+
+    /// What the GPU path takes from every fixture (no device needed): each
+    /// projection's format, a width its kernels handle, the kernel id the
+    /// receipts will name, and the embedding / head.
+    #[test]
+    fn every_fixture_maps_onto_gpu_formats() {
+        for (name, want, head, untied) in [
+            (
+                "bitnet-b1.58-i2s.gguf",
+                WeightFormat::I2s,
+                HeadFormat::F16,
+                false,
+            ),
+            (
+                "shakespeare-i2s.gguf",
+                WeightFormat::I2s,
+                HeadFormat::F16,
+                false,
+            ),
+            (
+                "bitnet-tq2_0.gguf",
+                WeightFormat::Tq2_0,
+                HeadFormat::F32,
+                false,
+            ),
+            (
+                "shakespeare-tq2_0.gguf",
+                WeightFormat::Tq2_0,
+                HeadFormat::F16,
+                false,
+            ),
+            (
+                "bitnet-tq1_0.gguf",
+                WeightFormat::Tq1_0,
+                HeadFormat::F32,
+                false,
+            ),
+            ("bitnet-f32.gguf", WeightFormat::F32, HeadFormat::F32, false),
+            ("stories260K.gguf", WeightFormat::F32, HeadFormat::F32, true),
+        ] {
+            let file = fixture(name);
+            let loaded = Loaded::new(&file).unwrap();
+            let host = HostModel::from_model(&loaded.model).unwrap();
+            assert_eq!(host.head_format, head, "{name}");
+            assert_eq!(
+                matches!(host.embedding, HostEmbedding::F32(_)),
+                untied,
+                "{name}"
+            );
+            for l in &host.layers {
+                for p in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+                    assert_eq!(p.format, want, "{name}");
+                    assert!(p.cols.is_multiple_of(want.col_multiple()), "{name}");
+                    let d = DevLinear {
+                        w: 0,
+                        ws: 0,
+                        ps: 0,
+                        rows: p.rows,
+                        cols: p.cols,
+                        bytes: p.counted_bytes,
+                        format: p.format,
+                    };
+                    let id = gemv_id(&d, false);
+                    match want {
+                        WeightFormat::Tq1_0 => assert_eq!(id, ID_TQ1),
+                        WeightFormat::F32 => assert_eq!(id, ID_F32),
+                        _ => assert!(id.contains("cuda_dp4a")),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The TQ1_0 fixture's layer-0 projections, repacked as at upload, give
+    /// core's `vec_dot_tq1_0_q8_k` bit for bit through the CPU model of
+    /// the `tq2_gemv` kernel.
+    #[test]
+    fn tq1_0_fixture_repacks_exactly() {
+        use bitnet_core::quant::q8_k::quantize_row_q8_k;
+        let file = fixture("bitnet-tq1_0.gguf");
+        let loaded = Loaded::new(&file).unwrap();
+        let host = HostModel::from_model(&loaded.model).unwrap();
+        let l = &host.layers[0];
+        for p in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+            let (k, nb) = (p.cols, p.cols / 256);
+            let x: Vec<f32> = (0..k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let mut act = vec![BlockQ8K::ZERO; nb];
+            quantize_row_q8_k(&x, &mut act).unwrap();
+            let q: Vec<i8> = act.iter().flat_map(|b| b.qs).collect();
+            let qd: Vec<f32> = act.iter().map(|b| b.d).collect();
+            let qsum: Vec<i32> = act
+                .iter()
+                .map(|b| b.qs.iter().map(|&v| i32::from(v)).sum())
+                .collect();
+            let (mut codes, mut wd) = (Vec::new(), Vec::new());
+            repack_tq1_0(p.body, &mut codes, &mut wd).unwrap();
+            let rb = nb * BlockTq1_0::BYTES;
+            for r in 0..p.rows {
+                let cpu = vec_dot_tq1_0_q8_k(&p.body[r * rb..(r + 1) * rb], &act).unwrap();
+                let gpu = super::super::tq2_dot_gpu_emulated(
+                    &codes[r * k / 4..(r + 1) * k / 4],
+                    &wd[r * nb..(r + 1) * nb],
+                    &q,
+                    &qd,
+                    &qsum,
+                );
+                assert_eq!(cpu.to_bits(), gpu.to_bits(), "row {r}");
+            }
+        }
+    }
+}
