@@ -10,8 +10,11 @@
 //!
 //! Numerics (DESIGN.md §5): the I2_S integer dot products are exact (dp4a
 //! on the raw I2_S bytes, see [`i2s_dot_gpu_emulated`] for the CPU model
-//! of the kernel); RMSNorm sums in f64 like the CPU; the float parts
-//! differ from the CPU in reduction order (see [`LOGIT_TOLERANCE`]).
+//! of the kernel), and so are TQ2_0's and TQ1_0's per block (TQ1_0 is
+//! repacked into the TQ2_0 layout at upload, [`repack_tq1_0`];
+//! [`tq2_dot_gpu_emulated`]); F32 projections are float dots (see
+//! [`F32_DOT_TOLERANCE`]); RMSNorm sums in f64 like the CPU; the float
+//! parts differ from the CPU in reduction order (see [`LOGIT_TOLERANCE`]).
 
 mod forward;
 pub mod receipt;
