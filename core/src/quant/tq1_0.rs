@@ -101,8 +101,11 @@ fn for_each_trit(block: &[u8], mut f: impl FnMut(usize, u8, usize)) {
 }
 
 /// The 256 weights (`trit - 1`, each -1, 0 or +1) of one TQ1_0 block
-/// (`block.len() == 54`), for the TL repacking.
-pub(crate) fn block_weights(block: &[u8], out: &mut [i8; QK_K]) {
+/// (`block.len() == 54`; its f16 scale is not read), decoded as
+/// [`vec_dot_tq1_0_q8_k`] decodes them: for the TL repacking and the CUDA
+/// backend's repacking into TQ2_0 codes. A shorter `block` leaves the
+/// weights it lacks untouched.
+pub fn block_weights(block: &[u8], out: &mut [i8; QK_K]) {
     for_each_trit(block, |i, byte, n| {
         if let Some(w) = out.get_mut(i) {
             *w = trit(byte, n) as i8 - 1;

@@ -30,8 +30,9 @@ echo "== receipt: xtask benchmark --backend gpu --tokens 128 --deterministic"
 "$BIN/xtask" benchmark --backend gpu --tokens 128 --deterministic \
   --model tests/models/shakespeare-i2s.gguf --out "$OUT/gpu-inference.json" || fail=1
 "$BIN/xtask" verify-receipt --path "$OUT/gpu-inference.json" --require-gpu-kernels || fail=1
-echo "== bitnet run --device cuda / -ngl 99 vs the CPU (greedy, 32 tokens)"
-for m in shakespeare-i2s shakespeare-tq2_0 bitnet-b1.58-i2s bitnet-tq2_0; do
+echo "== bitnet run --device cuda / -ngl 99 vs the CPU (greedy, 32 tokens, every fixture)"
+for m in shakespeare-i2s shakespeare-tq2_0 bitnet-b1.58-i2s bitnet-tq2_0 bitnet-tq1_0 \
+  bitnet-f32 stories260K; do
   args=(run -m "tests/models/$m.gguf" -p "ROMEO:" -n 32 --temp 0 --json)
   cpu=$("$BIN/bitnet" "${args[@]}" 2>/dev/null)
   gpu=$("$BIN/bitnet" "${args[@]}" --device cuda 2>&1)

@@ -8,24 +8,32 @@
 //! `argmax_next` (greedy token, written back to device memory with the
 //! next position): 4 launches.
 //!
-//! The per-kernel step (TQ2_0 models, or `Tuning::persistent` off):
-//! `embed_*`, then per layer: `quantize_act` (RMSNorm + int8 quantization
-//! of the block input, once) and `i2s_gemv` (q|k|v); `attention_rope`
-//! (RoPE, KV store, attention split over heads x slices of 64 positions,
-//! the last slice of each head combining them); `quantize_act` (sub-norm)
-//! and `i2s_gemv` (Wo, added to the residual); `quantize_act` (norm) and
-//! `i2s_gemv_glu` (gate/up + relu²·up); `quantize_act` (sub-norm) and
-//! `i2s_gemv` (Wdown, added); then the head and argmax. The step reads the
+//! The per-kernel step (TQ2_0, TQ1_0 and F32 models, or
+//! `Tuning::persistent` off): `embed_*`, then per layer: `quantize_act`
+//! (RMSNorm + int8 quantization of the block input, once) and `i2s_gemv`
+//! (q|k|v); `attention_rope` (RoPE, KV store, attention split over heads x
+//! slices of 64 positions, the last slice of each head combining them);
+//! `quantize_act` (sub-norm) and `i2s_gemv` (Wo, added to the residual);
+//! `quantize_act` (norm) and `i2s_gemv_glu` (gate/up + act(gate)·up);
+//! `quantize_act` (sub-norm) and `i2s_gemv` (Wdown, added); then the head
+//! and argmax. TQ2_0 runs `tq2_gemv*` on Q8_K activations; TQ1_0 is
+//! repacked into TQ2_0 codes at upload ([`super::repack_tq1_0`], exact)
+//! and runs the same kernels. F32 projections take the activations
+//! unquantized: `quantize_act` only norms them into a float buffer (no
+//! launch where the block has no such norm, as llama's sub-norms) and
+//! `f32_gemv*` accumulate in f32. The step reads the
 //! token and position from device memory, so the same graph serves every
 //! position; a greedy decode replays it with no host work between tokens.
 
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use bitnet_core::model::{Arch, Config, Model, RopeStyle};
+use bitnet_core::model::{Arch, Config, FfnActivation, Model, RopeStyle};
 use bitnet_core::quant::QuantType;
+use bitnet_core::quant::f32::dot_f32;
 use bitnet_core::quant::i2s::{i2s_dot_i32, i2s_output, i2s_scale};
 use bitnet_core::quant::q8_k::BlockQ8K;
+use bitnet_core::quant::tq1_0::{BlockTq1_0, vec_dot_tq1_0_q8_k};
 use bitnet_core::quant::tq2_0::BlockTq2_0;
 use bitnet_core::quant::tq2_0::vec_dot_tq2_0_q8_k;
 use bitnet_core::receipt::{KernelCounters, Projections};
@@ -36,7 +44,10 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 
-use super::{CudaError, KERNELS_CU, gpu_info, normalize_i2s_codes, nvrtc_arch};
+use super::{
+    CudaError, F32_DOT_TOLERANCE, KERNELS_CU, gpu_info, normalize_i2s_codes, nvrtc_arch,
+    repack_tq1_0,
+};
 use crate::receipt::GpuInfo;
 
 /// Kernel ids recorded in the receipt counters (one per launch).
@@ -47,8 +58,21 @@ pub const ID_GEMV_GLU: &str = "i2s_gemv_glu_cuda_dp4a";
 pub const ID_TQ2: &str = "tq2_gemv_cuda_dp4a";
 /// TQ2_0 gate and up projections with the activation.
 pub const ID_TQ2_GLU: &str = "tq2_gemv_glu_cuda_dp4a";
+/// A TQ1_0 projection: the `tq2_gemv` kernel (dp4a, exact block integers)
+/// on the TQ1_0 weights repacked into TQ2_0 codes at upload; its bytes
+/// counted as the file's TQ1_0 bytes.
+pub const ID_TQ1: &str = "tq1_gemv_cuda_dp4a_repacked";
+/// TQ1_0 gate and up projections with the activation (`tq2_gemv_glu` on
+/// the repacked weights).
+pub const ID_TQ1_GLU: &str = "tq1_gemv_glu_cuda_dp4a_repacked";
+/// An F32 projection (f32 activations, f32 accumulation).
+pub const ID_F32: &str = "f32_gemv_cuda";
+/// F32 gate and up projections with the activation.
+pub const ID_F32_GLU: &str = "f32_gemv_glu_cuda";
 /// RMSNorm + int8 activation quantization of one matmul input.
 pub const ID_QUANT: &str = "quantize_act_cuda";
+/// RMSNorm of an F32 projection's input (`quantize_act` writing floats).
+pub const ID_NORM: &str = "rmsnorm_act_cuda";
 /// RoPE + KV store + attention.
 pub const ID_ATTN: &str = "attention_rope_cuda";
 /// Embedding gather.
@@ -95,6 +119,34 @@ pub enum WeightFormat {
     /// TQ2_0: 2-bit codes and an f16 scale per 256 values; Q8_K
     /// activations.
     Tq2_0,
+    /// TQ1_0: base-3 trits and an f16 scale per 256 values; repacked into
+    /// the TQ2_0 layout at upload (the same weights and scales), Q8_K
+    /// activations.
+    Tq1_0,
+    /// F32 weights; f32 activations (normed, not quantized).
+    F32,
+}
+
+impl WeightFormat {
+    /// `quantize_act`'s `fmt` for an input of this format: 0 int8 (I2_S),
+    /// 1 Q8_K (TQ2_0, TQ1_0), 2 floats (F32).
+    fn act_fmt(self) -> i32 {
+        match self {
+            Self::I2s => 0,
+            Self::Tq2_0 | Self::Tq1_0 => 1,
+            Self::F32 => 2,
+        }
+    }
+
+    /// The input width `cols` must be a multiple of (the format's block;
+    /// the F32 kernels take any width).
+    fn col_multiple(self) -> usize {
+        match self {
+            Self::I2s => 128,
+            Self::Tq2_0 | Self::Tq1_0 => 256,
+            Self::F32 => 1,
+        }
+    }
 }
 
 /// Bytes of one TQ2_0 block (64 code bytes + f16 scale).
@@ -104,8 +156,9 @@ const TQ2_BLOCK_BYTES: usize = BlockTq2_0::BYTES;
 /// the optional projection scale.
 #[derive(Debug, Clone, Copy)]
 pub struct HostLinear<'a> {
-    /// I2_S: codes, rows of `cols / 4` bytes. TQ2_0: the whole tensor
-    /// (rows of `cols / 256` blocks of 66 bytes).
+    /// I2_S: codes, rows of `cols / 4` bytes. TQ2_0 / TQ1_0: the whole
+    /// tensor (rows of `cols / 256` blocks of 66 / 54 bytes). F32: rows of
+    /// `cols` little-endian floats.
     pub body: &'a [u8],
     /// Storage format.
     pub format: WeightFormat,
@@ -113,8 +166,8 @@ pub struct HostLinear<'a> {
     pub rows: usize,
     /// Input features.
     pub cols: usize,
-    /// The I2_S tensor scale (unused for TQ2_0, whose scales are in the
-    /// blocks).
+    /// The I2_S tensor scale (unused for the other formats: TQ scales
+    /// are in the blocks, F32 has none).
     pub weight_scale: f32,
     /// The `.scale` tensor, if any.
     pub proj_scale: Option<f32>,
@@ -170,8 +223,8 @@ pub enum HeadFormat {
     F32,
 }
 
-/// A model as the GPU path takes it: I2_S or TQ2_0 projections, f32 norms,
-/// an F16 or F32 LM head. Made from a [`Model`] ([`HostModel::from_model`]) or built in
+/// A model as the GPU path takes it: I2_S, TQ2_0, TQ1_0 or F32
+/// projections, f32 norms, an F16 or F32 LM head. Made from a [`Model`] ([`HostModel::from_model`]) or built in
 /// memory (the synthetic benchmark model).
 #[derive(Debug, Clone)]
 pub struct HostModel<'a> {
@@ -193,23 +246,28 @@ fn host_linear<'a>(l: &bitnet_core::model::Linear<'a>) -> Result<HostLinear<'a>,
     let m = &l.matrix;
     let (rows, cols) = (m.rows(), m.cols());
     let w = m.weight();
-    if m.qtype() == QuantType::TQ2_0 {
+    let format = match m.qtype() {
+        QuantType::I2S => WeightFormat::I2s,
+        QuantType::TQ2_0 => WeightFormat::Tq2_0,
+        QuantType::TQ1_0 => WeightFormat::Tq1_0,
+        QuantType::F32 => WeightFormat::F32,
+        other => {
+            return Err(CudaError::Unsupported(format!(
+                "{} is {other:?}; the CUDA backend runs I2_S, TQ2_0, TQ1_0 and F32 projections",
+                l.name
+            )));
+        }
+    };
+    if format != WeightFormat::I2s {
         return Ok(HostLinear {
             body: w,
-            format: WeightFormat::Tq2_0,
+            format,
             rows,
             cols,
             weight_scale: 1.0,
             proj_scale: l.scale,
             counted_bytes: w.len() as u64,
         });
-    }
-    if m.qtype() != QuantType::I2S {
-        return Err(CudaError::Unsupported(format!(
-            "{} is {:?}; the CUDA backend runs I2_S and TQ2_0 projections (TQ1_0/F32 are CPU-only)",
-            l.name,
-            m.qtype()
-        )));
     }
     let scale =
         i2s_scale(w, rows, cols).map_err(|e| CudaError::Unsupported(format!("{}: {e}", l.name)))?;
@@ -295,8 +353,8 @@ struct DevLayer {
 }
 
 /// Device pointers of one (possibly fused) matrix and its scales: `ws` is
-/// the I2_S tensor scale per row, or the TQ2_0 block scales (f32) per row
-/// and block; `ps` the projection scale per row.
+/// the I2_S tensor scale per row, or the TQ2_0 / TQ1_0 block scales (f32)
+/// per row and block, or 0 (F32); `ps` the projection scale per row.
 #[derive(Debug, Clone, Copy)]
 struct DevLinear {
     w: u64,
@@ -444,6 +502,22 @@ pub struct PhaseTimes {
     pub stamps: Vec<u64>,
 }
 
+/// Layer 0's q|k|v on the device against core ([`CudaModel::check_qkv`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QkvCheck {
+    /// Output rows compared.
+    pub rows: usize,
+    /// Rows whose bits differ (integer formats) or that fall outside the
+    /// float bound (F32).
+    pub bad: usize,
+    /// `None`: compared bit for bit with core's integer dot products
+    /// (I2_S, TQ2_0, TQ1_0). `Some(w)`: F32, compared with core's
+    /// `dot_f32` within [`F32_DOT_TOLERANCE`]'s bound; `w` is the largest
+    /// `|gpu - cpu| / bound` over the rows (at most 1 passes; 0 when all
+    /// are equal).
+    pub float_worst: Option<f64>,
+}
+
 /// Time of one kernel launch (median over repetitions).
 #[derive(Debug, Clone)]
 pub struct KernelTiming {
@@ -464,6 +538,8 @@ pub struct CudaModel {
     f_glu: CudaFunction,
     f_tq2: CudaFunction,
     f_tq2_glu: CudaFunction,
+    f_f32: CudaFunction,
+    f_f32_glu: CudaFunction,
     f_quant: CudaFunction,
     f_attn: CudaFunction,
     f_embed: CudaFunction,
@@ -500,6 +576,8 @@ pub struct CudaModel {
     /// Quantized activations (padded layout) and their scale / sum.
     qact: u64,
     qmeta: u64,
+    /// The normed input of an F32 projection (max K floats).
+    xf: u64,
     /// Attention partials: `[heads][n_split][hd]` f32 and `[heads][n_split]`
     /// (max, sum) f64.
     part_o: u64,
@@ -518,6 +596,7 @@ pub struct CudaModel {
     qkv_buf: CudaSlice<f32>,
     qact_buf: CudaSlice<u8>,
     qmeta_buf: CudaSlice<i32>,
+    xf_buf: CudaSlice<f32>,
     graph: Option<CudaGraph>,
     /// Kernels one step launches, recorded as they were captured.
     step_kernels: Vec<StepKernel>,
@@ -568,6 +647,10 @@ fn gemv_id(a: &DevLinear, glu: bool) -> &'static str {
         (WeightFormat::I2s, true) => ID_GEMV_GLU,
         (WeightFormat::Tq2_0, false) => ID_TQ2,
         (WeightFormat::Tq2_0, true) => ID_TQ2_GLU,
+        (WeightFormat::Tq1_0, false) => ID_TQ1,
+        (WeightFormat::Tq1_0, true) => ID_TQ1_GLU,
+        (WeightFormat::F32, false) => ID_F32,
+        (WeightFormat::F32, true) => ID_F32_GLU,
     }
 }
 
@@ -696,14 +779,8 @@ impl CudaModel {
                 "context {n_ctx} outside 1..={MAX_GPU_CTX} on the CUDA backend"
             )));
         }
-        if !c.dim.is_multiple_of(128)
-            || !c.hidden_dim.is_multiple_of(128)
-            || !c.q_dim().is_multiple_of(128)
-        {
-            return Err(CudaError::Unsupported(
-                "dimensions must be multiples of 128 (I2_S blocks)".into(),
-            ));
-        }
+        // Each projection's width is checked against its format's block
+        // where it is uploaded (`fused`); the other kernels' limits here.
         if !c.head_dim.is_multiple_of(4) {
             return Err(CudaError::Unsupported(format!(
                 "head dimension {} (the attention kernel takes multiples of 4)",
@@ -719,6 +796,17 @@ impl CudaModel {
             return Err(CudaError::Unsupported(format!(
                 "dim {} too large for the head kernel",
                 c.dim
+            )));
+        }
+        // The head kernel reads 16-byte chunks of a row: 8 F16 / 4 F32.
+        let head_chunk = match m.head_format {
+            HeadFormat::F16 => 8,
+            HeadFormat::F32 => 4,
+        };
+        if !c.dim.is_multiple_of(head_chunk) {
+            return Err(CudaError::Unsupported(format!(
+                "dim {} for the {:?} head kernel (multiples of {head_chunk})",
+                c.dim, m.head_format
             )));
         }
         let ctx = CudaContext::new(0)?;
@@ -760,6 +848,8 @@ impl CudaModel {
         let f_glu = module.load_function("i2s_gemv_glu")?;
         let f_tq2 = module.load_function("tq2_gemv")?;
         let f_tq2_glu = module.load_function("tq2_gemv_glu")?;
+        let f_f32 = module.load_function("f32_gemv")?;
+        let f_f32_glu = module.load_function("f32_gemv_glu")?;
         let f_quant = module.load_function("quantize_act")?;
         let f_attn = module.load_function("attention_rope")?;
         let f_head = module.load_function("f16_gemv_rmsnorm")?;
@@ -820,12 +910,39 @@ impl CudaModel {
                         "projections fed by one input must share their format and width".into(),
                     ));
                 }
+                if cols == 0 || !cols.is_multiple_of(format.col_multiple()) {
+                    return Err(CudaError::Unsupported(format!(
+                        "{format:?} projection of width {cols} (the GPU kernels take \
+                         multiples of {})",
+                        format.col_multiple()
+                    )));
+                }
                 match format {
                     WeightFormat::I2s => {
                         body.extend_from_slice(&normalize_i2s_codes(p.body));
                         f.scales.extend(std::iter::repeat_n(p.weight_scale, p.rows));
                     }
                     WeightFormat::Tq2_0 => split_tq2_0(p, &mut body, &mut f.scales)?,
+                    WeightFormat::Tq1_0 => {
+                        if p.body.len() != p.rows * (cols / 256) * BlockTq1_0::BYTES {
+                            return Err(CudaError::Unsupported(format!(
+                                "TQ1_0 tensor of {} x {cols} with {} bytes",
+                                p.rows,
+                                p.body.len()
+                            )));
+                        }
+                        repack_tq1_0(p.body, &mut body, &mut f.scales)?;
+                    }
+                    WeightFormat::F32 => {
+                        if p.body.len() != p.rows * cols * 4 {
+                            return Err(CudaError::Unsupported(format!(
+                                "F32 tensor of {} x {cols} with {} bytes",
+                                p.rows,
+                                p.body.len()
+                            )));
+                        }
+                        body.extend_from_slice(p.body);
+                    }
                 }
                 f.rows += p.rows;
                 f.bytes += p.counted_bytes;
@@ -866,7 +983,12 @@ impl CudaModel {
             let mut dl = |parts: &[&HostLinear<'_>], f: &Fused| -> Result<DevLinear, CudaError> {
                 Ok(DevLinear {
                     w: f.w,
-                    ws: up_f32(&f.scales)?,
+                    // F32: no weight scales.
+                    ws: if f.scales.is_empty() {
+                        0
+                    } else {
+                        up_f32(&f.scales)?
+                    },
                     ps: up_f32(&proj_scales(parts))?,
                     rows: f.rows,
                     cols: parts[0].cols,
@@ -926,6 +1048,9 @@ impl CudaModel {
         let max_k = c.dim.max(c.hidden_dim).max(c.q_dim());
         let qact_buf = stream.clone_htod(&vec![0u8; max_k.div_ceil(128) * QBLOCK_STRIDE])?;
         let qact = ptr_u8(&qact_buf, &stream);
+        // The normed input of an F32 projection.
+        let xf_buf = stream.clone_htod(&vec![0.0f32; max_k])?;
+        let xf = ptr_f32(&xf_buf, &stream);
         // I2_S: scale and sum; Q8_K: (d, sum) for up to 32 blocks.
         let qmeta_buf = stream.clone_htod(&[0i32; 2 + 2 * QA_MAX_K / 256])?;
         let qmeta = ptr_i32(&qmeta_buf, &stream);
@@ -980,6 +1105,8 @@ impl CudaModel {
             f_glu,
             f_tq2,
             f_tq2_glu,
+            f_f32,
+            f_f32_glu,
             f_quant,
             f_attn,
             f_embed,
@@ -1010,6 +1137,7 @@ impl CudaModel {
             hb,
             qact,
             qmeta,
+            xf,
             part_o,
             part_ml,
             n_split,
@@ -1024,6 +1152,7 @@ impl CudaModel {
             qkv_buf,
             qact_buf,
             qmeta_buf,
+            xf_buf,
             graph: None,
             step_kernels: Vec::new(),
             counters: KernelCounters::new(),
@@ -1246,7 +1375,9 @@ impl CudaModel {
         self.keep_u8.len() + self.keep_f32.len()
     }
 
-    /// `quantize_act` of `x` (K floats; with `norm` != 0 RMSNorm first).
+    /// `quantize_act` of `x` (K floats; with `norm` != 0 RMSNorm first)
+    /// for a matmul of `format`: into qact / qmeta, or (F32) the normed
+    /// floats into xf.
     fn k_quant(&self, x: u64, norm: u64, k: usize, format: WeightFormat) -> Result<(), CudaError> {
         let cfg = LaunchConfig {
             grid_dim: (1, 1, 1),
@@ -1255,10 +1386,7 @@ impl CudaModel {
         };
         let kk = k as i32;
         let eps = self.cfg.norm_eps;
-        let fmt: i32 = match format {
-            WeightFormat::I2s => 0,
-            WeightFormat::Tq2_0 => 1,
-        };
+        let fmt = format.act_fmt();
         let mut l = KArgs::default();
         l.arg(&x)
             .arg(&norm)
@@ -1266,24 +1394,54 @@ impl CudaModel {
             .arg(&kk)
             .arg(&fmt)
             .arg(&self.qact)
-            .arg(&self.qmeta);
+            .arg(&self.qmeta)
+            .arg(&self.xf);
         // SAFETY: the arguments match `quantize_act`'s parameters in order
         // and type (u64 device addresses of live allocations held by
         // `self`): x / norm hold k floats (k <= QA_MAX_K, checked in `new`),
         // qact the padded layout of the largest input, qmeta
-        // 2 + 2 * QA_MAX_K / 256 words.
+        // 2 + 2 * QA_MAX_K / 256 words, xf the largest input's floats.
         unsafe { self.launch(&self.f_quant, cfg, &mut l) }?;
         Ok(())
     }
 
-    /// I2_S GEMV of the quantized activations: mode 0 `out = W x`, mode 1
+    /// The input of a matmul on `a` from `x` (K floats) and `norm` (0:
+    /// none): `quantize_act` for the ternary formats (recorded in `ks`),
+    /// and for F32 the norm alone into xf, or nothing without a norm.
+    /// Returns the floats an F32 GEMV reads (`x` or xf; unused by the
+    /// others, which read qact / qmeta).
+    fn k_input(
+        &self,
+        x: u64,
+        norm: u64,
+        k: usize,
+        a: &DevLinear,
+        ks: &mut Vec<StepKernel>,
+    ) -> Result<u64, CudaError> {
+        if a.format == WeightFormat::F32 && norm == 0 {
+            return Ok(x);
+        }
+        self.k_quant(x, norm, k, a.format)?;
+        if a.format == WeightFormat::F32 {
+            ks.push((ID_NORM, 0, None));
+            Ok(self.xf)
+        } else {
+            ks.push((ID_QUANT, 0, None));
+            Ok(x)
+        }
+    }
+
+    /// The GEMV of `a` on its input: mode 0 `out = W x`, mode 1
     /// `out += W x`; with `up`, gate|up and the activation into `out`.
+    /// Ternary formats read the quantized activations (qact / qmeta), F32
+    /// the `xin` floats (from [`k_input`](Self::k_input)).
     fn gemv(
         &self,
         a: &DevLinear,
         up: Option<&DevLinear>,
         out: u64,
         mode: i32,
+        xin: u64,
     ) -> Result<(), CudaError> {
         let cfg = LaunchConfig {
             grid_dim: (gemv_grid(a.rows, self.tuning.gemv_rpw), 1, 1),
@@ -1291,11 +1449,50 @@ impl CudaModel {
             shared_mem_bytes: 0,
         };
         let (kk, rows) = (a.cols as i32, a.rows as i32);
+        let act: i32 = match self.cfg.arch.ffn_activation() {
+            FfnActivation::ReluSquared => 0,
+            FfnActivation::Silu => 1,
+        };
+        if a.format == WeightFormat::F32 {
+            let mut l = KArgs::default();
+            match up {
+                None => {
+                    l.arg(&a.w)
+                        .arg(&a.ps)
+                        .arg(&xin)
+                        .arg(&kk)
+                        .arg(&rows)
+                        .arg(&out)
+                        .arg(&mode);
+                    // SAFETY: matches `f32_gemv` (u64 device addresses of
+                    // live allocations held by `self`: W rows x k floats,
+                    // ps and out `rows` floats, xin k floats written by an
+                    // earlier kernel on the stream).
+                    unsafe { self.launch(&self.f_f32, cfg, &mut l) }?;
+                }
+                Some(b) => {
+                    l.arg(&a.w)
+                        .arg(&b.w)
+                        .arg(&a.ps)
+                        .arg(&b.ps)
+                        .arg(&xin)
+                        .arg(&kk)
+                        .arg(&rows)
+                        .arg(&out)
+                        .arg(&act);
+                    // SAFETY: matches `f32_gemv_glu`; gate and up are both
+                    // F32 of rows x k (checked at upload), out holds `rows`
+                    // floats, xin as for `f32_gemv`.
+                    unsafe { self.launch(&self.f_f32_glu, cfg, &mut l) }?;
+                }
+            }
+            return Ok(());
+        }
         match up {
             None => {
                 let f = match a.format {
                     WeightFormat::I2s => &self.f_gemv,
-                    WeightFormat::Tq2_0 => &self.f_tq2,
+                    _ => &self.f_tq2,
                 };
                 let mut l = KArgs::default();
                 l.arg(&a.w)
@@ -1310,19 +1507,15 @@ impl CudaModel {
                 // SAFETY: matches `i2s_gemv` and `tq2_gemv` (same
                 // parameters; u64 device addresses of live allocations held
                 // by `self`: W rows x k/4 bytes, scales per row (I2_S) or
-                // per row and block (TQ2_0), out `rows` floats, qact / qmeta
-                // written by the `quantize_act` of this k and format issued
-                // before on the stream).
+                // per row and block (TQ2_0, repacked TQ1_0), out `rows`
+                // floats, qact / qmeta written by the `quantize_act` of
+                // this k and format issued before on the stream).
                 unsafe { self.launch(f, cfg, &mut l) }?;
             }
             Some(b) => {
-                let act: i32 = match self.cfg.arch {
-                    Arch::BitnetB158 => 0,
-                    Arch::Bitnet | Arch::Llama => 1,
-                };
                 let f = match a.format {
                     WeightFormat::I2s => &self.f_glu,
-                    WeightFormat::Tq2_0 => &self.f_tq2_glu,
+                    _ => &self.f_tq2_glu,
                 };
                 let mut l = KArgs::default();
                 l.arg(&a.w)
@@ -1467,27 +1660,23 @@ impl CudaModel {
             }
         } else {
             for (l, d) in self.layers.iter().enumerate() {
-                self.k_quant(self.x, d.attn_norm, c.dim, d.qkv.format)?;
-                ks.push((ID_QUANT, 0, None));
-                self.gemv(&d.qkv, None, self.qkv, 0)?;
+                let xin = self.k_input(self.x, d.attn_norm, c.dim, &d.qkv, &mut ks)?;
+                self.gemv(&d.qkv, None, self.qkv, 0, xin)?;
                 ks.push((gemv_id(&d.qkv, false), d.qkv.bytes, Some((l, qkv))));
                 self.k_attn(d)?;
                 ks.push((ID_ATTN, 0, None));
-                self.k_quant(self.att, d.attn_sub_norm, c.q_dim(), d.o.format)?;
-                ks.push((ID_QUANT, 0, None));
-                self.gemv(&d.o, None, self.x, 1)?;
+                let xin = self.k_input(self.att, d.attn_sub_norm, c.q_dim(), &d.o, &mut ks)?;
+                self.gemv(&d.o, None, self.x, 1, xin)?;
                 ks.push((gemv_id(&d.o, false), d.o.bytes, Some((l, Projections::O))));
-                self.k_quant(self.x, d.ffn_norm, c.dim, d.gate.format)?;
-                ks.push((ID_QUANT, 0, None));
-                self.gemv(&d.gate, Some(&d.up), self.hb, 0)?;
+                let xin = self.k_input(self.x, d.ffn_norm, c.dim, &d.gate, &mut ks)?;
+                self.gemv(&d.gate, Some(&d.up), self.hb, 0, xin)?;
                 ks.push((
                     gemv_id(&d.gate, true),
                     d.gate.bytes + d.up.bytes,
                     Some((l, glu)),
                 ));
-                self.k_quant(self.hb, d.ffn_sub_norm, c.hidden_dim, d.down.format)?;
-                ks.push((ID_QUANT, 0, None));
-                self.gemv(&d.down, None, self.x, 1)?;
+                let xin = self.k_input(self.hb, d.ffn_sub_norm, c.hidden_dim, &d.down, &mut ks)?;
+                self.gemv(&d.down, None, self.x, 1, xin)?;
                 ks.push((
                     gemv_id(&d.down, false),
                     d.down.bytes,
@@ -1609,79 +1798,146 @@ impl CudaModel {
         Ok(all[range].iter().map(|&t| t as u32).collect())
     }
 
-    /// Checks layer 0's q|k|v projection on the device against core's
-    /// integer dot products, bit for bit: quantizes the current residual
-    /// (`quantize_act`), runs the GEMV, reads back the quantized
-    /// activations, their scale(s) and the outputs, and recomputes every
-    /// output row on the CPU from `host`'s weights (I2_S: `i2s_dot_i32` on
-    /// the file's bytes, then `i2s_output` and the projection scale;
-    /// TQ2_0: `vec_dot_tq2_0_q8_k`). Returns (rows checked, rows that
-    /// differ). Overwrites the q|k|v buffer: call between steps.
-    pub fn check_qkv_exact(&self, host: &HostModel<'_>) -> Result<(usize, usize), CudaError> {
+    /// Checks layer 0's q|k|v projection on the device against core:
+    /// forms the input of the current residual as a step does (RMSNorm
+    /// and quantization: `quantize_act`, or the norm alone for F32), runs
+    /// the GEMV, reads back that input (quantized activations and their
+    /// scale(s), or the normed floats) and the outputs, and recomputes
+    /// every output row on the CPU from `host`'s weights with core's
+    /// functions: I2_S `i2s_dot_i32` on the file's bytes, then `i2s_output`
+    /// and the projection scale; TQ2_0 `vec_dot_tq2_0_q8_k`; TQ1_0
+    /// `vec_dot_tq1_0_q8_k` on the file's TQ1_0 bytes (the GPU ran on its
+    /// repacking), all compared bit for bit; F32 `dot_f32` times the
+    /// projection scale, compared within [`F32_DOT_TOLERANCE`].
+    /// Overwrites the q|k|v buffer: call between steps.
+    pub fn check_qkv(&self, host: &HostModel<'_>) -> Result<QkvCheck, CudaError> {
         let d = self.layers[0];
         let hl = &host.layers[0];
         let c = &self.cfg;
+        let float = d.qkv.format == WeightFormat::F32;
         if let Some(p) = &self.persist {
             // The persistent kernel's own quantization (block 0's copy)
             // and q|k|v phase.
             self.k_persist(p, 1)?;
         } else {
-            self.k_quant(self.x, d.attn_norm, c.dim, d.qkv.format)?;
-            self.gemv(&d.qkv, None, self.qkv, 0)?;
+            let xin = self.k_input(self.x, d.attn_norm, c.dim, &d.qkv, &mut Vec::new())?;
+            if float && xin != self.xf {
+                return Err(CudaError::Usage("layer 0 has no attention norm".into()));
+            }
+            self.gemv(&d.qkv, None, self.qkv, 0, xin)?;
         }
         let out = self.stream.clone_dtoh(&self.qkv_buf)?;
         let qpad = self.stream.clone_dtoh(&self.qact_buf)?;
         let meta = self.stream.clone_dtoh(&self.qmeta_buf)?;
+        let xf = self.stream.clone_dtoh(&self.xf_buf)?;
         self.stream.synchronize()?;
         let k = c.dim;
         let q: Vec<i8> = (0..k)
             .map(|i| qpad[(i / 128) * QBLOCK_STRIDE + i % 128] as i8)
             .collect();
-        let mut rows = 0;
-        let mut bad = 0;
+        let q8k = || -> Vec<BlockQ8K> {
+            (0..k / 256)
+                .map(|b| {
+                    let mut blk = BlockQ8K::ZERO;
+                    blk.d = f32::from_bits(meta[2 + 2 * b] as u32);
+                    blk.qs.copy_from_slice(&q[b * 256..(b + 1) * 256]);
+                    blk
+                })
+                .collect()
+        };
+        let core_err = |e: bitnet_core::quant::QuantError| CudaError::Usage(e.to_string());
+        let mut check = QkvCheck {
+            rows: 0,
+            bad: 0,
+            float_worst: float.then_some(0.0),
+        };
         let mut r_all = 0;
         for p in [&hl.wq, &hl.wk, &hl.wv] {
+            let ps = p.proj_scale.unwrap_or(1.0);
             for r in 0..p.rows {
+                let got = out[r_all + r];
                 let want = match p.format {
                     WeightFormat::I2s => {
                         let rb = k / 4;
-                        let dot = i2s_dot_i32(&p.body[r * rb..(r + 1) * rb], &q)
-                            .map_err(|e| CudaError::Usage(e.to_string()))?;
+                        let dot =
+                            i2s_dot_i32(&p.body[r * rb..(r + 1) * rb], &q).map_err(core_err)?;
                         let s = f32::from_bits(meta[0] as u32);
-                        i2s_output(dot, s, p.weight_scale) * p.proj_scale.unwrap_or(1.0)
+                        i2s_output(dot, s, p.weight_scale) * ps
                     }
                     WeightFormat::Tq2_0 => {
-                        let nb = k / 256;
-                        let rb = nb * TQ2_BLOCK_BYTES;
-                        let act: Vec<BlockQ8K> = (0..nb)
-                            .map(|b| {
-                                let mut blk = BlockQ8K::ZERO;
-                                blk.d = f32::from_bits(meta[2 + 2 * b] as u32);
-                                blk.qs.copy_from_slice(&q[b * 256..(b + 1) * 256]);
-                                blk
+                        let rb = k / 256 * TQ2_BLOCK_BYTES;
+                        vec_dot_tq2_0_q8_k(&p.body[r * rb..(r + 1) * rb], &q8k())
+                            .map_err(core_err)?
+                            * ps
+                    }
+                    WeightFormat::Tq1_0 => {
+                        let rb = k / 256 * BlockTq1_0::BYTES;
+                        vec_dot_tq1_0_q8_k(&p.body[r * rb..(r + 1) * rb], &q8k())
+                            .map_err(core_err)?
+                            * ps
+                    }
+                    WeightFormat::F32 => {
+                        let row = &p.body[r * k * 4..(r + 1) * k * 4];
+                        let want = dot_f32(row, &xf[..k]).map_err(core_err)? * ps;
+                        // The bound of F32_DOT_TOLERANCE for this row.
+                        let abs: f64 = row
+                            .chunks_exact(4)
+                            .zip(&xf[..k])
+                            .map(|(w, &x)| {
+                                let w = f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                                f64::from(w * x).abs()
                             })
-                            .collect();
-                        vec_dot_tq2_0_q8_k(&p.body[r * rb..(r + 1) * rb], &act)
-                            .map_err(|e| CudaError::Usage(e.to_string()))?
-                            * p.proj_scale.unwrap_or(1.0)
+                            .sum();
+                        let bound =
+                            f64::from(F32_DOT_TOLERANCE) * k as f64 * abs * f64::from(ps).abs();
+                        let diff = (f64::from(got) - f64::from(want)).abs();
+                        check.rows += 1;
+                        if diff.is_nan() || diff > bound {
+                            check.bad += 1;
+                        }
+                        if diff > 0.0
+                            && let Some(w) = &mut check.float_worst
+                        {
+                            *w = w.max(diff / bound);
+                        }
+                        continue;
                     }
                 };
-                rows += 1;
-                if want.to_bits() != out[r_all + r].to_bits() {
-                    bad += 1;
+                check.rows += 1;
+                if want.to_bits() != got.to_bits() {
+                    check.bad += 1;
                 }
             }
             r_all += p.rows;
         }
-        Ok((rows, bad))
+        Ok(check)
     }
 
     /// Times each kernel kind of layer 0 and the head on their own
     /// (CUDA events, median of `reps` launches). Overwrites activations and
-    /// the cache row at the current position: call after generation.
+    /// the cache row at the current position: call after generation. The
+    /// GEMVs of F32 projections read the input buffer as it is (the
+    /// `quantize_act` rows norm into it).
     pub fn time_kernels(&self, reps: usize) -> Result<Vec<KernelTiming>, CudaError> {
         let d = self.layers[0];
         let c = &self.cfg;
+        // The floats an F32 GEMV reads: xf (left by a step's norm), or
+        // the raw input where the block has no sub-norm.
+        let xin = |a: &DevLinear, raw: u64, norm: u64| {
+            if a.format == WeightFormat::F32 && norm == 0 {
+                raw
+            } else {
+                self.xf
+            }
+        };
+        let (x_qkv, x_o) = (
+            xin(&d.qkv, self.x, d.attn_norm),
+            xin(&d.o, self.att, d.attn_sub_norm),
+        );
+        let (x_gate, x_down) = (
+            xin(&d.gate, self.x, d.ffn_norm),
+            xin(&d.down, self.hb, d.ffn_sub_norm),
+        );
         let mut out = Vec::new();
         type Launch<'m> = Box<dyn Fn() -> Result<(), CudaError> + 'm>;
         let cases: Vec<(String, u64, Launch<'_>)> = vec![
@@ -1693,7 +1949,7 @@ impl CudaModel {
             (
                 format!("i2s_gemv q|k|v {}x{}", d.qkv.rows, d.qkv.cols),
                 d.qkv.bytes,
-                Box::new(move || self.gemv(&d.qkv, None, self.qkv, 0)),
+                Box::new(move || self.gemv(&d.qkv, None, self.qkv, 0, x_qkv)),
             ),
             (
                 format!(
@@ -1711,12 +1967,12 @@ impl CudaModel {
             (
                 format!("i2s_gemv o {}x{} (+residual)", d.o.rows, d.o.cols),
                 d.o.bytes,
-                Box::new(move || self.gemv(&d.o, None, self.x, 1)),
+                Box::new(move || self.gemv(&d.o, None, self.x, 1, x_o)),
             ),
             (
                 format!("i2s_gemv_glu gate+up {}x{} x2", d.gate.rows, d.gate.cols),
                 d.gate.bytes + d.up.bytes,
-                Box::new(move || self.gemv(&d.gate, Some(&d.up), self.hb, 0)),
+                Box::new(move || self.gemv(&d.gate, Some(&d.up), self.hb, 0, x_gate)),
             ),
             (
                 format!("quantize_act sub-norm {}", c.hidden_dim),
@@ -1728,7 +1984,7 @@ impl CudaModel {
             (
                 format!("i2s_gemv down {}x{} (+residual)", d.down.rows, d.down.cols),
                 d.down.bytes,
-                Box::new(move || self.gemv(&d.down, None, self.x, 1)),
+                Box::new(move || self.gemv(&d.down, None, self.x, 1, x_down)),
             ),
             (
                 format!("f16_gemv_rmsnorm head {}x{}", c.vocab_size, c.dim),
@@ -1794,5 +2050,131 @@ impl CudaModel {
         e1.record(&self.stream)?;
         e1.synchronize()?;
         Ok(f64::from(e0.elapsed_ms(&e1)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ModelFile;
+    use crate::engine::Loaded;
+
+    fn fixture(name: &str) -> ModelFile {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/models")
+            .join(name);
+        ModelFile::open(p).unwrap()
+    }
+
+    /// What the GPU path takes from every fixture (no device needed): each
+    /// projection's format, a width its kernels handle, the kernel id the
+    /// receipts will name, and the embedding / head.
+    #[test]
+    fn every_fixture_maps_onto_gpu_formats() {
+        for (name, want, head, untied) in [
+            (
+                "bitnet-b1.58-i2s.gguf",
+                WeightFormat::I2s,
+                HeadFormat::F16,
+                false,
+            ),
+            (
+                "shakespeare-i2s.gguf",
+                WeightFormat::I2s,
+                HeadFormat::F16,
+                false,
+            ),
+            (
+                "bitnet-tq2_0.gguf",
+                WeightFormat::Tq2_0,
+                HeadFormat::F32,
+                false,
+            ),
+            (
+                "shakespeare-tq2_0.gguf",
+                WeightFormat::Tq2_0,
+                HeadFormat::F16,
+                false,
+            ),
+            (
+                "bitnet-tq1_0.gguf",
+                WeightFormat::Tq1_0,
+                HeadFormat::F32,
+                false,
+            ),
+            ("bitnet-f32.gguf", WeightFormat::F32, HeadFormat::F32, false),
+            ("stories260K.gguf", WeightFormat::F32, HeadFormat::F32, true),
+        ] {
+            let file = fixture(name);
+            let loaded = Loaded::new(&file).unwrap();
+            let host = HostModel::from_model(&loaded.model).unwrap();
+            assert_eq!(host.head_format, head, "{name}");
+            assert_eq!(
+                matches!(host.embedding, HostEmbedding::F32(_)),
+                untied,
+                "{name}"
+            );
+            for l in &host.layers {
+                for p in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+                    assert_eq!(p.format, want, "{name}");
+                    assert!(p.cols.is_multiple_of(want.col_multiple()), "{name}");
+                    let d = DevLinear {
+                        w: 0,
+                        ws: 0,
+                        ps: 0,
+                        rows: p.rows,
+                        cols: p.cols,
+                        bytes: p.counted_bytes,
+                        format: p.format,
+                    };
+                    let id = gemv_id(&d, false);
+                    match want {
+                        WeightFormat::Tq1_0 => assert_eq!(id, ID_TQ1),
+                        WeightFormat::F32 => assert_eq!(id, ID_F32),
+                        _ => assert!(id.contains("cuda_dp4a")),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The TQ1_0 fixture's layer-0 projections, repacked as at upload, give
+    /// core's `vec_dot_tq1_0_q8_k` bit for bit through the CPU model of
+    /// the `tq2_gemv` kernel.
+    #[test]
+    fn tq1_0_fixture_repacks_exactly() {
+        use bitnet_core::quant::q8_k::quantize_row_q8_k;
+        let file = fixture("bitnet-tq1_0.gguf");
+        let loaded = Loaded::new(&file).unwrap();
+        let host = HostModel::from_model(&loaded.model).unwrap();
+        let l = &host.layers[0];
+        for p in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+            let (k, nb) = (p.cols, p.cols / 256);
+            let x: Vec<f32> = (0..k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let mut act = vec![BlockQ8K::ZERO; nb];
+            quantize_row_q8_k(&x, &mut act).unwrap();
+            let q: Vec<i8> = act.iter().flat_map(|b| b.qs).collect();
+            let qd: Vec<f32> = act.iter().map(|b| b.d).collect();
+            let qsum: Vec<i32> = act
+                .iter()
+                .map(|b| b.qs.iter().map(|&v| i32::from(v)).sum())
+                .collect();
+            let (mut codes, mut wd) = (Vec::new(), Vec::new());
+            repack_tq1_0(p.body, &mut codes, &mut wd).unwrap();
+            let rb = nb * BlockTq1_0::BYTES;
+            for r in 0..p.rows {
+                let cpu = vec_dot_tq1_0_q8_k(&p.body[r * rb..(r + 1) * rb], &act).unwrap();
+                let gpu = super::super::tq2_dot_gpu_emulated(
+                    &codes[r * k / 4..(r + 1) * k / 4],
+                    &wd[r * nb..(r + 1) * nb],
+                    &q,
+                    &qd,
+                    &qsum,
+                );
+                assert_eq!(cpu.to_bits(), gpu.to_bits(), "row {r}");
+            }
+        }
     }
 }

@@ -118,13 +118,15 @@ __device__ int block_sum_i(int v, int* sh) {
 // q: the quantized activations in the GEMV's layout (blocks of 128 bytes
 // at a stride of QBLOCK_STRIDE).
 // fmt 0 (I2_S): one scale; meta[0] = s as float bits, meta[1] = sum_k q_k.
-// fmt 1 (Q8_K, for TQ2_0): per 256 values, llama.cpp's
+// fmt 1 (Q8_K, for TQ2_0 and repacked TQ1_0): per 256 values, llama.cpp's
 // quantize_row_q8_K_ref (core's quantize_row_q8_k) bit for bit;
 // meta[2 + 2b] = d of block b as float bits, meta[3 + 2b] = its sum of q.
+// fmt 2 (F32 projections, no quantization): the normed floats to xf[0..K)
+// (q and meta untouched).
 extern "C" __global__ void __launch_bounds__(QA_THREADS) quantize_act(
     const float* __restrict__ x, const float* __restrict__ nw, float eps, int K, int fmt,
     u8* __restrict__ q,
-    int* __restrict__ meta) {
+    int* __restrict__ meta, float* __restrict__ xf) {
     __shared__ double shd[32];
     __shared__ float shf[32];
     __shared__ int shi[32];
@@ -149,6 +151,14 @@ extern "C" __global__ void __launch_bounds__(QA_THREADS) quantize_act(
             const int i = threadIdx.x + j * QA_THREADS;
             if (i < K) v[j] = v[j] * nscale * nw[i];
         }
+    }
+    if (fmt == 2) {
+#pragma unroll
+        for (int j = 0; j < QA_PER_THREAD; ++j) {
+            const int i = threadIdx.x + j * QA_THREADS;
+            if (i < K) xf[i] = v[j];
+        }
+        return;
     }
     if (fmt == 1) {
 #pragma unroll
@@ -575,6 +585,111 @@ extern "C" __global__ void __launch_bounds__(128) tq2_gemv_glu(
     const u8* __restrict__ q, const int* __restrict__ meta, int K, int rows,
     float* __restrict__ out, int act) {
     tq2_gemv_body<2>(W, W2, wd, ps, wd2, ps2, q, meta, K, rows, out, 0, act);
+}
+
+// The F32 GEMVs (core's dot_f32 up to the order of the f32 additions):
+// rows of K floats (any K; 16-byte loads where K % 4 == 0), x the K input
+// floats (normed by quantize_act fmt 2, or the raw attention / FFN output
+// where the block has no sub-norm), written by an earlier kernel. Rows and
+// warps as i2s_gemv_body (GEMV_RPW rows per warp); lane l sums elements
+// (or float4s) l, l + 32, ... of each row in f32 in that order, then the
+// warp sum. y = dot * ps[r] (the CPU's `out *= scale`); the outputs as
+// i2s_gemv_rows: NM == 1 mode 0 out[r] = y, mode 1 out[r] += y; NM == 2
+// out[r] = act(gate) * up (act 0 relu^2, 1 silu).
+template <int NM>
+__device__ __forceinline__ void f32_gemv_body(const float* __restrict__ W,
+                                              const float* __restrict__ W2,
+                                              const float* __restrict__ ps,
+                                              const float* __restrict__ ps2,
+                                              const float* __restrict__ x, int K, int rows,
+                                              float* __restrict__ out, int mode, int act) {
+    const int lane = threadIdx.x & 31;
+    const int warps = blockDim.x >> 5;
+    const int gw = blockIdx.x * warps + (threadIdx.x >> 5);
+    const int stride = gridDim.x * warps * GEMV_RPW;
+    const usize rk = (usize)K;
+    pdl_launch_next();
+    pdl_wait();
+    for (int r0 = gw * GEMV_RPW; r0 < rows; r0 += stride) {
+        float a[NM * GEMV_RPW];
+#pragma unroll
+        for (int j = 0; j < NM * GEMV_RPW; ++j) a[j] = 0.0f;
+        if ((K & 3) == 0) {
+            const int n4 = K >> 2;
+            for (int c = lane; c < n4; c += 32) {
+                const float4 xv = __ldg((const float4*)x + c);
+#pragma unroll
+                for (int j = 0; j < NM * GEMV_RPW; ++j) {
+                    const int r = r0 + (j % GEMV_RPW);
+                    if (r < rows) {
+                        const float* base = (j < GEMV_RPW) ? W : W2;
+                        const float4 w = __ldg((const float4*)(base + (usize)r * rk) + c);
+                        a[j] += w.x * xv.x;
+                        a[j] += w.y * xv.y;
+                        a[j] += w.z * xv.z;
+                        a[j] += w.w * xv.w;
+                    }
+                }
+            }
+        } else {
+            for (int i = lane; i < K; i += 32) {
+                const float xv = __ldg(x + i);
+#pragma unroll
+                for (int j = 0; j < NM * GEMV_RPW; ++j) {
+                    const int r = r0 + (j % GEMV_RPW);
+                    if (r < rows) {
+                        const float* base = (j < GEMV_RPW) ? W : W2;
+                        a[j] += __ldg(base + (usize)r * rk + i) * xv;
+                    }
+                }
+            }
+        }
+        float y[NM * GEMV_RPW];
+#pragma unroll
+        for (int j = 0; j < NM * GEMV_RPW; ++j) {
+            const float d = warp_sum_f(a[j]);
+            const int r = r0 + (j % GEMV_RPW);
+            y[j] = (r < rows) ? d * ((j < GEMV_RPW) ? ps[r] : ps2[r]) : 0.0f;
+        }
+        if (lane == 0) {
+#pragma unroll
+            for (int j = 0; j < GEMV_RPW; ++j) {
+                const int r = r0 + j;
+                if (r < rows) {
+                    float t = y[j];
+                    if (NM == 2) {
+                        const float u = y[(NM - 1) * GEMV_RPW + j];
+                        if (act == 0) {
+                            const float g = fmaxf(t, 0.0f);
+                            t = g * g * u;
+                        } else {
+                            t = (t / (1.0f + expf(-t))) * u;
+                        }
+                        out[r] = t;
+                    } else if (mode == 1) {
+                        out[r] = out[r] + t;
+                    } else {
+                        out[r] = t;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// One F32 projection (mode 0: out = W x; mode 1: out += W x).
+extern "C" __global__ void __launch_bounds__(128) f32_gemv(
+    const float* __restrict__ W, const float* __restrict__ ps, const float* __restrict__ x, int K,
+    int rows, float* __restrict__ out, int mode) {
+    f32_gemv_body<1>(W, 0, ps, 0, x, K, rows, out, mode, 0);
+}
+
+// F32 gate and up projections and the gated activation in one launch.
+extern "C" __global__ void __launch_bounds__(128) f32_gemv_glu(
+    const float* __restrict__ W, const float* __restrict__ W2, const float* __restrict__ ps,
+    const float* __restrict__ ps2, const float* __restrict__ x, int K, int rows,
+    float* __restrict__ out, int act) {
+    f32_gemv_body<2>(W, W2, ps, ps2, x, K, rows, out, 0, act);
 }
 
 // RoPE on the current position's q and k (from the fused qkv buffer), the

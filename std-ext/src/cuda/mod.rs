@@ -10,18 +10,23 @@
 //!
 //! Numerics (DESIGN.md §5): the I2_S integer dot products are exact (dp4a
 //! on the raw I2_S bytes, see [`i2s_dot_gpu_emulated`] for the CPU model
-//! of the kernel); RMSNorm sums in f64 like the CPU; the float parts
-//! differ from the CPU in reduction order (see [`LOGIT_TOLERANCE`]).
+//! of the kernel), and so are TQ2_0's and TQ1_0's per block (TQ1_0 is
+//! repacked into the TQ2_0 layout at upload, [`repack_tq1_0`];
+//! [`tq2_dot_gpu_emulated`]); F32 projections are float dots (see
+//! [`F32_DOT_TOLERANCE`]); RMSNorm sums in f64 like the CPU; the float
+//! parts differ from the CPU in reduction order (see [`LOGIT_TOLERANCE`]).
 
 mod forward;
 pub mod receipt;
 
 pub use forward::{
     CudaModel, HeadFormat, HostEmbedding, HostLayer, HostLinear, HostModel, KernelTiming,
-    MAX_GPU_CTX, PhaseTimes, Tuning, WeightFormat,
+    MAX_GPU_CTX, PhaseTimes, QkvCheck, Tuning, WeightFormat,
 };
 
 use bitnet_core::quant::i2s::{I2S_BLOCK_BYTES, I2S_BLOCK_LEN};
+use bitnet_core::quant::q8_k::QK_K;
+use bitnet_core::quant::tq1_0::{BlockTq1_0, block_weights};
 
 use crate::receipt::GpuInfo;
 
@@ -29,13 +34,15 @@ use crate::receipt::GpuInfo;
 pub const KERNELS_CU: &str = include_str!("kernels.cu");
 
 /// Kernel entry points `kernels.cu` must define (loaded by name).
-pub const KERNEL_NAMES: [&str; 12] = [
+pub const KERNEL_NAMES: [&str; 14] = [
     "f32_gemv_rmsnorm",
     "quantize_act",
     "i2s_gemv",
     "i2s_gemv_glu",
     "tq2_gemv",
     "tq2_gemv_glu",
+    "f32_gemv",
+    "f32_gemv_glu",
     "attention_rope",
     "embed_f16",
     "embed_f32",
@@ -52,6 +59,17 @@ pub const KERNEL_NAMES: [&str; 12] = [
 /// steps differ by more than this (see docs/perf.md, CUDA section): the
 /// suite reports such fixtures as EXCEEDED rather than widening this.
 pub const LOGIT_TOLERANCE: f32 = 1e-3;
+
+/// F32 projections: the GPU sums a row's K products `w_k * x_k` in f32 in
+/// another order than core's `dot_f32` (8 lanes, then halving), and each
+/// side rounds the projection scale's product once. Both sums are within
+/// `(K - 1) u sum_k |w_k x_k|` of the exact one (u = 2^-24; the
+/// first-order bound of recursive summation, Higham, "Accuracy and
+/// Stability of Numerical Algorithms", 2nd ed., section 4.2) and the
+/// scale adds `u` each, so a row may differ by up to
+/// `2 K u sum_k |w_k x_k| |s| = F32_DOT_TOLERANCE * K * sum_k |w_k x_k| * |s|`,
+/// which the layer-0 q|k|v check allows (`CudaModel::check_qkv`).
+pub const F32_DOT_TOLERANCE: f32 = f32::EPSILON;
 
 /// What the message says when no device can be used.
 pub const NO_DEVICE: &str = "No CUDA device available";
@@ -147,6 +165,49 @@ pub fn normalize_i2s_codes(body: &[u8]) -> Vec<u8> {
             out
         })
         .collect()
+}
+
+/// TQ1_0 weights in the TQ2_0 GPU layout: for each 54-byte block of
+/// `body` (rows of `cols / 256` blocks, block after block), its 256
+/// ternary weights decoded by core ([`block_weights`]) and re-encoded as
+/// 64 TQ2_0 code bytes (byte `32g + m` holds weight `128g + 32l + m` as
+/// code `w + 1` in bits `2l + 1 ..= 2l`) appended to `codes`, and its f16
+/// scale as f32 (exact) appended to `scales`. The `tq2_gemv` kernel then
+/// computes core's `vec_dot_tq1_0_q8_k` bit for bit: the same integer per
+/// block, and `sumi * (d_w * d_q)` there against `sumi * (d_q * d_w)`
+/// here, the same product. `Err` when `body` is not whole blocks.
+pub fn repack_tq1_0(
+    body: &[u8],
+    codes: &mut Vec<u8>,
+    scales: &mut Vec<f32>,
+) -> Result<(), CudaError> {
+    if !body.len().is_multiple_of(BlockTq1_0::BYTES) {
+        return Err(CudaError::Unsupported(format!(
+            "TQ1_0 tensor of {} bytes (not whole {}-byte blocks)",
+            body.len(),
+            BlockTq1_0::BYTES
+        )));
+    }
+    let mut w = [0i8; QK_K];
+    for blk in body.chunks_exact(BlockTq1_0::BYTES) {
+        block_weights(blk, &mut w);
+        for g in 0..2 {
+            for m in 0..32 {
+                let mut byte = 0u8;
+                for l in 0..4 {
+                    // w + 1 is 0, 1 or 2.
+                    byte |= ((w[128 * g + 32 * l + m] + 1) as u8) << (2 * l);
+                }
+                codes.push(byte);
+            }
+        }
+        let b = BlockTq1_0::from_bytes(
+            blk.try_into()
+                .map_err(|_| CudaError::Unsupported("TQ1_0 block of the wrong size".into()))?,
+        );
+        scales.push(b.d.to_f32());
+    }
+    Ok(())
 }
 
 /// The position of activation `i` in the GEMV's padded activation buffer
@@ -326,6 +387,52 @@ mod tests {
             let gpu = tq2_dot_gpu_emulated(&codes, &wd, &q, &qd, &qsum);
             assert_eq!(cpu.to_bits(), gpu.to_bits(), "K={k}: cpu {cpu} gpu {gpu}");
         }
+    }
+
+    #[test]
+    fn gpu_tq1_0_repacked_dots_equal_the_cpu_bit_for_bit() {
+        use bitnet_core::quant::q8_k::{BlockQ8K, quantize_row_q8_k};
+        use bitnet_core::quant::tq1_0::{quantize_row_tq1_0, vec_dot_tq1_0_q8_k};
+        let mut st = 13u64;
+        for &k in &[256usize, 512, 2560, 6912] {
+            let nb = k / 256;
+            let w: Vec<f32> = (0..k)
+                .map(|_| (lcg(&mut st) % 3) as f32 - 1.0 + 0.01 * (lcg(&mut st) % 7) as f32)
+                .collect();
+            let mut row = vec![0u8; nb * BlockTq1_0::BYTES];
+            quantize_row_tq1_0(&w, &mut row).unwrap();
+            // Any byte decodes to trits: overwrite some trit bytes (not the
+            // scales) with arbitrary values.
+            for _ in 0..8 {
+                let b = (lcg(&mut st) as usize) % nb;
+                let at = b * BlockTq1_0::BYTES + (lcg(&mut st) as usize) % 52;
+                row[at] = lcg(&mut st) as u8;
+            }
+            let x: Vec<f32> = (0..k)
+                .map(|_| (lcg(&mut st) % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            let mut act = vec![BlockQ8K::ZERO; nb];
+            quantize_row_q8_k(&x, &mut act).unwrap();
+            let cpu = vec_dot_tq1_0_q8_k(&row, &act).unwrap();
+            let (mut codes, mut wd) = (Vec::new(), Vec::new());
+            repack_tq1_0(&row, &mut codes, &mut wd).unwrap();
+            assert_eq!((codes.len(), wd.len()), (k / 4, nb));
+            // Ternary codes only (never 3).
+            assert!(
+                codes
+                    .iter()
+                    .all(|&b| (0..4).all(|l| (b >> (2 * l)) & 3 != 3))
+            );
+            let q: Vec<i8> = act.iter().flat_map(|b| b.qs).collect();
+            let qd: Vec<f32> = act.iter().map(|b| b.d).collect();
+            let qsum: Vec<i32> = act
+                .iter()
+                .map(|b| b.qs.iter().map(|&v| i32::from(v)).sum())
+                .collect();
+            let gpu = tq2_dot_gpu_emulated(&codes, &wd, &q, &qd, &qsum);
+            assert_eq!(cpu.to_bits(), gpu.to_bits(), "K={k}: cpu {cpu} gpu {gpu}");
+        }
+        assert!(repack_tq1_0(&[0u8; 53], &mut Vec::new(), &mut Vec::new()).is_err());
     }
 
     #[test]
