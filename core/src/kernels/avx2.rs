@@ -445,9 +445,8 @@ pub(super) fn tl_store(acc: &[__m256i; 4], out: &mut [i32; 32]) {
 /// `pmaddubsw` by `(1, 16)` recombines `lo + 16 * hi` as i16.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn tl_tile<const SIGNED: bool, const N: usize>(
-    index: &[[u8; 16]],
-    signs: &[[u8; 4]],
+fn tl_tile<const R: usize, const N: usize>(
+    recs: &[[u8; R]],
     tables: [&[[i8; 32]]; N],
     out: [&mut [i32; 32]; N],
 ) {
@@ -460,16 +459,18 @@ fn tl_tile<const SIGNED: bool, const N: usize>(
     );
     let bits = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
     let one = _mm256_set1_epi8(1);
+    // TL2 records carry 4 sign bytes after the 16 index bytes.
+    let signed = R > 16;
     let mut acc = [[_mm256_setzero_si256(); 4]; N];
     let mut g0 = 0;
-    while g0 < index.len() {
-        let g1 = (g0 + TL_CHUNK).min(index.len());
+    while g0 < recs.len() {
+        let g1 = (g0 + TL_CHUNK).min(recs.len());
         let mut lo = [_mm256_setzero_si256(); N];
         let mut hi = [_mm256_setzero_si256(); N];
         // Indexing the chunk (not `enumerate().take().skip()`, which
         // compiled to a call per group and spilled the sums) keeps the
         // loop in registers.
-        for (i, rec) in index[g0..g1].iter().enumerate() {
+        for (i, rec) in recs[g0..g1].iter().enumerate() {
             let g = g0 + i;
             // Rows are contiguous tiles: prefetch ahead once per cache line
             // (a prefetch never faults; `wrapping_add` keeps it defined).
@@ -477,10 +478,14 @@ fn tl_tile<const SIGNED: bool, const N: usize>(
                 _mm_prefetch::<_MM_HINT_T0>(rec.as_ptr().wrapping_add(PREFETCH_BYTES).cast());
             }
             // Rows 0..16 from the low nibbles (lane 0), 16..32 from the high.
-            let idx = _mm256_and_si256(_mm256_srlv_epi64(bcast16(rec), shifts), low4);
-            let sg = if SIGNED {
-                let s =
-                    _mm256_set1_epi32(i32::from_le_bytes(signs.get(g).copied().unwrap_or([0; 4])));
+            let index: &[u8; 16] = rec.first_chunk().unwrap_or(&[0; 16]);
+            let idx = _mm256_and_si256(_mm256_srlv_epi64(bcast16(index), shifts), low4);
+            let sg = if signed {
+                let s = _mm256_set1_epi32(i32::from_le_bytes(
+                    rec.get(16..20)
+                        .and_then(|b| b.try_into().ok())
+                        .unwrap_or([0; 4]),
+                ));
                 let m =
                     _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(s, sel), bits), bits);
                 _mm256_or_si256(m, one)
@@ -494,7 +499,7 @@ fn tl_tile<const SIGNED: bool, const N: usize>(
                 let (tl, th) = tl_table(tab);
                 let mut a = _mm256_shuffle_epi8(tl, idx);
                 let mut b = _mm256_shuffle_epi8(th, idx);
-                if SIGNED {
+                if signed {
                     a = _mm256_sign_epi8(a, sg);
                     b = _mm256_sign_epi8(b, sg);
                 }
@@ -535,37 +540,31 @@ pub(super) unsafe fn tl_tile_dot(
     out: &mut [[i32; 32]],
 ) {
     let (tabs, _) = tables.as_chunks::<32>();
-    let (index, signs) = tile.split_at(groups * 16);
-    let (index, _) = index.as_chunks::<16>();
-    let (signs, _) = signs.as_chunks::<4>();
+    if signed {
+        tl_tile_tokens(tile.as_chunks::<20>().0, tabs, groups, out);
+    } else {
+        tl_tile_tokens(tile.as_chunks::<16>().0, tabs, groups, out);
+    }
+}
+
+/// [`tl_tile`] for as many tokens as `out` holds (1 to 4); token `b`'s
+/// tables are `tabs[b * groups..(b + 1) * groups]`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tl_tile_tokens<const R: usize>(
+    recs: &[[u8; R]],
+    tabs: &[[i8; 32]],
+    groups: usize,
+    out: &mut [[i32; 32]],
+) {
     let tok = |b: usize| tabs.get(b * groups..(b + 1) * groups).unwrap_or(&[]);
-    match (signed, out) {
-        (true, [o0, o1, o2, o3]) => {
-            tl_tile::<true, 4>(
-                index,
-                signs,
-                [tok(0), tok(1), tok(2), tok(3)],
-                [o0, o1, o2, o3],
-            );
+    match out {
+        [o0, o1, o2, o3] => {
+            tl_tile::<R, 4>(recs, [tok(0), tok(1), tok(2), tok(3)], [o0, o1, o2, o3])
         }
-        (false, [o0, o1, o2, o3]) => {
-            tl_tile::<false, 4>(
-                index,
-                signs,
-                [tok(0), tok(1), tok(2), tok(3)],
-                [o0, o1, o2, o3],
-            );
-        }
-        (true, [o0, o1, o2]) => {
-            tl_tile::<true, 3>(index, signs, [tok(0), tok(1), tok(2)], [o0, o1, o2])
-        }
-        (false, [o0, o1, o2]) => {
-            tl_tile::<false, 3>(index, signs, [tok(0), tok(1), tok(2)], [o0, o1, o2])
-        }
-        (true, [o0, o1]) => tl_tile::<true, 2>(index, signs, [tok(0), tok(1)], [o0, o1]),
-        (false, [o0, o1]) => tl_tile::<false, 2>(index, signs, [tok(0), tok(1)], [o0, o1]),
-        (true, [o0]) => tl_tile::<true, 1>(index, signs, [tok(0)], [o0]),
-        (false, [o0]) => tl_tile::<false, 1>(index, signs, [tok(0)], [o0]),
+        [o0, o1, o2] => tl_tile::<R, 3>(recs, [tok(0), tok(1), tok(2)], [o0, o1, o2]),
+        [o0, o1] => tl_tile::<R, 2>(recs, [tok(0), tok(1)], [o0, o1]),
+        [o0] => tl_tile::<R, 1>(recs, [tok(0)], [o0]),
         _ => {}
     }
 }

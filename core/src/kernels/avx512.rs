@@ -372,35 +372,32 @@ pub(super) unsafe fn quantize_act_i2s(x: &[f32], q: &mut [i8]) -> f32 {
 /// record negates byte `r`, which is tile row `r`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
-fn tl2_tile<const N: usize>(
-    index: &[[u8; 16]],
-    signs: &[[u8; 4]],
-    tables: [&[[i8; 32]]; N],
-    out: [&mut [i32; 32]; N],
-) {
+fn tl2_tile<const N: usize>(recs: &[[u8; 20]], tables: [&[[i8; 32]]; N], out: [&mut [i32; 32]; N]) {
     let shifts = _mm256_setr_epi64x(0, 0, 4, 4);
     let low4 = _mm256_set1_epi8(15);
     let comb = _mm256_set1_epi16(0x1001);
     let zero = _mm256_setzero_si256();
     let mut acc = [[zero; 4]; N];
     let mut g0 = 0;
-    while g0 < index.len() {
-        let g1 = (g0 + TL_CHUNK).min(index.len());
+    while g0 < recs.len() {
+        let g1 = (g0 + TL_CHUNK).min(recs.len());
         let mut lo = [zero; N];
         let mut hi = [zero; N];
         // Indexing the chunk (not `enumerate().take().skip()`, which
         // compiled to a call per group and spilled the sums) keeps the
         // loop in registers.
-        for (i, rec) in index[g0..g1].iter().enumerate() {
+        for (i, rec) in recs[g0..g1].iter().enumerate() {
             let g = g0 + i;
             if g % 4 == 0 {
                 // A prefetch never faults; `wrapping_add` keeps it defined.
                 _mm_prefetch::<_MM_HINT_T0>(rec.as_ptr().wrapping_add(PREFETCH_BYTES).cast());
             }
-            // SAFETY: `rec` is 16 readable bytes; unaligned load.
+            // SAFETY: `rec` is 20 readable bytes (16 index bytes loaded);
+            // unaligned load.
             let v = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(rec.as_ptr().cast()) });
             let idx = _mm256_and_si256(_mm256_srlv_epi64(v, shifts), low4);
-            let k: __mmask32 = u32::from_le_bytes(signs.get(g).copied().unwrap_or([0; 4]));
+            let [.., s0, s1, s2, s3] = *rec;
+            let k: __mmask32 = u32::from_le_bytes([s0, s1, s2, s3]);
             for t in 0..N {
                 let Some(tab) = tables[t].get(g) else {
                     continue;
@@ -451,20 +448,13 @@ pub(super) unsafe fn tl2_tile_dot(
     out: &mut [[i32; 32]],
 ) {
     let (tabs, _) = tables.as_chunks::<32>();
-    let (index, signs) = tile.split_at(groups * 16);
-    let (index, _) = index.as_chunks::<16>();
-    let (signs, _) = signs.as_chunks::<4>();
+    let (recs, _) = tile.as_chunks::<20>();
     let tok = |b: usize| tabs.get(b * groups..(b + 1) * groups).unwrap_or(&[]);
     match out {
-        [o0, o1, o2, o3] => tl2_tile::<4>(
-            index,
-            signs,
-            [tok(0), tok(1), tok(2), tok(3)],
-            [o0, o1, o2, o3],
-        ),
-        [o0, o1, o2] => tl2_tile::<3>(index, signs, [tok(0), tok(1), tok(2)], [o0, o1, o2]),
-        [o0, o1] => tl2_tile::<2>(index, signs, [tok(0), tok(1)], [o0, o1]),
-        [o0] => tl2_tile::<1>(index, signs, [tok(0)], [o0]),
+        [o0, o1, o2, o3] => tl2_tile::<4>(recs, [tok(0), tok(1), tok(2), tok(3)], [o0, o1, o2, o3]),
+        [o0, o1, o2] => tl2_tile::<3>(recs, [tok(0), tok(1), tok(2)], [o0, o1, o2]),
+        [o0, o1] => tl2_tile::<2>(recs, [tok(0), tok(1)], [o0, o1]),
+        [o0] => tl2_tile::<1>(recs, [tok(0)], [o0]),
         _ => {}
     }
 }

@@ -186,8 +186,8 @@ pub(super) unsafe fn i2s_gemm(w: &[u8], row_bytes: usize, q: &[i8], out: &mut [i
 /// Groups per i16 accumulation chunk: |group sum| <= 384, 64 of them fit.
 const TL_CHUNK: usize = 64;
 
-/// TL dot of one tile with one token: `tile` is `groups` index records
-/// (then, TL2, `groups` sign records), `tables` `groups` 32-byte tables;
+/// TL dot of one tile with one token: `tile` is `groups` group records
+/// (16 index bytes, then TL2's 4 sign bytes), `tables` `groups` 32-byte tables;
 /// `out` gets the 32 row dots (equal to the portable tile dot of
 /// [`crate::quant::tl`]).
 ///
@@ -203,7 +203,8 @@ pub(super) unsafe fn tl_tile_dot(
     tables: &[i8],
     out: &mut [i32; 32],
 ) {
-    let (index, signs) = tile.split_at(groups * 16);
+    // Group records: 16 index bytes, then TL2's 4 sign bytes.
+    let stride = if signed { 20 } else { 16 };
     let low4 = vdupq_n_u8(15);
     // Byte i of a 16-row half takes bit i % 8 of sign byte i / 8.
     let sel: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1];
@@ -217,7 +218,8 @@ pub(super) unsafe fn tl_tile_dot(
         // s16[i]: i16 sums of rows 8i..8i + 8.
         let mut s16 = [vdupq_n_s16(0); 4];
         for g in g0..g1 {
-            let v = ld_u8(&index[16 * g..]);
+            let rec = &tile[stride * g..];
+            let v = ld_u8(rec);
             let t = &tables[32 * g..32 * g + 32];
             let (tlo, thi) = (ld_i8(t), ld_i8(&t[16..]));
             let idx = [vandq_u8(v, low4), vshrq_n_u8::<4>(v)];
@@ -225,7 +227,7 @@ pub(super) unsafe fn tl_tile_dot(
                 let mut lo = vqtbl1q_s8(tlo, ix);
                 let mut hi = vqtbl1q_s8(thi, ix);
                 if signed {
-                    let sb = &signs[4 * g + 2 * half..];
+                    let sb = &rec[16 + 2 * half..];
                     let pair =
                         vreinterpretq_u8_u16(vdupq_n_u16(u16::from_le_bytes([sb[0], sb[1]])));
                     let m = vreinterpretq_s8_u8(vtstq_u8(vqtbl1q_u8(pair, sel), bits));

@@ -28,16 +28,20 @@
 //! # Byte layout (one [`TlMatrix`])
 //!
 //! Rows are grouped into tiles of [`TL_TILE_ROWS`] = 32 (the last tile is
-//! padded with all-zero rows). Tiles follow each other; a tile is
+//! padded with all-zero rows). Tiles follow each other; a tile is `G`
+//! group records, one after the other ([`TlKind::record_bytes`]):
 //!
-//! * `G` index records of 16 bytes: byte `j` of record `g` holds the 4-bit
-//!   index (TL1) or magnitude (TL2) of group `g` of tile row `j` in bits
-//!   3..0 and that of tile row `16 + j` in bits 7..4;
-//! * TL2 only: then `G` sign records of 4 bytes: the little-endian u32 of
-//!   record `g` has bit `r` set when group `g` of tile row `r` is negative.
+//! * bytes `0..16`, the index part: byte `j` holds the 4-bit index (TL1)
+//!   or magnitude (TL2) of the group in tile row `j` in bits 3..0 and that
+//!   of tile row `16 + j` in bits 7..4;
+//! * TL2 only, bytes `16..20`, the sign part: the little-endian u32 has bit
+//!   `r` set when the group of tile row `r` is negative.
 //!
 //! So a TL1 tile is `16 G` bytes (2 bits per weight) and a TL2 tile `20 G`
-//! bytes (`20 / 96` bytes per weight, 1.67 bits).
+//! bytes (`20 / 96` bytes per weight, 1.67 bits). A group's signs sit next
+//! to its indices so that a kernel reads one sequential stream per tile
+//! (separate index and sign areas made two, and the TL2 GEMV waited on
+//! the sign loads).
 //!
 //! # Activation tables
 //!
@@ -87,13 +91,18 @@ impl TlKind {
         k.div_ceil(self.group_len())
     }
 
-    /// Bytes of one tile of a row length `k`.
-    pub const fn tile_bytes(self, k: usize) -> usize {
-        let per_group = match self {
+    /// Bytes of one group record of a tile (index part, then TL2's sign
+    /// part).
+    pub const fn record_bytes(self) -> usize {
+        match self {
             Self::Tl1 => TL_INDEX_BYTES,
             Self::Tl2 => TL_INDEX_BYTES + TL2_SIGN_BYTES,
-        };
-        self.groups(k) * per_group
+        }
+    }
+
+    /// Bytes of one tile of a row length `k`.
+    pub const fn tile_bytes(self, k: usize) -> usize {
+        self.groups(k) * self.record_bytes()
     }
 
     /// Lower-case name (`tl1`, `tl2`).
@@ -206,8 +215,9 @@ impl TlMatrix {
         let tile_bytes = self.tile_bytes();
         let tile = &mut self.data[(r / TL_TILE_ROWS) * tile_bytes..][..tile_bytes];
         let (tr, shift) = (r % 16, 4 * ((r % TL_TILE_ROWS) / 16));
-        let (index, signs) = tile.split_at_mut(groups * TL_INDEX_BYTES);
+        let stride = kind.record_bytes();
         for (g, wg) in w.chunks(glen).enumerate().take(groups) {
+            let rec = &mut tile[g * stride..(g + 1) * stride];
             let mut ws = [0i8; 3];
             ws[..wg.len()].copy_from_slice(wg);
             let (nib, neg) = match kind {
@@ -217,10 +227,10 @@ impl TlMatrix {
                     (v.abs(), v < 0)
                 }
             };
-            index[g * TL_INDEX_BYTES + tr] |= (nib as u8) << shift;
+            rec[tr] |= (nib as u8) << shift;
             if neg {
                 let bit = r % TL_TILE_ROWS;
-                signs[g * TL2_SIGN_BYTES + bit / 8] |= 1 << (bit % 8);
+                rec[TL_INDEX_BYTES + bit / 8] |= 1 << (bit % 8);
             }
         }
     }
@@ -324,15 +334,15 @@ fn fill_table(weights: &[[i8; 3]; 16], a: [i8; 3], t: &mut [i8]) {
 /// Portable TL dot of one tile: `out[r]` = the integer dot of tile row `r`
 /// with the token whose tables are `tables`, by table look-ups.
 pub(crate) fn tl_tile_dot(kind: TlKind, tile: &[u8], tables: &[i8], out: &mut [i32; 32]) {
-    let groups = tables.len() / TL_TABLE_BYTES;
-    let (index, signs) = tile.split_at(groups * TL_INDEX_BYTES);
     *out = [0; 32];
-    for (g, t) in tables.chunks_exact(TL_TABLE_BYTES).enumerate() {
-        let rec = &index[g * TL_INDEX_BYTES..][..TL_INDEX_BYTES];
+    for (rec, t) in tile
+        .chunks_exact(kind.record_bytes())
+        .zip(tables.chunks_exact(TL_TABLE_BYTES))
+    {
         let neg = match kind {
             TlKind::Tl1 => 0,
             TlKind::Tl2 => {
-                let s = &signs[g * TL2_SIGN_BYTES..][..TL2_SIGN_BYTES];
+                let s = &rec[TL_INDEX_BYTES..][..TL2_SIGN_BYTES];
                 u32::from_le_bytes([s[0], s[1], s[2], s[3]])
             }
         };
