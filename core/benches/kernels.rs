@@ -1,5 +1,6 @@
-//! Kernel micro-benchmarks: I2_S GEMV (GB/s of weight bytes, cache-cold)
-//! and GEMM (MAC/s) for every kernel tier this CPU supports.
+//! Kernel micro-benchmarks: I2_S GEMV and the F16 head GEMV (GB/s of
+//! weight bytes, cache-cold), GEMM (MAC/s) and the TL kernels, for every
+//! kernel tier this CPU supports.
 //!
 //! `cargo bench -p bitnet-core --bench kernels`; results go to docs/perf.md.
 //! Single thread. "Cache-cold": each iteration reads the next of several
@@ -55,6 +56,43 @@ fn i2s_gemv(c: &mut Criterion) {
         }
         g.finish();
     }
+}
+
+fn f16_gemv(c: &mut Criterion) {
+    // A slice of the 2B-4T tied head: 8192 of its 128256 rows of K = 2560.
+    let (m, k) = (8192, 2560);
+    let bytes = m * k * 2;
+    let copies = COLD_BYTES.div_ceil(bytes);
+    // Finite halves in [-1, 1): exponent bits below 15, any sign and mantissa.
+    let weights: Vec<Vec<u8>> = (0..copies)
+        .map(|i| {
+            let mut w = data(bytes, 1000 + i as u64);
+            for h in w.chunks_exact_mut(2) {
+                h[1] &= 0xbb;
+            }
+            w
+        })
+        .collect();
+    let x: Vec<f32> = data(k, 98)
+        .into_iter()
+        .map(|b| f32::from(b as i8) / 64.0)
+        .collect();
+    let mut out = vec![0f32; m];
+    let mut g = c.benchmark_group(format!("f16_gemv_{m}x{k}"));
+    g.throughput(Throughput::Bytes(bytes as u64));
+    for p in Platform::available() {
+        let mut i = 0;
+        let id = p.f16_gemv(&weights[0], k, 0..m, &x, &mut out).unwrap();
+        g.bench_function(id, |b| {
+            b.iter(|| {
+                i = (i + 1) % copies;
+                p.f16_gemv(black_box(&weights[i]), k, 0..m, &x, &mut out)
+                    .unwrap();
+                black_box(&out);
+            })
+        });
+    }
+    g.finish();
 }
 
 fn i2s_gemm(c: &mut Criterion) {
@@ -161,6 +199,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = i2s_gemv, i2s_gemm, tl_gemv_gemm
+    targets = i2s_gemv, f16_gemv, i2s_gemm, tl_gemv_gemm
 }
 criterion_main!(benches);
