@@ -891,15 +891,13 @@ fn sum_i8(q: &[i8]) -> i32 {
     q.iter().map(|&v| i32::from(v)).sum()
 }
 
-/// The scalar tail of the activation quantizers, the same expression as the
-/// portable one: `clamp(round_half_even(v * s), -128, 127)`, NaN -> 0.
+/// The scalar tail of the activation quantizers: the portable function
+/// itself (`clamp(round_half_even(v * s), -128, 127)`, NaN -> 0).
 #[cfg(any(
     target_arch = "x86_64",
     all(target_arch = "wasm32", target_feature = "simd128")
 ))]
-fn quantize_act_value(v: f32, s: f32) -> i8 {
-    libm::rintf(v * s).clamp(-128.0, 127.0) as i8
-}
+use crate::quant::i2s::quantize_act_value;
 
 /// The portable activation scale from the absmax `m` (division in f64).
 #[cfg(any(

@@ -168,10 +168,17 @@ pub fn quantize_act_i2s(x: &[f32], q: &mut [i8]) -> Result<f32, QuantError> {
 }
 
 /// `clamp(round_half_even(v * s), -128, 127)`; NaN gives 0.
-fn quantize_act_value(v: f32, s: f32) -> i8 {
-    // `as i8` saturates (and maps NaN to 0); the explicit clamp states the
-    // contract.
-    libm::rintf(v * s).clamp(-128.0, 127.0) as i8
+pub(crate) fn quantize_act_value(v: f32, s: f32) -> i8 {
+    let r = libm::rintf(v * s);
+    // NaN is mapped to 0 explicitly: a wasm build with `relaxed-simd` lets
+    // LLVM vectorize `as i8` into `i32x4.relaxed_trunc_f32x4_s`, whose NaN
+    // result is implementation-defined (V8 gave -128). Every other value
+    // is clamped into range first, where the relaxed truncation is exact.
+    if r.is_nan() {
+        0
+    } else {
+        r.clamp(-128.0, 127.0) as i8
+    }
 }
 
 /// The exact integer dot product `sum_k w_k * q_k` of one I2_S weight row
