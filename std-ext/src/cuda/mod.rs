@@ -34,7 +34,7 @@ use crate::receipt::GpuInfo;
 pub const KERNELS_CU: &str = include_str!("kernels.cu");
 
 /// Kernel entry points `kernels.cu` must define (loaded by name).
-pub const KERNEL_NAMES: [&str; 14] = [
+pub const KERNEL_NAMES: [&str; 15] = [
     "f32_gemv_rmsnorm",
     "quantize_act",
     "i2s_gemv",
@@ -49,6 +49,7 @@ pub const KERNEL_NAMES: [&str; 14] = [
     "f16_gemv_rmsnorm",
     "argmax_next",
     "decode_persistent",
+    "exp_cpu_sweep",
 ];
 
 /// Largest absolute logit difference GPU vs CPU, relative to the largest
