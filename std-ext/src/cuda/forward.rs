@@ -101,6 +101,20 @@ const QA_THREADS: u32 = 1024;
 const QA_MAX_K: usize = 1024 * 8;
 /// Positions per attention slice (`ATT_CHUNK` in kernels.cu).
 const ATT_CHUNK: usize = 64;
+/// Floats of an attention value tile and its most positions (`ATT_VTILE`,
+/// `ATT_TMAX`).
+const ATT_VTILE: usize = 4096;
+const ATT_TMAX: usize = 512;
+
+/// Largest head dimension: the attention's shared memory (`attention_smem`,
+/// 28 KiB at 1024) stays under the 48 KiB a launch gets without opting in.
+const MAX_HEAD_DIM: usize = 1024;
+
+/// Shared memory of `attention_body` in bytes: q, k, v of the head, a
+/// value tile and its probabilities.
+fn attention_smem(hd: usize) -> usize {
+    (3 * hd + ATT_VTILE + (ATT_VTILE / hd).min(ATT_TMAX)) * 4
+}
 /// Bytes per 128 quantized activations (`QBLOCK_STRIDE`).
 const QBLOCK_STRIDE: usize = 160;
 /// Threads of a persistent decode block (`PB_THREADS`).
@@ -704,7 +718,7 @@ fn persist_plan(
     // quantized input; K <= QA_MAX_K (checked in `with_tuning`) is also what the
     // kernel's registers hold (BQ_VEC).
     let max_k = c.dim.max(c.hidden_dim).max(c.q_dim());
-    let front = (3 * c.head_dim * 4).next_multiple_of(16);
+    let front = attention_smem(c.head_dim).next_multiple_of(16);
     let smem = front + max_k.div_ceil(128) * QBLOCK_STRIDE;
     if smem > 48 * 1024 {
         return Err(format!("{smem} bytes of shared memory per block"));
@@ -782,9 +796,9 @@ impl CudaModel {
         }
         // Each projection's width is checked against its format's block
         // where it is uploaded (`fused`); the other kernels' limits here.
-        if !c.head_dim.is_multiple_of(4) {
+        if !c.head_dim.is_multiple_of(4) || c.head_dim > MAX_HEAD_DIM {
             return Err(CudaError::Unsupported(format!(
-                "head dimension {} (the attention kernel takes multiples of 4)",
+                "head dimension {} (the attention kernel takes multiples of 4 up to {MAX_HEAD_DIM})",
                 c.head_dim
             )));
         }
@@ -1566,7 +1580,7 @@ impl CudaModel {
         let cfg = LaunchConfig {
             grid_dim: (c.n_heads as u32, self.n_split as u32, 1),
             block_dim: (128, 1, 1),
-            shared_mem_bytes: (3 * c.head_dim * 4) as u32,
+            shared_mem_bytes: attention_smem(c.head_dim) as u32,
         };
         let mut l = KArgs::default();
         l.arg(&self.qkv)
@@ -1588,8 +1602,8 @@ impl CudaModel {
         // the position in params[1] is < n_ctx (checked by the host before
         // every step); att_p holds heads x n_split slices of ATT_CHUNK
         // (grid.y = n_split), att_done one zeroed counter per head, att
-        // q_dim floats; hd % 4 == 0 (checked in `new`); 128 threads >=
-        // ATT_CHUNK; shared memory is 3 hd floats.
+        // q_dim floats; hd % 4 == 0 (checked in `new`); 128 threads (the
+        // kernel's NTHR) >= ATT_CHUNK; shared memory as `attention_smem`.
         unsafe { self.launch(&self.f_attn, cfg, &mut l) }?;
         Ok(())
     }

@@ -247,8 +247,16 @@ __device__ float rms_mean_cpu(double tree, const float* x, int K, double* sh) {
 // Positions one attention block covers (fixed: the split, and so the
 // reduction order, never depends on timing).
 #define ATT_CHUNK 64
-// Positions whose value loads attention_body issues ahead of their sums.
-#define ATT_UNROLL 8
+// attention_body's staging: each thread keeps up to ATT_REG of the
+// head's scores in registers (more positions are re-read through L2); the
+// values go through shared memory in tiles of ATT_VTILE floats (T = min(
+// ATT_VTILE / hd, ATT_TMAX) positions), the next tile's loads in flight in
+// registers while the current one is summed; a row's scores are loaded
+// ATT_KVEC float4s at a time.
+#define ATT_REG 8
+#define ATT_VTILE 4096
+#define ATT_TMAX 512
+#define ATT_KVEC 8
 
 // The input of one matmul, once: RMSNorm (nw != 0; the CPU's f32 mean of
 // the f64 sum of f32 squares, rms_mean_cpu) and the I2_S activation quantization of DESIGN.md
@@ -842,15 +850,20 @@ extern "C" __global__ void __launch_bounds__(128) f32_gemv_glu(
 //   sum = sum_t e_t in f64 in position order (the block's tree sum where
 //     it decides inv, else sequential: see sum_window),
 //   inv = (float)(1 / sum), p_t = e_t * inv,
-//   out_i = sum_t p_t v_ti in f32 over t in order from 0, one thread per i.
+//   out_i = sum_t p_t v_ti in f32 over t in order from 0, one thread per i
+//     (through shared-memory tiles of positions, see ATT_VTILE).
 // The value sums are serial over positions (the CPU's order leaves no other
 // split): at long contexts this is the step's price for exactness. Blocks
 // past the last position return at once. kc / vc: this layer's cache,
 // [n_ctx][kv_dim]; ps: [n_heads][n_split * ATT_CHUNK] floats (scores, then
 // e_t, then p_t; read through L2). q|k|v is read through L2 (a persistent
-// kernel's other blocks wrote it). Needs hd % 4 == 0 and blockDim.x >=
-// ATT_CHUNK. sm: 3 * hd floats of shared memory.
-__device__ void attention_body(
+// kernel's other blocks wrote it). Needs hd % 4 == 0 and blockDim.x ==
+// NTHR >= ATT_CHUNK. sm: 3 hd + ATT_VTILE + min(ATT_VTILE / hd, ATT_TMAX)
+// floats of shared memory. Not inlined: inlined into decode_persistent,
+// its registers pushed that kernel (128 at 2 blocks/SM) into a 48-byte
+// stack frame (resource_report.py).
+template <int NTHR>
+__device__ __noinline__ void attention_body(
     const float* __restrict__ qkv, float* __restrict__ kc, float* __restrict__ vc,
     const float* __restrict__ rope_cos, const float* __restrict__ rope_sin, int pos,
     float* __restrict__ ps, int* __restrict__ done, float* __restrict__ att_out, int n_heads,
@@ -917,18 +930,28 @@ __device__ void attention_body(
     // The current position comes from shared memory: another block may be
     // writing it to the cache right now.
 #define ATT_ROW(base, sh, t) (((t) == pos) ? (const float*)(sh) : (base) + (usize)(t) * kv_dim + g * hd)
-    // Scores: thread j takes position t0 + j.
+    // Scores: thread j takes position t0 + j; ATT_KVEC float4s of the key
+    // row are loaded at once, then added in order.
     if (threadIdx.x < ATT_CHUNK && t0 + (int)threadIdx.x < t1) {
         const int t = t0 + threadIdx.x;
         const float* kr = ATT_ROW(kc, ksh, t);
         float acc = 0.0f;
-        for (int i = 0; i < hd; i += 4) {
-            const float4 kv = *(const float4*)(kr + i);
-            const float4 qv = *(const float4*)(qsh + i);
-            acc = __fadd_rn(acc, __fmul_rn(qv.x, kv.x));
-            acc = __fadd_rn(acc, __fmul_rn(qv.y, kv.y));
-            acc = __fadd_rn(acc, __fmul_rn(qv.z, kv.z));
-            acc = __fadd_rn(acc, __fmul_rn(qv.w, kv.w));
+        for (int i0 = 0; i0 < hd; i0 += 4 * ATT_KVEC) {
+            float4 kv[ATT_KVEC];
+#pragma unroll
+            for (int u = 0; u < ATT_KVEC; ++u)
+                kv[u] = (i0 + 4 * u < hd) ? *(const float4*)(kr + i0 + 4 * u)
+                                          : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+            for (int u = 0; u < ATT_KVEC; ++u) {
+                if (i0 + 4 * u < hd) {
+                    const float4 qv = *(const float4*)(qsh + i0 + 4 * u);
+                    acc = __fadd_rn(acc, __fmul_rn(qv.x, kv[u].x));
+                    acc = __fadd_rn(acc, __fmul_rn(qv.y, kv[u].y));
+                    acc = __fadd_rn(acc, __fmul_rn(qv.z, kv[u].z));
+                    acc = __fadd_rn(acc, __fmul_rn(qv.w, kv[u].w));
+                }
+            }
         }
         psh[t] = __fmul_rn(acc, attn_scale);
     }
@@ -944,16 +967,40 @@ __device__ void attention_body(
     __syncthreads();
     if (!last) return;
     __threadfence();
-    // Softmax (core's `softmax`). The max is order-free (a zero's sign
-    // cannot change score - m's exponential).
+    // Softmax (core's `softmax`), position t = threadIdx.x + k blockDim.x in
+    // r[k] where they all fit. The max is order-free (a zero's sign cannot
+    // change score - m's exponential).
+    const int nthr = NTHR;
+    const bool in_regs = n_seen <= ATT_REG * nthr;
+    float r[ATT_REG];
     float lmax = __int_as_float(0xff800000);
-    for (int t = threadIdx.x; t < n_seen; t += blockDim.x) lmax = fmaxf(lmax, __ldcg(psh + t));
+#pragma unroll
+    for (int k = 0; k < ATT_REG; ++k) {
+        const int t = threadIdx.x + k * nthr;
+        r[k] = (in_regs && t < n_seen) ? __ldcg(psh + t) : 0.0f;
+        if (in_regs && t < n_seen) lmax = fmaxf(lmax, r[k]);
+    }
+    if (!in_regs)
+        for (int t = threadIdx.x; t < n_seen; t += nthr) lmax = fmaxf(lmax, __ldcg(psh + t));
     const float mx = block_max_f(lmax, shf);
+    // e_t to psh as well: the sequential sum below may need them.
     double ls = 0.0;
-    for (int t = threadIdx.x; t < n_seen; t += blockDim.x) {
-        const float e = expf_cpu(__fsub_rn(__ldcg(psh + t), mx));
-        psh[t] = e;
-        ls += (double)e;
+    if (in_regs) {
+#pragma unroll
+        for (int k = 0; k < ATT_REG; ++k) {
+            const int t = threadIdx.x + k * nthr;
+            if (t < n_seen) {
+                r[k] = expf_cpu(__fsub_rn(r[k], mx));
+                psh[t] = r[k];
+                ls += (double)r[k];
+            }
+        }
+    } else {
+        for (int t = threadIdx.x; t < n_seen; t += nthr) {
+            const float e = expf_cpu(__fsub_rn(__ldcg(psh + t), mx));
+            psh[t] = e;
+            ls += (double)e;
+        }
     }
     // block_sum_d's barriers also make every e_t visible to the block.
     const double tree = block_sum_d(ls, shd);
@@ -965,25 +1012,90 @@ __device__ void attention_body(
     } else {
         inv = (float)(1.0 / seq_sum_cpu(psh, n_seen, false, shd));
     }
-    for (int t = threadIdx.x; t < n_seen; t += blockDim.x) psh[t] = __fmul_rn(__ldcg(psh + t), inv);
-    __syncthreads();
-    // Values (core's `weigh_values`): element i's sum over positions in
-    // order, ATT_UNROLL positions' loads issued ahead of their additions.
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-        float o = 0.0f;
-        int t = 0;
-        for (; t + ATT_UNROLL <= n_seen; t += ATT_UNROLL) {
-            float p[ATT_UNROLL], v[ATT_UNROLL];
+    if (in_regs) {
 #pragma unroll
-            for (int u = 0; u < ATT_UNROLL; ++u) {
-                p[u] = __ldcg(psh + t + u);
-                v[u] = ATT_ROW(vc, vsh, t + u)[i];
-            }
-#pragma unroll
-            for (int u = 0; u < ATT_UNROLL; ++u) o = __fadd_rn(o, __fmul_rn(p[u], v[u]));
+        for (int k = 0; k < ATT_REG; ++k) {
+            const int t = threadIdx.x + k * nthr;
+            if (t < n_seen) psh[t] = __fmul_rn(r[k], inv);
         }
-        for (; t < n_seen; ++t) o = __fadd_rn(o, __fmul_rn(__ldcg(psh + t), ATT_ROW(vc, vsh, t)[i]));
-        att_out[h * hd + i] = o;
+    } else {
+        for (int t = threadIdx.x; t < n_seen; t += nthr) psh[t] = __fmul_rn(__ldcg(psh + t), inv);
+    }
+    // Values (core's `weigh_values`): element i's sum over positions in
+    // order from 0, in tiles of T positions: the block stores tile j's p_t
+    // and v_t rows to shared memory, issues tile j + 1's loads, then
+    // threads i < hd add tile j's products.
+    float* vt = sm + 3 * hd;
+    const int T = min(ATT_VTILE / hd, ATT_TMAX);
+    float* pt = vt + ATT_VTILE;
+    const int q4 = hd >> 2;
+    const int n_tiles = (n_seen + T - 1) / T;
+    float4 rv[ATT_VTILE / 4 / NTHR];
+    float rp[ATT_TMAX / NTHR];
+    // The loads of tile j into rv / rp (this thread's share: float4 f =
+    // threadIdx.x + k nthr of the tile's rows, p u = threadIdx.x + k nthr).
+#define ATT_LOAD_TILE(j)                                                                  \
+    {                                                                                     \
+        const int ta = (j) * T, nt = min(T, n_seen - ta);                                 \
+        _Pragma("unroll") for (int k = 0; k < ATT_VTILE / 4 / NTHR; ++k) {                \
+            const int f = threadIdx.x + k * nthr;                                         \
+            if (f < nt * q4) {                                                            \
+                const int t = ta + f / q4;                                                \
+                rv[k] = *((const float4*)ATT_ROW(vc, vsh, t) + f % q4);                   \
+            }                                                                             \
+        }                                                                                 \
+        _Pragma("unroll") for (int k = 0; k < ATT_TMAX / NTHR; ++k) {                     \
+            const int u = threadIdx.x + k * nthr;                                         \
+            if (u < nt) rp[k] = __ldcg(psh + ta + u);                                     \
+        }                                                                                 \
+    }
+    // The p_t stores above must be visible before any tile load reads them.
+    __syncthreads();
+    ATT_LOAD_TILE(0);
+    float o = 0.0f;
+    for (int j = 0; j < n_tiles; ++j) {
+        const int nt = min(T, n_seen - j * T);
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < ATT_VTILE / 4 / NTHR; ++k) {
+            const int f = threadIdx.x + k * nthr;
+            if (f < nt * q4) ((float4*)vt)[f] = rv[k];
+        }
+#pragma unroll
+        for (int k = 0; k < ATT_TMAX / NTHR; ++k) {
+            const int u = threadIdx.x + k * nthr;
+            if (u < nt) pt[u] = rp[k];
+        }
+        __syncthreads();
+        if (j + 1 < n_tiles) ATT_LOAD_TILE(j + 1);
+        if ((int)threadIdx.x < hd) {
+            const int i = threadIdx.x;
+            int u = 0;
+            for (; u + 8 <= nt; u += 8) {
+                float pp[8], vv[8];
+#pragma unroll
+                for (int w = 0; w < 8; ++w) {
+                    pp[w] = pt[u + w];
+                    vv[w] = vt[(u + w) * hd + i];
+                }
+#pragma unroll
+                for (int w = 0; w < 8; ++w) o = __fadd_rn(o, __fmul_rn(pp[w], vv[w]));
+            }
+            for (; u < nt; ++u) o = __fadd_rn(o, __fmul_rn(pt[u], vt[u * hd + i]));
+        }
+    }
+#undef ATT_LOAD_TILE
+    // hd > blockDim.x: the elements past the first blockDim.x, straight
+    // from the cache (no model here has such heads).
+    for (int i = threadIdx.x; i < hd; i += nthr) {
+        if (i >= nthr) {
+            float oi = 0.0f;
+            for (int t = 0; t < n_seen; ++t)
+                oi = __fadd_rn(oi, __fmul_rn(__ldcg(psh + t), ATT_ROW(vc, vsh, t)[i]));
+            att_out[h * hd + i] = oi;
+        } else {
+            att_out[h * hd + i] = o;
+        }
     }
 #undef ATT_ROW
 }
@@ -997,7 +1109,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
     extern __shared__ __align__(16) float att_sm[];
     pdl_launch_next();
     pdl_wait();
-    attention_body(qkv, kc, vc, rope_cos, rope_sin, params[1], ps, done, att_out, n_heads,
+    attention_body<128>(qkv, kc, vc, rope_cos, rope_sin, params[1], ps, done, att_out, n_heads,
                    n_kv_heads, hd, n_rot, neox, attn_scale, blockIdx.x, blockIdx.y, gridDim.y,
                    att_sm);
 }
@@ -1239,7 +1351,7 @@ __device__ __forceinline__ void prefetch_matrix(const usize* __restrict__ lp, co
 // PHASE_TIMES (unused without it). Block 0 also
 // writes layer 0's quantized q|k|v input to qact / qmeta (the layout and
 // meta of quantize_act) for the exactness check. bar: two zeroed words.
-// Dynamic shared memory: 3 hd floats (attention),
+// Dynamic shared memory: attention_body's floats,
 // then, at qs_offset, max K / 128 * QBLOCK_STRIDE bytes (the block's
 // quantized input).
 extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
@@ -1287,7 +1399,7 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
         // B: attention.
         for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
             __syncthreads();
-            attention_body(qkv, (float*)L[PL_KC], (float*)L[PL_VC], rope_cos, rope_sin, pos, ps,
+            attention_body<PB_THREADS>(qkv, (float*)L[PL_KC], (float*)L[PL_VC], rope_cos, rope_sin, pos, ps,
                            done, att, d.n_heads, d.n_kv_heads, d.hd, d.n_rot, d.neox,
                            d.attn_scale, it / ns, it % ns, d.n_split, psm);
         }
