@@ -11,8 +11,9 @@
 //! The per-kernel step (TQ2_0, TQ1_0 and F32 models, or
 //! `Tuning::persistent` off): `embed_*`, then per layer: `quantize_act`
 //! (RMSNorm + int8 quantization of the block input, once) and `i2s_gemv`
-//! (q|k|v); `attention_rope` (RoPE, KV store, attention split over heads x
-//! slices of 64 positions, the last slice of each head combining them);
+//! (q|k|v); `attention_rope` (RoPE, KV store, scores split over heads x
+//! slices of 64 positions, the last slice of each head doing the softmax
+//! and the values in the CPU's order);
 //! `quantize_act` (sub-norm) and `i2s_gemv` (Wo, added to the residual);
 //! `quantize_act` (norm) and `i2s_gemv_glu` (gate/up + act(gate)·up);
 //! `quantize_act` (sub-norm) and `i2s_gemv` (Wdown, added); then the head
@@ -597,7 +598,7 @@ pub struct CudaModel {
     /// f32.
     att_p: u64,
     n_split: usize,
-    /// Finished slices per head (the last one combines and resets it).
+    /// Finished slices per head (the last one finishes the head and resets it).
     att_done: u64,
     /// The attention output, q_dim floats.
     att: u64,
