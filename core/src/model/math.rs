@@ -26,8 +26,9 @@ pub(crate) fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
 /// and the angle of pair `i` is `pos * theta_scale^i` built by repeated f32
 /// multiplication, times `freq_scale`. `cos`/`sin` are evaluated in f64 and
 /// rounded to f32 (glibc's `cosf`/`sinf` are correctly rounded, so this
-/// gives the same f32 values).
-pub(crate) fn rope_cache(
+/// gives the same f32 values). Public so that other backends (the CUDA
+/// step's RoPE table) use these exact values.
+pub fn rope_cache(
     pos: usize,
     n_rot: usize,
     base: f32,
@@ -67,13 +68,27 @@ pub(crate) fn rope_head(x: &mut [f32], cos: &[f32], sin: &[f32], neox: bool) {
     }
 }
 
+/// `e^x` in f32, the exponential of [`softmax`] and [`silu`]: libm's
+/// `expf` (FreeBSD `e_expf.c`: argument reduction by `ln 2` in two parts,
+/// a degree-5 rational approximation, `scalbnf`), which is built from IEEE
+/// f32 multiplications, additions, subtractions, one division and exact
+/// bit operations only, so every target computes the same bits. The CUDA
+/// step's `expf_cpu` (std-ext `cuda/kernels.cu`) is the same function
+/// operation for operation; `bitnet-cuda-suite OUT fixtures` checks the
+/// two bit for bit on a sweep.
+#[inline]
+pub fn exp_f32(x: f32) -> f32 {
+    libm::expf(x)
+}
+
 /// In-place softmax of `x` (non-empty), as `ggml_vec_soft_max_f32`: subtract
-/// the max, `expf` in f32, sum in f64, multiply by `1 / sum` rounded to f32.
+/// the max, `expf` in f32 ([`exp_f32`]), sum in f64 in index order,
+/// multiply by `1 / sum` rounded to f32.
 pub(crate) fn softmax(x: &mut [f32]) {
     let max = max_of(x);
     let mut sum = 0.0f64;
     for v in x.iter_mut() {
-        *v = libm::expf(*v - max);
+        *v = exp_f32(*v - max);
         sum += f64::from(*v);
     }
     let inv = (1.0 / sum) as f32;
@@ -125,9 +140,9 @@ pub(crate) fn relu_squared_mul(g: &mut [f32], u: &[f32]) {
     }
 }
 
-/// `silu(x) = x / (1 + exp(-x))` in f32 (`ggml_silu_f32`).
+/// `silu(x) = x / (1 + exp(-x))` in f32 (`ggml_silu_f32`; [`exp_f32`]).
 pub(crate) fn silu(x: f32) -> f32 {
-    x / (1.0 + libm::expf(-x))
+    x / (1.0 + exp_f32(-x))
 }
 
 /// Dot product in f32, index order (short vectors: one attention head).

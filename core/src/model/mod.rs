@@ -32,4 +32,5 @@ pub use error::ModelError;
 pub use forward::{Logits, Model, RunState};
 pub use generate::{Generator, StopReason};
 pub use kv_cache::KvCache;
+pub use math::{exp_f32, rope_cache};
 pub use weights::{Embedding, LayerWeights, Linear, Weights};

@@ -11,8 +11,9 @@
 //! The per-kernel step (TQ2_0, TQ1_0 and F32 models, or
 //! `Tuning::persistent` off): `embed_*`, then per layer: `quantize_act`
 //! (RMSNorm + int8 quantization of the block input, once) and `i2s_gemv`
-//! (q|k|v); `attention_rope` (RoPE, KV store, attention split over heads x
-//! slices of 64 positions, the last slice of each head combining them);
+//! (q|k|v); `attention_rope` (RoPE, KV store, scores split over heads x
+//! slices of 64 positions, the last slice of each head doing the softmax
+//! and the values in the CPU's order);
 //! `quantize_act` (sub-norm) and `i2s_gemv` (Wo, added to the residual);
 //! `quantize_act` (norm) and `i2s_gemv_glu` (gate/up + act(gate)·up);
 //! `quantize_act` (sub-norm) and `i2s_gemv` (Wdown, added); then the head
@@ -28,7 +29,7 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use bitnet_core::model::{Arch, Config, FfnActivation, Model, RopeStyle};
+use bitnet_core::model::{Arch, Config, FfnActivation, Model, RopeStyle, rope_cache};
 use bitnet_core::quant::QuantType;
 use bitnet_core::quant::f32::dot_f32;
 use bitnet_core::quant::i2s::{i2s_dot_i32, i2s_output, i2s_scale};
@@ -101,6 +102,20 @@ const QA_THREADS: u32 = 1024;
 const QA_MAX_K: usize = 1024 * 8;
 /// Positions per attention slice (`ATT_CHUNK` in kernels.cu).
 const ATT_CHUNK: usize = 64;
+/// Floats of an attention value tile and its most positions (`ATT_VTILE`,
+/// `ATT_TMAX`).
+const ATT_VTILE: usize = 4096;
+const ATT_TMAX: usize = 512;
+
+/// Largest head dimension: the attention's shared memory (`attention_smem`,
+/// 28 KiB at 1024) stays under the 48 KiB a launch gets without opting in.
+const MAX_HEAD_DIM: usize = 1024;
+
+/// Shared memory of `attention_body` in bytes: q, k, v of the head, a
+/// value tile and its probabilities.
+fn attention_smem(hd: usize) -> usize {
+    (3 * hd + ATT_VTILE + (ATT_VTILE / hd).min(ATT_TMAX)) * 4
+}
 /// Bytes per 128 quantized activations (`QBLOCK_STRIDE`).
 const QBLOCK_STRIDE: usize = 160;
 /// Threads of a persistent decode block (`PB_THREADS`).
@@ -546,6 +561,7 @@ pub struct CudaModel {
     f_head: CudaFunction,
     f_argmax: CudaFunction,
     f_persist: CudaFunction,
+    f_exp: CudaFunction,
     /// Set when the step runs as one persistent launch.
     persist: Option<Persist>,
     /// Why a requested persistent step is not used (for the suite).
@@ -578,12 +594,11 @@ pub struct CudaModel {
     qmeta: u64,
     /// The normed input of an F32 projection (max K floats).
     xf: u64,
-    /// Attention partials: `[heads][n_split][hd]` f32 and `[heads][n_split]`
-    /// (max, sum) f64.
-    part_o: u64,
-    part_ml: u64,
+    /// Attention scores, then probabilities: `[heads][n_split * ATT_CHUNK]`
+    /// f32.
+    att_p: u64,
     n_split: usize,
-    /// Finished slices per head (the last one combines and resets it).
+    /// Finished slices per head (the last one finishes the head and resets it).
     att_done: u64,
     /// The attention output, q_dim floats.
     att: u64,
@@ -621,21 +636,22 @@ fn ptr_i32(s: &CudaSlice<i32>, stream: &CudaStream) -> u64 {
     s.device_ptr(stream).0
 }
 
-/// RoPE cos/sin for every position, as core's `rope_cache` computes them.
+/// RoPE cos/sin for every position, `[n_ctx][n_rot / 2]` each: core's own
+/// `rope_cache` (libm's `pow` / `cos` / `sin`, not the host's), so the
+/// table holds the CPU's values bit for bit.
 fn rope_tables(c: &Config, n_ctx: usize) -> (Vec<f32>, Vec<f32>) {
     let half = c.n_rot / 2;
     let mut cos = vec![0.0f32; n_ctx * half];
     let mut sin = vec![0.0f32; n_ctx * half];
-    let exponent = -2.0f32 / c.n_rot as f32;
-    let theta_scale = f64::from(c.rope_freq_base).powf(f64::from(exponent)) as f32;
-    for pos in 0..n_ctx {
-        let mut theta = pos as f32;
-        for i in 0..half {
-            let t = f64::from(c.rope_freq_scale * theta);
-            cos[pos * half + i] = t.cos() as f32;
-            sin[pos * half + i] = t.sin() as f32;
-            theta *= theta_scale;
-        }
+    if half == 0 {
+        return (cos, sin);
+    }
+    for (pos, (cs, sn)) in cos
+        .chunks_exact_mut(half)
+        .zip(sin.chunks_exact_mut(half))
+        .enumerate()
+    {
+        rope_cache(pos, c.n_rot, c.rope_freq_base, c.rope_freq_scale, cs, sn);
     }
     (cos, sin)
 }
@@ -699,11 +715,11 @@ fn persist_plan(
     if coop == 0 {
         return Err("the device has no cooperative launch".into());
     }
-    // Attention's shared memory (8 warps), then the block's quantized
-    // input; K <= QA_MAX_K (checked in `with_tuning`) is also what the
+    // Attention's shared memory (q, k, v of the head), then the block's
+    // quantized input; K <= QA_MAX_K (checked in `with_tuning`) is also what the
     // kernel's registers hold (BQ_VEC).
     let max_k = c.dim.max(c.hidden_dim).max(c.q_dim());
-    let front = ((11 * c.head_dim + ATT_CHUNK) * 4).next_multiple_of(16);
+    let front = attention_smem(c.head_dim).next_multiple_of(16);
     let smem = front + max_k.div_ceil(128) * QBLOCK_STRIDE;
     if smem > 48 * 1024 {
         return Err(format!("{smem} bytes of shared memory per block"));
@@ -781,9 +797,9 @@ impl CudaModel {
         }
         // Each projection's width is checked against its format's block
         // where it is uploaded (`fused`); the other kernels' limits here.
-        if !c.head_dim.is_multiple_of(4) {
+        if !c.head_dim.is_multiple_of(4) || c.head_dim > MAX_HEAD_DIM {
             return Err(CudaError::Unsupported(format!(
-                "head dimension {} (the attention kernel takes multiples of 4)",
+                "head dimension {} (the attention kernel takes multiples of 4 up to {MAX_HEAD_DIM})",
                 c.head_dim
             )));
         }
@@ -855,6 +871,7 @@ impl CudaModel {
         let f_head = module.load_function("f16_gemv_rmsnorm")?;
         let f_argmax = module.load_function("argmax_next")?;
         let f_persist = module.load_function("decode_persistent")?;
+        let f_exp = module.load_function("exp_cpu_sweep")?;
         let f_head = match m.head_format {
             HeadFormat::F16 => f_head,
             HeadFormat::F32 => module.load_function("f32_gemv_rmsnorm")?,
@@ -1039,9 +1056,7 @@ impl CudaModel {
         let qkv = ptr_f32(&qkv_buf, &stream);
         let hb = up_f32(&vec![0.0; c.hidden_dim])?;
         let n_split = n_ctx.div_ceil(ATT_CHUNK);
-        let part_o = up_f32(&vec![0.0; c.n_heads * n_split * c.head_dim])?;
-        // f64 pairs, allocated as f32 words.
-        let part_ml = up_f32(&vec![0.0; c.n_heads * n_split * 4])?;
+        let att_p = up_f32(&vec![0.0; c.n_heads * n_split * ATT_CHUNK])?;
         // int counters; zero bits are 0 as f32 too.
         let att_done = up_f32(&vec![0.0; c.n_heads])?;
         let att = up_f32(&vec![0.0; c.q_dim()])?;
@@ -1113,6 +1128,7 @@ impl CudaModel {
             f_head,
             f_argmax,
             f_persist,
+            f_exp,
             persist,
             persist_note,
             launches: 0,
@@ -1138,8 +1154,7 @@ impl CudaModel {
             qact,
             qmeta,
             xf,
-            part_o,
-            part_ml,
+            att_p,
             n_split,
             att_done,
             att,
@@ -1317,8 +1332,7 @@ impl CudaModel {
             .arg(&self.rope_cos)
             .arg(&self.rope_sin)
             .arg(&self.params_ptr)
-            .arg(&self.part_o)
-            .arg(&self.part_ml)
+            .arg(&self.att_p)
             .arg(&self.att_done)
             .arg(&p.bar)
             .arg(&self.qact)
@@ -1350,8 +1364,8 @@ impl CudaModel {
         // the table holds n_layers x PL_STRIDE pointers to this model's
         // I2_S matrices (rows x cols / 4 bytes), scales, norms and caches
         // (n_ctx positions; params[1] < n_ctx, checked before every step);
-        // x, qkv, att, hb, the partials and counters are sized as for the
-        // per-kernel step; bar is two zeroed words that every launch leaves
+        // x, qkv, att, hb, att_p and the counters are sized as for the
+        // per-kernel step (PB_THREADS >= ATT_CHUNK); bar is two zeroed words that every launch leaves
         // at a zero count; qact / qmeta as for `quantize_act`; times is 0
         // or, with PHASE_TIMES, (5 n_layers + 1) x blocks x 2 u64. The grid is
         // at most what the occupancy API says is co-resident, and the
@@ -1567,7 +1581,7 @@ impl CudaModel {
         let cfg = LaunchConfig {
             grid_dim: (c.n_heads as u32, self.n_split as u32, 1),
             block_dim: (128, 1, 1),
-            shared_mem_bytes: ((7 * c.head_dim + ATT_CHUNK) * 4) as u32,
+            shared_mem_bytes: attention_smem(c.head_dim) as u32,
         };
         let mut l = KArgs::default();
         l.arg(&self.qkv)
@@ -1576,8 +1590,7 @@ impl CudaModel {
             .arg(&self.rope_cos)
             .arg(&self.rope_sin)
             .arg(&self.params_ptr)
-            .arg(&self.part_o)
-            .arg(&self.part_ml)
+            .arg(&self.att_p)
             .arg(&self.att_done)
             .arg(&self.att)
             .arg(&nh)
@@ -1588,10 +1601,10 @@ impl CudaModel {
             .arg(&scale);
         // SAFETY: matches `attention_rope`; caches hold n_ctx positions and
         // the position in params[1] is < n_ctx (checked by the host before
-        // every step); the partials hold heads x n_split slices (grid.y =
-        // n_split), att_done one zeroed counter per head, att q_dim floats;
-        // hd % 4 == 0 (checked in `new`); shared memory is
-        // (7 hd + ATT_CHUNK) floats.
+        // every step); att_p holds heads x n_split slices of ATT_CHUNK
+        // (grid.y = n_split), att_done one zeroed counter per head, att
+        // q_dim floats; hd % 4 == 0 (checked in `new`); 128 threads (the
+        // kernel's NTHR) >= ATT_CHUNK; shared memory as `attention_smem`.
         unsafe { self.launch(&self.f_attn, cfg, &mut l) }?;
         Ok(())
     }
@@ -2014,6 +2027,31 @@ impl CudaModel {
             });
         }
         Ok(out)
+    }
+
+    /// The kernels' `expf_cpu(x)` and `silu_mul_cpu(x, 1)` for every `x` of
+    /// `xs` (the suite compares them with core's `exp_f32` and SiLU bit for
+    /// bit).
+    pub fn exp_check(&self, xs: &[f32]) -> Result<(Vec<f32>, Vec<f32>), CudaError> {
+        let input = self.stream.clone_htod(xs)?;
+        let out = self.stream.alloc_zeros::<f32>(2 * xs.len())?;
+        let (pi, po) = (ptr_f32(&input, &self.stream), ptr_f32(&out, &self.stream));
+        let n = i32::try_from(xs.len())
+            .map_err(|_| CudaError::Usage(format!("{} inputs", xs.len())))?;
+        let cfg = LaunchConfig {
+            grid_dim: (xs.len().div_ceil(256).clamp(1, 4096) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut l = KArgs::default();
+        l.arg(&pi).arg(&po).arg(&n);
+        // SAFETY: matches `exp_cpu_sweep`: `input` holds n floats and `out`
+        // 2 n, both live until the copy below has synchronized.
+        unsafe { self.launch(&self.f_exp, cfg, &mut l) }?;
+        let v = self.stream.clone_dtoh(&out)?;
+        self.stream.synchronize()?;
+        let (e, silu) = v.split_at(xs.len());
+        Ok((e.to_vec(), silu.to_vec()))
     }
 
     /// Device-to-device copy bandwidth (bytes read + written per second)

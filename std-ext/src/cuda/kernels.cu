@@ -1,6 +1,10 @@
 // bitnet CUDA kernels. Compiled at run time by NVRTC with --fmad=false,
 // --prec-div=true, --prec-sqrt=true, so every float operation rounds as the
-// CPU's does (no contraction into FMA); only reduction orders differ.
+// CPU's does (no contraction into FMA). The decode step's float state
+// (norms, RoPE, attention, SiLU) follows core's operations and order, so
+// it is the CPU's bit for bit (see "The CPU's float functions" below);
+// only the LM head's and the F32 projections' dot products are summed in
+// another order.
 //
 // Integer contract (DESIGN.md section 5): the I2_S dot product
 // sum_k (c_k - 1) * q_k is computed exactly with dp4a, as
@@ -104,15 +108,158 @@ __device__ int block_sum_i(int v, int* sh) {
     return r;
 }
 
+// ---------------------------------------------------------------------
+// The CPU's float functions, bit for bit. The decode step's float state
+// (norms, RoPE, attention, the gated activation) must round exactly as
+// core's does: an activation on an int8 / Q8_K rounding boundary would
+// otherwise quantize to the neighbouring integer now and then, and its K/V
+// row would stay in the cache. The _rn intrinsics keep these operations
+// separate and round-to-nearest whatever the compile options.
+// ---------------------------------------------------------------------
+
+// scalbnf(x, n) = x * 2^n as libm 0.2.16's generic scalbn for f32 (the
+// prescaling by 2^127 / 2^-102 of large |n|, then one multiplication).
+__device__ __forceinline__ float scalbnf_cpu(float x, int n) {
+    if (n > 127) {
+        x = __fmul_rn(x, __int_as_float(0x7f000000));  // 2^127
+        n -= 127;
+        if (n > 127) {
+            x = __fmul_rn(x, __int_as_float(0x7f000000));
+            n -= 127;
+            if (n > 127) n = 127;
+        }
+    } else if (n < -126) {
+        x = __fmul_rn(x, __int_as_float(0x0c800000));  // 2^-102
+        n += 102;
+        if (n < -126) {
+            x = __fmul_rn(x, __int_as_float(0x0c800000));
+            n += 102;
+            if (n < -126) n = -126;
+        }
+    }
+    return __fmul_rn(x, __int_as_float((127 + n) << 23));
+}
+
+// e^x as core's `exp_f32` (libm 0.2.16 `expf`, FreeBSD e_expf.c),
+// operation for operation: the same bits for every input (checked on a
+// sweep by `bitnet-cuda-suite OUT fixtures`). CUDA's own expf differs
+// from it in the last bit for some inputs.
+__device__ float expf_cpu(float x) {
+    const float LN2_HI = 6.9314575195e-01f;   // 0x3f317200
+    const float LN2_LO = 1.4286067653e-06f;   // 0x35bfbe8e
+    const float INV_LN2 = 1.4426950216e+00f;  // 0x3fb8aa3b
+    const float P1 = 1.6666625440e-1f;        // 0xaaaa8f.0p-26
+    const float P2 = -2.7667332906e-3f;       // -0xb55215.0p-32
+    u32 hx = __float_as_uint(x);
+    const int sign = (int)(hx >> 31);
+    hx &= 0x7fffffffu;
+    if (hx >= 0x42aeac50u) {  // |x| >= 87.33655 or NaN
+        if (hx > 0x7f800000u) return x;  // NaN
+        if (hx >= 0x42b17218u && !sign) return __fmul_rn(x, __int_as_float(0x7f000000));
+        if (sign && hx >= 0x42cff1b5u) return 0.0f;  // x <= -103.972084
+    }
+    int k;
+    float hi, lo;
+    if (hx > 0x3eb17218u) {  // |x| > 0.5 ln2
+        if (hx > 0x3f851592u) {  // |x| > 1.5 ln2
+            // Rust's `as i32`: truncation (|k| <= 150 here).
+            k = __float2int_rz(__fadd_rn(__fmul_rn(INV_LN2, x), sign ? -0.5f : 0.5f));
+        } else {
+            k = 1 - sign - sign;
+        }
+        const float kf = (float)k;
+        hi = __fsub_rn(x, __fmul_rn(kf, LN2_HI));
+        lo = __fmul_rn(kf, LN2_LO);
+        x = __fsub_rn(hi, lo);
+    } else if (hx > 0x39000000u) {  // |x| > 2^-14
+        k = 0;
+        hi = x;
+        lo = 0.0f;
+    } else {
+        return __fadd_rn(1.0f, x);
+    }
+    const float xx = __fmul_rn(x, x);
+    const float c = __fsub_rn(x, __fmul_rn(xx, __fadd_rn(P1, __fmul_rn(xx, P2))));
+    const float y = __fadd_rn(
+        1.0f, __fadd_rn(__fsub_rn(__fdiv_rn(__fmul_rn(x, c), __fsub_rn(2.0f, c)), lo), hi));
+    return (k == 0) ? y : scalbnf_cpu(y, k);
+}
+
+// silu(t) * u as core: t / (1 + exp(-t)), then * u.
+__device__ __forceinline__ float silu_mul_cpu(float t, float u) {
+    return __fmul_rn(__fdiv_rn(t, __fadd_rn(1.0f, expf_cpu(-t))), u);
+}
+
+// Order-free stand-ins for the CPU's sequential f64 sums. The CPU adds n
+// non-negative f64 terms in index order and uses only f(sum), f monotone
+// (RMSNorm: the f32 mean (float)(sum / K); softmax: (float)(1 / sum)).
+// Any order of the same additions lands within gamma_{n-1} * S of the exact
+// S (gamma_m = m u / (1 - m u), u = 2^-53), so the CPU's sum and a block's
+// tree sum t are less than 2 gamma_{n-1} S apart. sum_window gives
+// [t (1 - 4 n u), t (1 + 4 n u)], which holds the CPU's sum (the margin
+// also covers the rounding of these two products); where f takes one
+// value at both ends it takes it on the whole window, so that value is the
+// CPU's bit for bit. Otherwise (the window straddles an f32 rounding
+// boundary: about 8 n u / 2^-24 = n 2^-26 of the time) the caller redoes
+// the sum sequentially in index order. Not finite: the tree sum is +inf or
+// NaN exactly when the CPU's is, and f of it is then used as is.
+__device__ __forceinline__ void sum_window(double t, int n, double& lo, double& hi) {
+    const double b = (double)n * 0x1p-51;
+    lo = t - t * b;
+    hi = t + t * b;
+}
+
+// The CPU's sequential f64 sum of n terms read through L2 (x_i * x_i in
+// f32 when sq, else x_i), in index order by thread 0, returned to every
+// thread. Block-uniform call; sh: a double of shared memory.
+__device__ double seq_sum_cpu(const float* x, int n, bool sq, double* sh) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double acc = 0.0;
+        for (int i = 0; i < n; ++i) {
+            const float v = __ldcg(x + i);
+            acc += (double)(sq ? __fmul_rn(v, v) : v);
+        }
+        *sh = acc;
+    }
+    __syncthreads();
+    const double r = *sh;
+    __syncthreads();
+    return r;
+}
+
+// The CPU's RMSNorm mean: (float)(sum / K), sum = sum_i (double)(x_i * x_i)
+// in index order. tree: the block's sum of the same terms (every thread
+// holds it); x: the K inputs, summed again sequentially only where the
+// window of sum_window leaves the f32 mean undecided. sh: a double of
+// shared memory. Block-uniform; every thread returns the same value.
+__device__ float rms_mean_cpu(double tree, const float* x, int K, double* sh) {
+    double lo, hi;
+    sum_window(tree, K, lo, hi);
+    if (!isfinite(tree) || (float)(lo / (double)K) == (float)(hi / (double)K))
+        return (float)(tree / (double)K);
+    return (float)(seq_sum_cpu(x, K, true, sh) / (double)K);
+}
+
 // Largest K the activation quantizer keeps in registers (1024 threads x 8).
 #define QA_THREADS 1024
 #define QA_PER_THREAD 8
 // Positions one attention block covers (fixed: the split, and so the
 // reduction order, never depends on timing).
 #define ATT_CHUNK 64
+// attention_body's staging: each thread keeps up to ATT_REG of the
+// head's scores in registers (more positions are re-read through L2); the
+// values go through shared memory in tiles of ATT_VTILE floats (T = min(
+// ATT_VTILE / hd, ATT_TMAX) positions), the next tile's loads in flight in
+// registers while the current one is summed; a row's scores are loaded
+// ATT_KVEC float4s at a time.
+#define ATT_REG 8
+#define ATT_VTILE 4096
+#define ATT_TMAX 512
+#define ATT_KVEC 8
 
-// The input of one matmul, once: RMSNorm (nw != 0; sum of f32 squares in
-// f64, as the CPU) and the I2_S activation quantization of DESIGN.md
+// The input of one matmul, once: RMSNorm (nw != 0; the CPU's f32 mean of
+// the f64 sum of f32 squares, rms_mean_cpu) and the I2_S activation quantization of DESIGN.md
 // section 5. One block of QA_THREADS; K <= QA_THREADS * QA_PER_THREAD.
 // x is K floats.
 // q: the quantized activations in the GEMV's layout (blocks of 128 bytes
@@ -143,8 +290,7 @@ extern "C" __global__ void __launch_bounds__(QA_THREADS) quantize_act(
         acc += (double)(t * t);
     }
     if (nw != 0) {
-        const double sum = block_sum_d(acc, shd);
-        const float mean = (float)(sum / (double)K);
+        const float mean = rms_mean_cpu(block_sum_d(acc, shd), x, K, shd);
         const float nscale = 1.0f / sqrtf(mean + eps);
 #pragma unroll
         for (int j = 0; j < QA_PER_THREAD; ++j) {
@@ -393,7 +539,7 @@ __device__ __forceinline__ void i2s_gemv_rows(
                             const float g = fmaxf(t, 0.0f);
                             t = g * g * u;
                         } else {
-                            t = (t / (1.0f + expf(-t))) * u;
+                            t = silu_mul_cpu(t, u);
                         }
                         out[r] = t;
                     } else if (mode == 1) {
@@ -556,7 +702,7 @@ __device__ __forceinline__ void tq2_gemv_body(
                         const float g = fmaxf(t, 0.0f);
                         t = g * g * u;
                     } else {
-                        t = (t / (1.0f + expf(-t))) * u;
+                        t = silu_mul_cpu(t, u);
                     }
                     out[r] = t;
                 } else if (mode == 1) {
@@ -663,7 +809,7 @@ __device__ __forceinline__ void f32_gemv_body(const float* __restrict__ W,
                             const float g = fmaxf(t, 0.0f);
                             t = g * g * u;
                         } else {
-                            t = (t / (1.0f + expf(-t))) * u;
+                            t = silu_mul_cpu(t, u);
                         }
                         out[r] = t;
                     } else if (mode == 1) {
@@ -693,27 +839,36 @@ extern "C" __global__ void __launch_bounds__(128) f32_gemv_glu(
 }
 
 // RoPE on the current position's q and k (from the fused qkv buffer), the
-// KV-cache store, and one slice of causal attention: block (h, sp) covers
-// head h over positions [sp * ATT_CHUNK, (sp + 1) * ATT_CHUNK) of those
-// seen. Warp w of NW takes positions t0 + w + NW j; its lanes hold 4 consecutive
-// dimensions each (float4), so a warp's loads for all its positions are in
-// flight together. The slice's unnormalized output sum_t e_t v_t (e_t =
-// exp(score_t - m)) goes to part_o[h][sp], (m, sum_t e_t) to
-// part_ml[h][sp]. The last slice block of a head to finish (a counter per
-// head, reset by that block) combines the slices in index order:
-// att_out = sum_s e_s o_s / sum_s e_s l_s, e_s = exp(m_s - max m). Blocks
+// KV-cache store, and causal attention for one work item (head h, slice sp
+// of ATT_CHUNK positions), with core's operations in core's order
+// (model/attention.rs, math.rs), so the output is the CPU's bit for bit:
+//   score_t = (sum_d q_d k_td, in f32 over d in order from 0) * attn_scale,
+//     one thread per position of the slice, to ps[h][t];
+// then the last slice block of the head to finish (a counter per head,
+// reset by that block) does the rest for every position 0..pos:
+//   m = max_t score_t, e_t = expf_cpu(score_t - m),
+//   sum = sum_t e_t in f64 in position order (the block's tree sum where
+//     it decides inv, else sequential: see sum_window),
+//   inv = (float)(1 / sum), p_t = e_t * inv,
+//   out_i = sum_t p_t v_ti in f32 over t in order from 0, one thread per i
+//     (through shared-memory tiles of positions, see ATT_VTILE).
+// The value sums are serial over positions (the CPU's order leaves no other
+// split): at long contexts this is the step's price for exactness. Blocks
 // past the last position return at once. kc / vc: this layer's cache,
-// [n_ctx][kv_dim]; partials [n_heads][n_split]. q|k|v is read through L2
-// (a persistent kernel's other blocks wrote it). Needs hd % 4 == 0 and
-// blockDim.x == 32 * NW. sm: (3 * hd + ATT_CHUNK + NW * hd) floats of shared
-// memory.
-template <int NW>
-__device__ void attention_body(
+// [n_ctx][kv_dim]; ps: [n_heads][n_split * ATT_CHUNK] floats (scores, then
+// e_t, then p_t; read through L2). q|k|v is read through L2 (a persistent
+// kernel's other blocks wrote it). Needs hd % 4 == 0 and blockDim.x ==
+// NTHR >= ATT_CHUNK. sm: 3 hd + ATT_VTILE + min(ATT_VTILE / hd, ATT_TMAX)
+// floats of shared memory. Not inlined: inlined into decode_persistent,
+// its registers pushed that kernel (128 at 2 blocks/SM) into a 48-byte
+// stack frame (resource_report.py).
+template <int NTHR>
+__device__ __noinline__ void attention_body(
     const float* __restrict__ qkv, float* __restrict__ kc, float* __restrict__ vc,
     const float* __restrict__ rope_cos, const float* __restrict__ rope_sin, int pos,
-    float* __restrict__ part_o, double* __restrict__ part_ml, int* __restrict__ done,
-    float* __restrict__ att_out, int n_heads, int n_kv_heads, int hd, int n_rot, int neox,
-    float attn_scale, int h, int sp, int n_split, float* sm) {
+    float* __restrict__ ps, int* __restrict__ done, float* __restrict__ att_out, int n_heads,
+    int n_kv_heads, int hd, int n_rot, int neox, float attn_scale, int h, int sp, int n_split,
+    float* sm) {
     __shared__ double shd[32];
     __shared__ float shf[32];
     __shared__ int last;
@@ -724,8 +879,6 @@ __device__ void attention_body(
     float* qsh = sm;
     float* ksh = sm + hd;
     float* vsh = sm + 2 * hd;
-    float* sc = sm + 3 * hd;
-    float* ow = sm + 3 * hd + ATT_CHUNK;
     const int group = n_heads / n_kv_heads;
     const int g = h / group;
     const int q_dim = n_heads * hd, kv_dim = n_kv_heads * hd;
@@ -773,98 +926,36 @@ __device__ void attention_body(
             vc[(usize)pos * kv_dim + g * hd + i] = vsh[i];
         }
     }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float* psh = ps + (usize)h * n_split * ATT_CHUNK;
     // The current position comes from shared memory: another block may be
     // writing it to the cache right now.
 #define ATT_ROW(base, sh, t) (((t) == pos) ? (const float*)(sh) : (base) + (usize)(t) * kv_dim + g * hd)
-    // Scores.
-    {
-        float d[ATT_CHUNK / NW];
+    // Scores: thread j takes position t0 + j; ATT_KVEC float4s of the key
+    // row are loaded at once, then added in order.
+    if (threadIdx.x < ATT_CHUNK && t0 + (int)threadIdx.x < t1) {
+        const int t = t0 + threadIdx.x;
+        const float* kr = ATT_ROW(kc, ksh, t);
+        float acc = 0.0f;
+        for (int i0 = 0; i0 < hd; i0 += 4 * ATT_KVEC) {
+            float4 kv[ATT_KVEC];
 #pragma unroll
-        for (int j = 0; j < ATT_CHUNK / NW; ++j) d[j] = 0.0f;
-        for (int i = lane * 4; i < hd; i += 128) {
-            const float4 qv = *(const float4*)(qsh + i);
-            float4 kv[ATT_CHUNK / NW];
+            for (int u = 0; u < ATT_KVEC; ++u)
+                kv[u] = (i0 + 4 * u < hd) ? *(const float4*)(kr + i0 + 4 * u)
+                                          : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
-            for (int j = 0; j < ATT_CHUNK / NW; ++j) {
-                const int t = t0 + warp + NW * j;
-                kv[j] = (t < t1) ? *(const float4*)(ATT_ROW(kc, ksh, t) + i)
-                                 : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            for (int u = 0; u < ATT_KVEC; ++u) {
+                if (i0 + 4 * u < hd) {
+                    const float4 qv = *(const float4*)(qsh + i0 + 4 * u);
+                    acc = __fadd_rn(acc, __fmul_rn(qv.x, kv[u].x));
+                    acc = __fadd_rn(acc, __fmul_rn(qv.y, kv[u].y));
+                    acc = __fadd_rn(acc, __fmul_rn(qv.z, kv[u].z));
+                    acc = __fadd_rn(acc, __fmul_rn(qv.w, kv[u].w));
+                }
             }
-#pragma unroll
-            for (int j = 0; j < ATT_CHUNK / NW; ++j) {
-                d[j] += qv.x * kv[j].x;
-                d[j] += qv.y * kv[j].y;
-                d[j] += qv.z * kv[j].z;
-                d[j] += qv.w * kv[j].w;
-            }
         }
-#pragma unroll
-        for (int j = 0; j < ATT_CHUNK / NW; ++j) {
-            const float dj = warp_sum_f(d[j]);
-            const int t = t0 + warp + NW * j;
-            if (lane == 0 && t < t1) sc[t - t0] = dj * attn_scale;
-        }
+        psh[t] = __fmul_rn(acc, attn_scale);
     }
-    __syncthreads();
-    const int n = t1 - t0;
-    float lmax = __int_as_float(0xff800000);
-    for (int t = threadIdx.x; t < n; t += blockDim.x) lmax = fmaxf(lmax, sc[t]);
-    const float mx = block_max_f(lmax, shf);
-    double ls = 0.0;
-    for (int t = threadIdx.x; t < n; t += blockDim.x) {
-        const float e = expf(sc[t] - mx);
-        sc[t] = e;
-        ls += (double)e;
-    }
-    const double sum = block_sum_d(ls, shd);
-    // Weighted values: warp w sums its positions, then the NW warps'
-    // sums are added in warp order.
-    for (int i = lane * 4; i < hd; i += 128) {
-        float4 vv[ATT_CHUNK / NW];
-#pragma unroll
-        for (int j = 0; j < ATT_CHUNK / NW; ++j) {
-            const int t = t0 + warp + NW * j;
-            vv[j] = (t < t1) ? *(const float4*)(ATT_ROW(vc, vsh, t) + i)
-                             : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        }
-        float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll
-        for (int j = 0; j < ATT_CHUNK / NW; ++j) {
-            const int t = t0 + warp + NW * j;
-            const float e = (t < t1) ? sc[t - t0] : 0.0f;
-            o.x += e * vv[j].x;
-            o.y += e * vv[j].y;
-            o.z += e * vv[j].z;
-            o.w += e * vv[j].w;
-        }
-        *(float4*)(ow + warp * hd + i) = o;
-    }
-#undef ATT_ROW
-    __syncthreads();
-    if (n_seen <= ATT_CHUNK) {
-        // One slice: the combine below would compute e = exp(0) = 1,
-        // l = 1 * sum, o = 0 + 1 * o (0 + turns -0 into +0); the same bits.
-        for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-            float o = ow[i];
-#pragma unroll
-            for (int w = 1; w < NW; ++w) o += ow[w * hd + i];
-            att_out[h * hd + i] = (float)((double)(0.0f + o) / sum);
-        }
-        return;
-    }
-    const usize part = (usize)h * n_split + sp;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-        float o = ow[i];
-#pragma unroll
-        for (int w = 1; w < NW; ++w) o += ow[w * hd + i];
-        part_o[part * hd + i] = o;
-    }
-    if (threadIdx.x == 0) {
-        part_ml[2 * part] = (double)mx;
-        part_ml[2 * part + 1] = sum;
-    }
-    // Publish the partials, then count this slice; the last one combines.
+    // Publish the scores, then count this slice; the last one goes on.
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -876,35 +967,151 @@ __device__ void attention_body(
     __syncthreads();
     if (!last) return;
     __threadfence();
-    const int ns = (n_seen + ATT_CHUNK - 1) / ATT_CHUNK;
-    const double* ml = part_ml + (usize)h * n_split * 2;
-    const float* po = part_o + (usize)h * n_split * hd;
-    float m_all = __int_as_float(0xff800000);
-    for (int s2 = 0; s2 < ns; ++s2) m_all = fmaxf(m_all, (float)__ldcg(ml + 2 * s2));
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-        double l = 0.0;
-        float o = 0.0f;
-        for (int s2 = 0; s2 < ns; ++s2) {
-            const float e = expf((float)__ldcg(ml + 2 * s2) - m_all);
-            l += (double)e * __ldcg(ml + 2 * s2 + 1);
-            o += e * __ldcg(po + (usize)s2 * hd + i);
-        }
-        att_out[h * hd + i] = (float)((double)o / l);
+    // Softmax (core's `softmax`), position t = threadIdx.x + k blockDim.x in
+    // r[k] where they all fit. The max is order-free (a zero's sign cannot
+    // change score - m's exponential).
+    const int nthr = NTHR;
+    const bool in_regs = n_seen <= ATT_REG * nthr;
+    float r[ATT_REG];
+    float lmax = __int_as_float(0xff800000);
+#pragma unroll
+    for (int k = 0; k < ATT_REG; ++k) {
+        const int t = threadIdx.x + k * nthr;
+        r[k] = (in_regs && t < n_seen) ? __ldcg(psh + t) : 0.0f;
+        if (in_regs && t < n_seen) lmax = fmaxf(lmax, r[k]);
     }
+    if (!in_regs)
+        for (int t = threadIdx.x; t < n_seen; t += nthr) lmax = fmaxf(lmax, __ldcg(psh + t));
+    const float mx = block_max_f(lmax, shf);
+    // e_t to psh as well: the sequential sum below may need them.
+    double ls = 0.0;
+    if (in_regs) {
+#pragma unroll
+        for (int k = 0; k < ATT_REG; ++k) {
+            const int t = threadIdx.x + k * nthr;
+            if (t < n_seen) {
+                r[k] = expf_cpu(__fsub_rn(r[k], mx));
+                psh[t] = r[k];
+                ls += (double)r[k];
+            }
+        }
+    } else {
+        for (int t = threadIdx.x; t < n_seen; t += nthr) {
+            const float e = expf_cpu(__fsub_rn(__ldcg(psh + t), mx));
+            psh[t] = e;
+            ls += (double)e;
+        }
+    }
+    // block_sum_d's barriers also make every e_t visible to the block.
+    const double tree = block_sum_d(ls, shd);
+    double lo, hi;
+    sum_window(tree, n_seen, lo, hi);
+    float inv;
+    if (!isfinite(tree) || (float)(1.0 / lo) == (float)(1.0 / hi)) {
+        inv = (float)(1.0 / tree);
+    } else {
+        inv = (float)(1.0 / seq_sum_cpu(psh, n_seen, false, shd));
+    }
+    if (in_regs) {
+#pragma unroll
+        for (int k = 0; k < ATT_REG; ++k) {
+            const int t = threadIdx.x + k * nthr;
+            if (t < n_seen) psh[t] = __fmul_rn(r[k], inv);
+        }
+    } else {
+        for (int t = threadIdx.x; t < n_seen; t += nthr) psh[t] = __fmul_rn(__ldcg(psh + t), inv);
+    }
+    // Values (core's `weigh_values`): element i's sum over positions in
+    // order from 0, in tiles of T positions: the block stores tile j's p_t
+    // and v_t rows to shared memory, issues tile j + 1's loads, then
+    // threads i < hd add tile j's products.
+    float* vt = sm + 3 * hd;
+    const int T = min(ATT_VTILE / hd, ATT_TMAX);
+    float* pt = vt + ATT_VTILE;
+    const int q4 = hd >> 2;
+    const int n_tiles = (n_seen + T - 1) / T;
+    float4 rv[ATT_VTILE / 4 / NTHR];
+    float rp[ATT_TMAX / NTHR];
+    // The loads of tile j into rv / rp (this thread's share: float4 f =
+    // threadIdx.x + k nthr of the tile's rows, p u = threadIdx.x + k nthr).
+#define ATT_LOAD_TILE(j)                                                                  \
+    {                                                                                     \
+        const int ta = (j) * T, nt = min(T, n_seen - ta);                                 \
+        _Pragma("unroll") for (int k = 0; k < ATT_VTILE / 4 / NTHR; ++k) {                \
+            const int f = threadIdx.x + k * nthr;                                         \
+            if (f < nt * q4) {                                                            \
+                const int t = ta + f / q4;                                                \
+                rv[k] = *((const float4*)ATT_ROW(vc, vsh, t) + f % q4);                   \
+            }                                                                             \
+        }                                                                                 \
+        _Pragma("unroll") for (int k = 0; k < ATT_TMAX / NTHR; ++k) {                     \
+            const int u = threadIdx.x + k * nthr;                                         \
+            if (u < nt) rp[k] = __ldcg(psh + ta + u);                                     \
+        }                                                                                 \
+    }
+    // The p_t stores above must be visible before any tile load reads them.
+    __syncthreads();
+    ATT_LOAD_TILE(0);
+    float o = 0.0f;
+    for (int j = 0; j < n_tiles; ++j) {
+        const int nt = min(T, n_seen - j * T);
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < ATT_VTILE / 4 / NTHR; ++k) {
+            const int f = threadIdx.x + k * nthr;
+            if (f < nt * q4) ((float4*)vt)[f] = rv[k];
+        }
+#pragma unroll
+        for (int k = 0; k < ATT_TMAX / NTHR; ++k) {
+            const int u = threadIdx.x + k * nthr;
+            if (u < nt) pt[u] = rp[k];
+        }
+        __syncthreads();
+        if (j + 1 < n_tiles) ATT_LOAD_TILE(j + 1);
+        if ((int)threadIdx.x < hd) {
+            const int i = threadIdx.x;
+            int u = 0;
+            for (; u + 8 <= nt; u += 8) {
+                float pp[8], vv[8];
+#pragma unroll
+                for (int w = 0; w < 8; ++w) {
+                    pp[w] = pt[u + w];
+                    vv[w] = vt[(u + w) * hd + i];
+                }
+#pragma unroll
+                for (int w = 0; w < 8; ++w) o = __fadd_rn(o, __fmul_rn(pp[w], vv[w]));
+            }
+            for (; u < nt; ++u) o = __fadd_rn(o, __fmul_rn(pt[u], vt[u * hd + i]));
+        }
+    }
+#undef ATT_LOAD_TILE
+    // hd > blockDim.x: the elements past the first blockDim.x, straight
+    // from the cache (no model here has such heads).
+    for (int i = threadIdx.x; i < hd; i += nthr) {
+        if (i >= nthr) {
+            float oi = 0.0f;
+            for (int t = 0; t < n_seen; ++t)
+                oi = __fadd_rn(oi, __fmul_rn(__ldcg(psh + t), ATT_ROW(vc, vsh, t)[i]));
+            att_out[h * hd + i] = oi;
+        } else {
+            att_out[h * hd + i] = o;
+        }
+    }
+#undef ATT_ROW
 }
 
 extern "C" __global__ void __launch_bounds__(128) attention_rope(
     const float* __restrict__ qkv, float* __restrict__ kc, float* __restrict__ vc,
     const float* __restrict__ rope_cos, const float* __restrict__ rope_sin,
-    const int* __restrict__ params, float* __restrict__ part_o, double* __restrict__ part_ml,
-    int* __restrict__ done, float* __restrict__ att_out, int n_heads, int n_kv_heads, int hd,
-    int n_rot, int neox, float attn_scale) {
+    const int* __restrict__ params, float* __restrict__ ps, int* __restrict__ done,
+    float* __restrict__ att_out, int n_heads, int n_kv_heads, int hd, int n_rot, int neox,
+    float attn_scale) {
     extern __shared__ __align__(16) float att_sm[];
     pdl_launch_next();
     pdl_wait();
-    attention_body<4>(qkv, kc, vc, rope_cos, rope_sin, params[1], part_o, part_ml, done, att_out,
-                      n_heads, n_kv_heads, hd, n_rot, neox, attn_scale, blockIdx.x, blockIdx.y,
-                      gridDim.y, att_sm);
+    attention_body<128>(qkv, kc, vc, rope_cos, rope_sin, params[1], ps, done, att_out, n_heads,
+                   n_kv_heads, hd, n_rot, neox, attn_scale, blockIdx.x, blockIdx.y, gridDim.y,
+                   att_sm);
 }
 
 // ---------------------------------------------------------------------
@@ -996,7 +1203,7 @@ __device__ __forceinline__ void prefetch_rows(const u8* W, int rows, int K, int 
 // One block's own RMSNorm (nw != 0) + I2_S int8 quantization of x (K
 // floats written earlier in this launch: read through L2), the operations
 // of quantize_act (fmt 0) in a block of PB_THREADS: f32 squares summed in
-// f64, mean and scale in f32, v = (x * nscale) * nw; s = 127 / max|v|
+// f64 (the CPU's mean: rms_mean_cpu), scale in f32, v = (x * nscale) * nw; s = 127 / max|v|
 // (f64, at least 1e-5), q = rint(v * s) clamped. Every block runs the same
 // code on the same input, so all get the same bits. All loads of x and nw
 // are issued at once (one L2 round trip, not one per element); the values
@@ -1027,8 +1234,7 @@ __device__ void block_quant_i2s(const float* x, const float* __restrict__ nw, fl
             acc += (double)(v[j].z * v[j].z);
             acc += (double)(v[j].w * v[j].w);
         }
-        const double sum = block_sum_d(acc, shd);
-        const float mean = (float)(sum / (double)K);
+        const float mean = rms_mean_cpu(block_sum_d(acc, shd), x, K, shd);
         nscale = 1.0f / sqrtf(mean + eps);
 #pragma unroll
         for (int j = 0; j < BQ_VEC; ++j) {
@@ -1139,19 +1345,19 @@ __device__ __forceinline__ void prefetch_matrix(const usize* __restrict__ lp, co
 // Rows go to warps as in the GEMV kernels (GEMV_RPW per warp, striding
 // over all warps of the grid); each phase first pulls the matrix PF_AHEAD
 // phases ahead to L2 (bulk prefetch), so the weight stream runs on over
-// barriers, quantization and attention. Reductions keep the fixed orders
-// of the per-kernel path's functions; nothing depends on timing.
+// barriers, quantization and attention. The float parts are the
+// per-kernel path's functions (the CPU's bits); nothing depends on timing.
 // lp: n_layers x PL_STRIDE pointers. params[1]: the position. times: see
 // PHASE_TIMES (unused without it). Block 0 also
 // writes layer 0's quantized q|k|v input to qact / qmeta (the layout and
 // meta of quantize_act) for the exactness check. bar: two zeroed words.
-// Dynamic shared memory: (3 hd + ATT_CHUNK + 8 hd) floats (attention),
+// Dynamic shared memory: attention_body's floats,
 // then, at qs_offset, max K / 128 * QBLOCK_STRIDE bytes (the block's
 // quantized input).
 extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
     const usize* __restrict__ lp, DecodeDims d, float* x, float* qkv, float* att, float* hb,
     const float* __restrict__ rope_cos, const float* __restrict__ rope_sin,
-    const int* __restrict__ params, float* part_o, double* part_ml, int* done, u32* bar,
+    const int* __restrict__ params, float* ps, int* done, u32* bar,
     u8* __restrict__ qact, int* __restrict__ qmeta, int qs_offset, usize* times) {
     extern __shared__ __align__(16) float psm[];
     int slot = 0;
@@ -1193,10 +1399,9 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
         // B: attention.
         for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
             __syncthreads();
-            attention_body<PB_THREADS / 32>(qkv, (float*)L[PL_KC], (float*)L[PL_VC], rope_cos,
-                                            rope_sin, pos, part_o, part_ml, done, att, d.n_heads,
-                                            d.n_kv_heads, d.hd, d.n_rot, d.neox, d.attn_scale,
-                                            it / ns, it % ns, d.n_split, psm);
+            attention_body<PB_THREADS>(qkv, (float*)L[PL_KC], (float*)L[PL_VC], rope_cos, rope_sin, pos, ps,
+                           done, att, d.n_heads, d.n_kv_heads, d.hd, d.n_rot, d.neox,
+                           d.attn_scale, it / ns, it % ns, d.n_split, psm);
         }
         grid_barrier(bar, times, slot);
         // C: o, added to the residual.
@@ -1237,6 +1442,16 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
 #undef HAS_ROWS
 }
 
+// out[i] = expf_cpu(in[i]), out[n + i] = silu_mul_cpu(in[i], 1) (the
+// suite's bit-for-bit check against core's exp_f32 and SiLU).
+extern "C" __global__ void exp_cpu_sweep(const float* __restrict__ in, float* __restrict__ out,
+                                         int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        out[i] = expf_cpu(in[i]);
+        out[n + i] = silu_mul_cpu(in[i], 1.0f);
+    }
+}
+
 // x = embedding row of the token in params[0]; F16 table.
 extern "C" __global__ void embed_f16(const u16* __restrict__ emb, const int* __restrict__ params,
                                      float* __restrict__ x, int dim) {
@@ -1258,7 +1473,8 @@ extern "C" __global__ void embed_f32(const float* __restrict__ emb, const int* _
 }
 
 // LM head: out = W (rows x K; F16, or F32 when F32) times rmsnorm(x)
-// (f32 accumulation, f64 norm sum). Dynamic shared memory: K floats.
+// (f32 accumulation; the norm as rms_mean_cpu). Dynamic shared memory: K
+// floats.
 template <bool F32>
 __device__ __forceinline__ void head_gemv_rmsnorm(const u8* __restrict__ W,
                                                   const float* __restrict__ x,
@@ -1273,8 +1489,7 @@ __device__ __forceinline__ void head_gemv_rmsnorm(const u8* __restrict__ W,
         const float v = x[i];
         acc += (double)(v * v);
     }
-    const double sum = block_sum_d(acc, shd);
-    const float mean = (float)(sum / (double)K);
+    const float mean = rms_mean_cpu(block_sum_d(acc, shd), x, K, shd);
     const float scale = 1.0f / sqrtf(mean + eps);
     for (int i = threadIdx.x; i < K; i += blockDim.x) xs[i] = x[i] * scale * nw[i];
     __syncthreads();

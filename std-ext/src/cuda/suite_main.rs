@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use bitnet_core::model::{Arch, Config, Logits};
+use bitnet_core::model::{Arch, Config, Logits, exp_f32};
 use bitnet_core::sample::{SamplerParams, argmax};
 use bitnet_core::tokenizer::EncodeOptions;
 use bitnet_std::ModelFile;
@@ -140,6 +140,18 @@ fn fixtures(r: &mut String, tuning: Tuning) -> Res<bool> {
         }
     }
     models.sort();
+    match exp_sweep(tuning) {
+        Ok(line) => {
+            if line.contains("DIFFER") {
+                all_ok = false;
+            }
+            let _ = writeln!(r, "{line}\n");
+        }
+        Err(e) => {
+            all_ok = false;
+            let _ = writeln!(r, "expf_cpu sweep: ERROR: {e}\n");
+        }
+    }
     for p in &models {
         let name = p
             .file_name()
@@ -167,6 +179,82 @@ fn fixtures(r: &mut String, tuning: Tuning) -> Res<bool> {
     }
 
     Ok(all_ok)
+}
+
+/// kernels.cu's `expf_cpu` and `silu_mul_cpu(x, 1)` against core's
+/// `exp_f32` and SiLU (`x / (1 + exp_f32(-x))`), bit for bit (NaN: NaN
+/// either way): every 61st f32 bit pattern (odd, so every exponent and
+/// many low bits are hit; NaNs, infinities and subnormals included), then
+/// every f32 in [-1, 0] whose bits are a multiple of 127 (softmax's inputs
+/// are <= 0 and mostly near 0), and the special values. Runs on the
+/// stories260K fixture's model (the kernels need a loaded module).
+fn exp_sweep(tuning: Tuning) -> Res<String> {
+    let file = ModelFile::open(std::path::Path::new("tests/models/stories260K.gguf"))
+        .map_err(|e| e.to_string())?;
+    let loaded = Loaded::new(&file).map_err(|e| e.to_string())?;
+    let host = HostModel::from_model(&loaded.model).map_err(|e| e.to_string())?;
+    let gm = CudaModel::with_tuning(&host, 8, tuning).map_err(|e| e.to_string())?;
+    let specials = [
+        0.0f32,
+        -0.0,
+        1.0,
+        -1.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE,
+        f32::from_bits(1),
+        f32::from_bits(0x8000_0001),
+        f32::MAX,
+        f32::MIN,
+        88.72283,
+        88.72284,
+        -87.33654,
+        -87.33655,
+        -103.97208,
+        -103.97209,
+        -150.0,
+        core::f32::consts::LN_2,
+        -core::f32::consts::LN_2,
+    ];
+    let all = (0..=u32::MAX / 61).map(|i| f32::from_bits(i * 61));
+    let near = (0..=0x3f80_0000u32 / 127).map(|i| -f32::from_bits(i * 127));
+    let mut xs = specials.iter().copied().chain(all).chain(near);
+    let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    let (mut total, mut bad_exp, mut bad_silu) = (0usize, 0usize, 0usize);
+    let mut first: Option<String> = None;
+    let mut chunk = Vec::with_capacity(1 << 24);
+    loop {
+        chunk.clear();
+        chunk.extend(xs.by_ref().take(1 << 24));
+        if chunk.is_empty() {
+            break;
+        }
+        total += chunk.len();
+        let (e, silu) = gm.exp_check(&chunk).map_err(|e| e.to_string())?;
+        for ((&x, &ge), &gs) in chunk.iter().zip(&e).zip(&silu) {
+            let (ce, cs) = (exp_f32(x), x / (1.0 + exp_f32(-x)));
+            if !same(ge, ce) {
+                bad_exp += 1;
+                first.get_or_insert_with(|| format!("exp({x:e}): gpu {ge:e} cpu {ce:e}"));
+            }
+            if !same(gs, cs) {
+                bad_silu += 1;
+                first.get_or_insert_with(|| format!("silu({x:e}): gpu {gs:e} cpu {cs:e}"));
+            }
+        }
+    }
+    Ok(if bad_exp == 0 && bad_silu == 0 {
+        format!(
+            "expf_cpu / silu_mul_cpu vs core's exp_f32 / SiLU: {total} inputs, all bit-identical"
+        )
+    } else {
+        format!(
+            "expf_cpu / silu_mul_cpu vs core's exp_f32 / SiLU: {total} inputs, {bad_exp} exp and {bad_silu} SiLU results DIFFER (first: {})",
+            first.unwrap_or_default()
+        )
+    })
 }
 
 /// The receipt of the shipped model.
@@ -264,6 +352,7 @@ fn fixture(p: &std::path::Path, tuning: Tuning) -> Res<String> {
     }
     let worst = per_step.iter().fold(0.0f32, |a, &v| a.max(v));
     let above = per_step.iter().filter(|&&v| v > 1e-5).count();
+    let exact = per_step.iter().filter(|&&v| v == 0.0).count();
     per_step.sort_by(f32::total_cmp);
     let median = per_step[per_step.len() / 2];
     let tolerance = LOGIT_TOLERANCE;
@@ -302,7 +391,7 @@ fn fixture(p: &std::path::Path, tuning: Tuning) -> Res<String> {
         ),
     };
     Ok(format!(
-        "ran ({path}, {} launches/step; layer-0 q|k|v {qkv}) | {} | {:.2e} (tolerance {:.0e}: {}; median step {median:.1e}, {above} of {} steps above 1e-5) | {}",
+        "ran ({path}, {} launches/step; layer-0 q|k|v {qkv}) | {} | {:.2e} (tolerance {:.0e}: {}; median step {median:.1e}, {above} of {} steps above 1e-5, {exact} bit-identical) | {}",
         gm.launches_per_step(),
         if same {
             format!("yes ({n_gen}/{n_gen})")
