@@ -4,7 +4,9 @@
 //!
 //! - Ours: `bitnet_std::bench::bench` (the code of `bitnet bench`) on the
 //!   I2_S file (arch `bitnet-b1.58`) and on the TQ2_0 file (arch `bitnet`,
-//!   the same weights), in this process.
+//!   the same weights), in this process; with `--byte-savers` also on the
+//!   I2_S file with the int8 LM head, with the TL2 kernels, and with both
+//!   (issue 6).
 //! - llama.cpp: `llama-bench` built from the source vendored in the PyPI
 //!   `llama-cpp-python` sdist (ci/setup-llama.sh), on the TQ2_0 file.
 //!
@@ -35,7 +37,7 @@ use bitnet_core::sample::argmax;
 use bitnet_core::tokenizer::EncodeOptions;
 use bitnet_std::ModelFile;
 use bitnet_std::bench::{BenchRow, BenchSpec, bench};
-use bitnet_std::engine::{Loaded, ThreadJoin, with_threads};
+use bitnet_std::engine::{LmHead, Loaded, ThreadJoin, prepare, prepare_head, with_threads};
 
 use crate::root;
 use crate::tools::Result;
@@ -71,7 +73,17 @@ pub struct Args {
     /// Also write the results as JSON here.
     #[arg(long, default_value = "target/bench-compare.json")]
     json: PathBuf,
+    /// Also run the byte-saving modes of issue 6 on the I2_S file, in the
+    /// same rounds: the int8 LM head (`--lm-head q8`), the TL2 kernels
+    /// with the exact head (`--kernel tl2`) and both together.
+    #[arg(long)]
+    byte_savers: bool,
 }
+
+/// Labels of the `--byte-savers` engines.
+const LABEL_Q8: &str = "ours I2_S + q8 head";
+const LABEL_TL2: &str = "ours TL2";
+const LABEL_TL2_Q8: &str = "ours TL2 + q8 head";
 
 /// File names written by `gen-fixtures --full`.
 const I2S_FILE: &str = "bitnet-b1.58-2B-shape-i2s.gguf";
@@ -104,11 +116,33 @@ struct Samples {
     kernels: Vec<String>,
 }
 
-/// Our engine on one loaded file.
+/// Our engine on one loaded file, in one kernel / head mode.
 struct Ours<'f> {
     label: &'static str,
     loaded: Loaded<'f>,
+    platform: Platform,
     samples: Samples,
+}
+
+impl<'f> Ours<'f> {
+    /// Loads `file` for `choice` (TL kernels repack the projections) and
+    /// `head` (the int8 head is quantized at load).
+    fn new(
+        label: &'static str,
+        file: &'f ModelFile,
+        choice: KernelChoice,
+        head: LmHead,
+    ) -> Result<Self> {
+        let mut loaded = Loaded::new(file).map_err(|e| e.to_string())?;
+        prepare(&mut loaded.model, choice).map_err(|e| e.to_string())?;
+        prepare_head(&mut loaded.model, head).map_err(|e| e.to_string())?;
+        Ok(Self {
+            label,
+            loaded,
+            platform: Platform::with_choice(choice).map_err(|e| e.to_string())?,
+            samples: Samples::default(),
+        })
+    }
 }
 
 /// One time-to-first-token measurement.
@@ -311,13 +345,13 @@ fn llama_bench_once(bin: &Path, lib: &Path, model: &Path, a: &Args) -> Result<Ll
 }
 
 /// One round of our engine on `o`: warm-up plus one repetition of each test.
-fn ours_once(o: &mut Ours<'_>, a: &Args, platform: Platform) -> Result<()> {
+fn ours_once(o: &mut Ours<'_>, a: &Args) -> Result<()> {
     let spec = BenchSpec {
         n_prompt: a.n_prompt,
         n_gen: a.n_gen,
         reps: 1,
         threads: a.threads,
-        platform,
+        platform: o.platform,
     };
     let (rows, ev) = bench(&o.loaded.model, &spec, |_| {}).map_err(|e| e.to_string())?;
     let ts = |rows: &[BenchRow], pp: bool| {
@@ -397,39 +431,34 @@ pub fn bench_compare(a: &Args) -> Result<()> {
         ModelFile::open(&i2s_path).map_err(|e| e.to_string())?,
         ModelFile::open(&tq2_path).map_err(|e| e.to_string())?,
     );
-    let mut ours = [
-        Ours {
-            label: "ours I2_S",
-            loaded: Loaded::new(&fi).map_err(|e| e.to_string())?,
-            samples: Samples::default(),
-        },
-        Ours {
-            label: "ours TQ2_0",
-            loaded: Loaded::new(&ft).map_err(|e| e.to_string())?,
-            samples: Samples::default(),
-        },
+    let (auto, exact) = (KernelChoice::Auto, LmHead::Exact);
+    let mut ours = vec![
+        Ours::new("ours I2_S", &fi, auto, exact)?,
+        Ours::new("ours TQ2_0", &ft, auto, exact)?,
     ];
+    if a.byte_savers {
+        ours.push(Ours::new(LABEL_Q8, &fi, auto, LmHead::Q8)?);
+        ours.push(Ours::new(LABEL_TL2, &fi, KernelChoice::Tl2, exact)?);
+        ours.push(Ours::new(LABEL_TL2_Q8, &fi, KernelChoice::Tl2, LmHead::Q8)?);
+    }
+    let engines = ours.len() + 1;
     let mut llama = Samples::default();
     let (mut llama_build, mut llama_cpu) = (String::new(), String::new());
     let t_all = Instant::now();
     for round in 0..a.rounds {
-        // Engines 0, 1 = ours, 2 = llama.cpp; rotate who goes first.
-        for i in 0..3 {
-            let e = (round + i) % 3;
+        // Engines 0.. = ours, the last = llama.cpp; rotate who goes first.
+        for i in 0..engines {
+            let e = (round + i) % engines;
             let t = Instant::now();
-            if e < 2 {
-                ours_once(&mut ours[e], a, platform)?;
+            if let Some(o) = ours.get_mut(e) {
+                ours_once(o, a)?;
             } else {
                 let r = llama_bench_once(&llama_bin, &llama_lib, &tq2_path, a)?;
                 llama.pp.extend(r.pp);
                 llama.tg.extend(r.tg);
                 (llama_build, llama_cpu) = (r.build, r.cpu_info);
             }
-            let name = if e < 2 {
-                ours[e].label
-            } else {
-                "llama.cpp TQ2_0"
-            };
+            let name = ours.get(e).map_or("llama.cpp TQ2_0", |o| o.label);
             eprintln!(
                 "round {}/{}: {name} ({:.0} s, load {:.2})",
                 round + 1,
@@ -502,7 +531,7 @@ struct Report<'r> {
     bw: f64,
     bw_before: f64,
     bw_after: f64,
-    ours: &'r [Ours<'r>; 2],
+    ours: &'r [Ours<'r>],
     llama: &'r Samples,
     llama_build: String,
     llama_cpu: String,
@@ -511,26 +540,26 @@ struct Report<'r> {
 }
 
 impl Report<'_> {
-    /// (label, samples, weight bytes per token) of the three engines; the
-    /// llama.cpp run reads the TQ2_0 file's bytes, as our TQ2_0 run does.
-    fn engines(&self) -> [(&str, &Samples, u64); 3] {
-        [
-            (
-                self.ours[0].label,
-                &self.ours[0].samples,
-                self.ours[0].samples.bytes_per_token,
-            ),
-            (
-                self.ours[1].label,
-                &self.ours[1].samples,
-                self.ours[1].samples.bytes_per_token,
-            ),
-            (
-                "llama.cpp TQ2_0",
-                self.llama,
-                self.ours[1].samples.bytes_per_token,
-            ),
-        ]
+    /// (label, samples, weight bytes per token) of every engine, ours
+    /// first; the llama.cpp run reads the TQ2_0 file's bytes, as our TQ2_0
+    /// run does.
+    fn engines(&self) -> Vec<(&str, &Samples, u64)> {
+        let mut v: Vec<_> = self
+            .ours
+            .iter()
+            .map(|o| (o.label, &o.samples, o.samples.bytes_per_token))
+            .collect();
+        let tq2 = self.ours.get(1).map_or(0, |o| o.samples.bytes_per_token);
+        v.push(("llama.cpp TQ2_0", self.llama, tq2));
+        v
+    }
+
+    /// The samples of our engine labelled `label`, if it ran.
+    fn ours(&self, label: &str) -> Option<&Samples> {
+        self.ours
+            .iter()
+            .find(|o| o.label == label)
+            .map(|o| &o.samples)
     }
 
     fn markdown(&self) -> String {
@@ -637,6 +666,25 @@ impl Report<'_> {
             ttft_ms,
             verdict(ttft_ms <= 1000.0)
         );
+        if let (Some(tl2q8), Some(tl2)) = (self.ours(LABEL_TL2_Q8), self.ours(LABEL_TL2)) {
+            let r = mean_sd(&tl2q8.tg).0 / lt;
+            let _ = writeln!(
+                s,
+                "- target (issue 6) tg{ng} with TL2 + q8 head >= 1.5x llama.cpp: {r:.2}x ({})",
+                verdict(r >= 1.5)
+            );
+            let _ = writeln!(
+                s,
+                "- TL2 with the exact F16 head: {:.2}x llama.cpp in tg{ng}; TL2 pp{np} {:.2}x the I2_S VNNI GEMM's ({})",
+                mean_sd(&tl2.tg).0 / lt,
+                mean_sd(&tl2.pp).0 / pp,
+                if mean_sd(&tl2.pp).0 > pp {
+                    "TL2 beats VNNI for prefill"
+                } else {
+                    "VNNI stays the prefill kernel"
+                }
+            );
+        }
         s
     }
 

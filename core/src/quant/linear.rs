@@ -283,13 +283,14 @@ impl<'a> QuantizedLinear<'a> {
         self.tl_tq.as_deref()
     }
 
-    /// The weight bytes one matmul reads: the TL repacking when present,
-    /// else the borrowed bytes.
+    /// The weight bytes one matmul reads: the int8 copy (`--lm-head q8`)
+    /// or the TL repacking when present, else the borrowed bytes.
     pub fn weight_bytes(&self) -> usize {
-        match (&self.tl, &self.tl_tq) {
-            (Some(t), _) => t.data().len(),
-            (None, Some(t)) => t.bytes(),
-            (None, None) => self.weight.len(),
+        match (&self.q8, &self.tl, &self.tl_tq) {
+            (Some(q), _, _) => q.bytes(),
+            (None, Some(t), _) => t.data().len(),
+            (None, None, Some(t)) => t.bytes(),
+            (None, None, None) => self.weight.len(),
         }
     }
 
@@ -513,6 +514,19 @@ impl<'a> QuantizedLinear<'a> {
 mod tests {
     use super::*;
     use alloc::vec;
+
+    #[test]
+    fn weight_bytes_are_the_bytes_the_matmul_reads() {
+        // 8 x 64 F16: 1024 bytes as stored; the int8 copy reads one byte
+        // per weight plus an f32 scale per row.
+        let w: Vec<u8> = (0..8 * 64)
+            .flat_map(|i| half::f16::from_f32(i as f32 / 512.0 - 0.5).to_le_bytes())
+            .collect();
+        let mut lin = QuantizedLinear::new(&w, QuantType::F16, 8, 64).unwrap();
+        assert_eq!(lin.weight_bytes(), 1024);
+        assert!(lin.quantize_q8().unwrap());
+        assert_eq!(lin.weight_bytes(), 8 * 64 + 4 * 8);
+    }
 
     #[test]
     fn transpose_matches_the_plain_loop_on_edge_shapes() {
