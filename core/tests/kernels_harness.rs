@@ -354,7 +354,7 @@ fn tq_gemv_every_tier() {
                     for rows in [0..m, m / 2..m] {
                         let mut out = vec![f32::NAN; rows.len()];
                         let id = kernel(p, &w, k, rows.clone(), &act, &mut out).unwrap();
-                        if let Some(want) = tq_neon_id(p.isa(), &id[..5]) {
+                        if let Some(want) = tq_gemv_id(p.isa(), &id[..5]) {
                             assert_eq!(id, want);
                         }
                         for (i, r) in rows.clone().enumerate() {
@@ -367,6 +367,17 @@ fn tq_gemv_every_tier() {
                 }
             }
         }
+    }
+}
+
+/// The TQ GEMV kernel id expected on `isa` for `fmt` (`tq2_0` or
+/// `tq1_0`); `None` where no fixed expectation applies.
+fn tq_gemv_id(isa: Isa, fmt: &str) -> Option<String> {
+    match isa {
+        Isa::Scalar => Some(format!("{fmt}_gemv_scalar")),
+        Isa::Avx2 => Some(format!("{fmt}_gemv_avx2")),
+        Isa::Avx512 => Some(format!("{fmt}_gemv_avx512vnni")),
+        _ => tq_neon_id(isa, fmt),
     }
 }
 
@@ -475,7 +486,7 @@ fn tq_gemm_every_tier() {
 }
 
 #[test]
-fn tq_gemm_extreme_values_every_tier() {
+fn tq_gemm_gemv_extreme_values_every_tier() {
     // Every weight -1, 0, +1 or (TQ2_0 code 3) +2, and 0xff bytes in TQ1_0,
     // against all -128 / all 127 activations: the largest block integers
     // and i16 partial sums. Rows and tokens past one tile (33 x 6).
@@ -496,8 +507,20 @@ fn tq_gemm_extreme_values_every_tier() {
                         };
                         6 * k / QK_K
                     ];
+                    let gemv: TqKernel = if fmt == "tq2_0" {
+                        Platform::tq2_0_gemv
+                    } else {
+                        Platform::tq1_0_gemv
+                    };
+                    let want = portable(&w[..k / QK_K * bytes], &act[..k / QK_K]).unwrap();
                     for p in platforms() {
                         check_tq_gemm((kernel, portable, fmt), p, (&w, bytes), k, 0..33, &act);
+                        let mut out = vec![f32::NAN; 33];
+                        let id = gemv(p, &w, k, 0..33, &act[..k / QK_K], &mut out).unwrap();
+                        assert!(
+                            out.iter().all(|o| o.to_bits() == want.to_bits()),
+                            "{id} {byte:#x} {v}"
+                        );
                     }
                 }
             }

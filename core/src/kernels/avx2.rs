@@ -1,6 +1,6 @@
-//! AVX2 (+ F16C) kernels: I2_S GEMV/GEMM, TQ2_0 and TQ1_0 x Q8_K, F16 GEMV,
-//! I2_S activation quantization. Each reproduces the portable kernel of
-//! [`crate::quant`] exactly (see the module docs of [`super`]).
+//! AVX2 (+ F16C) kernels: I2_S GEMV/GEMM, TQ2_0 and TQ1_0 x Q8_K GEMV/GEMM,
+//! F16 GEMV, I2_S activation quantization. Each reproduces the portable
+//! kernel of [`crate::quant`] exactly (see the module docs of [`super`]).
 //!
 //! The ternary dots use `vpmaddubsw` on the unsigned 2-bit codes (or trits)
 //! times the signed int8 activations and subtract `sum q` once, as

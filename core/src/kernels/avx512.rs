@@ -1,6 +1,7 @@
-//! AVX-512 (F, BW, VL, VNNI) kernels: I2_S GEMV/GEMM and TQ2_0 x Q8_K with
-//! `vpdpbusd` (unsigned codes x signed int8 activations, 4-way into i32),
-//! and I2_S activation quantization. Each reproduces the portable kernel of
+//! AVX-512 (F, BW, VL, VNNI) kernels: I2_S GEMV/GEMM, TQ2_0 GEMV and
+//! TQ2_0/TQ1_0 GEMM (TQ1_0 GEMV is its one-token case) with `vpdpbusd`
+//! (unsigned codes x signed int8 activations, 4-way into i32), and I2_S
+//! activation quantization. Each reproduces the portable kernel of
 //! [`crate::quant`] exactly (see the module docs of [`super`]).
 //!
 //! A 32-byte block of 2-bit codes is expanded into two 64-byte code vectors

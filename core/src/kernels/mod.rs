@@ -106,6 +106,8 @@ pub mod ids {
     pub const TQ1_0_GEMV_SCALAR: &str = "tq1_0_gemv_scalar";
     /// AVX2 TQ1_0 x Q8_K.
     pub const TQ1_0_GEMV_AVX2: &str = "tq1_0_gemv_avx2";
+    /// AVX-512 VNNI TQ1_0 x Q8_K GEMV (the GEMM's 4-row tiles, one token).
+    pub const TQ1_0_GEMV_AVX512VNNI: &str = "tq1_0_gemv_avx512vnni";
     /// AVX2 TQ1_0 x Q8_K GEMM (2-row x 4-token tiles).
     pub const TQ1_0_GEMM_AVX2: &str = "tq1_0_gemm_avx2";
     /// AVX-512 VNNI TQ1_0 x Q8_K GEMM (4-row x 4-token tiles).
@@ -578,7 +580,9 @@ impl Platform {
     }
 
     /// TQ1_0 x Q8_K GEMV on a row range, bit-identical to
-    /// [`vec_dot_tq1_0_q8_k`] per row. The AVX-512 tier runs the AVX2 kernel.
+    /// [`vec_dot_tq1_0_q8_k`] per row. The AVX-512 tier runs its GEMM with
+    /// one token (4-row tiles): the trit decode is the cost here, and it
+    /// measured 1.3-1.7x the AVX2 GEMV (docs/perf.md).
     pub fn tq1_0_gemv(
         self,
         w: &[u8],
@@ -593,9 +597,17 @@ impl Platform {
         let w = &w[rows.start * row_bytes..rows.end * row_bytes];
         match self.isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::Avx512 => {
-                // SAFETY: Avx2 and Avx512 platforms => AVX2 detected; shapes
-                // checked above.
+            Isa::Avx512 => {
+                // SAFETY: Avx512 platform => AVX-512 F/BW/VL/VNNI and AVX2
+                // detected; shapes checked above (one token: `act` is one
+                // row's blocks).
+                unsafe { avx512::tq1_0_gemm(w, row_bytes, act, out) };
+                Ok(ids::TQ1_0_GEMV_AVX512VNNI)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                // SAFETY: Avx2 platform => AVX2 detected; shapes checked
+                // above.
                 unsafe { avx2::tq1_0_gemv(w, row_bytes, act, out) };
                 Ok(ids::TQ1_0_GEMV_AVX2)
             }
