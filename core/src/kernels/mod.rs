@@ -582,7 +582,7 @@ impl Platform {
     /// TQ1_0 x Q8_K GEMV on a row range, bit-identical to
     /// [`vec_dot_tq1_0_q8_k`] per row. The AVX-512 tier runs its GEMM with
     /// one token (4-row tiles): the trit decode is the cost here, and it
-    /// measured 1.3-1.7x the AVX2 GEMV (docs/perf.md).
+    /// measured 1.3-1.6x the AVX2 GEMV (docs/perf.md).
     pub fn tq1_0_gemv(
         self,
         w: &[u8],
