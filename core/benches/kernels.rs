@@ -1,6 +1,7 @@
 //! Kernel micro-benchmarks: I2_S GEMV and the F16 head GEMV (GB/s of
-//! weight bytes, cache-cold), GEMM (MAC/s) and the TL kernels, for every
-//! kernel tier this CPU supports.
+//! weight bytes, cache-cold) and I2_S GEMM (MAC/s), TL1/TL2, and
+//! TQ2_0/TQ1_0 GEMM (MAC/s) and TQ1_0 GEMV, for every kernel tier this CPU
+//! supports.
 //!
 //! `cargo bench -p bitnet-core --bench kernels`; results go to docs/perf.md.
 //! Single thread. "Cache-cold": each iteration reads the next of several
@@ -10,8 +11,11 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use bitnet_core::kernels::Platform;
+use bitnet_core::kernels::{Isa, Platform};
+use bitnet_core::quant::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
 use bitnet_core::quant::tl::{TL_TABLE_BYTES, TlKind, TlMatrix, tl_build_tables};
+use bitnet_core::quant::tq1_0::BlockTq1_0;
+use bitnet_core::quant::tq2_0::BlockTq2_0;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// Bytes of weight copies cycled through for cache-cold runs (above the
@@ -189,6 +193,120 @@ fn tl_gemv_gemm(c: &mut Criterion) {
     g.finish();
 }
 
+/// TQ weights of `m x k` (`bytes` per 256-weight block) from seeded bytes,
+/// every block scale 0.5 (the codes are whatever the bytes say).
+fn tq_weights(m: usize, k: usize, bytes: usize, seed: u64) -> Vec<u8> {
+    let mut w = data(m * k / QK_K * bytes, seed);
+    for blk in w.chunks_exact_mut(bytes) {
+        blk[bytes - 2..].copy_from_slice(&half::f16::from_f32(0.5).to_bits().to_le_bytes());
+    }
+    w
+}
+
+/// `batch` tokens of `k` seeded activations as Q8_K blocks.
+fn q8k(k: usize, batch: usize, seed: u64) -> Vec<BlockQ8K> {
+    let x: Vec<f32> = data(batch * k, seed)
+        .into_iter()
+        .map(|b| f32::from(b as i8) / 32.0)
+        .collect();
+    let mut act = vec![BlockQ8K::ZERO; batch * k / QK_K];
+    quantize_row_q8_k(&x, &mut act).unwrap();
+    act
+}
+
+/// A TQ GEMM / GEMV dispatch entry.
+type TqEntry = fn(
+    Platform,
+    &[u8],
+    usize,
+    std::ops::Range<usize>,
+    &[BlockQ8K],
+    &mut [f32],
+) -> Result<&'static str, bitnet_core::quant::QuantError>;
+
+/// TQ2_0 / TQ1_0 GEMM (prefill) at the I2_S GEMM shape, warm weights, in
+/// MAC/s; against it, the path it replaces: the tier's GEMV once per token
+/// (`..._per_token`). SIMD tiers only (the portable one runs the same
+/// per-token dots either way).
+fn tq_gemm(c: &mut Criterion) {
+    let (m, k, batch) = (2560, 2560, 16);
+    let nb = k / QK_K;
+    let formats: [(&str, usize, TqEntry, TqEntry); 2] = [
+        (
+            "tq2_0",
+            BlockTq2_0::BYTES,
+            Platform::tq2_0_gemm,
+            Platform::tq2_0_gemv,
+        ),
+        (
+            "tq1_0",
+            BlockTq1_0::BYTES,
+            Platform::tq1_0_gemm,
+            Platform::tq1_0_gemv,
+        ),
+    ];
+    for (fmt, bytes, gemm, gemv) in formats {
+        let w = tq_weights(m, k, bytes, 1);
+        let act = q8k(k, batch, 2);
+        let mut out = vec![0f32; m * batch];
+        let mut g = c.benchmark_group(format!("{fmt}_gemm_{m}x{k}_batch{batch}"));
+        g.throughput(Throughput::Elements((m * k * batch) as u64));
+        let mut seen = std::collections::HashSet::new();
+        for p in Platform::available().filter(|p| p.isa() != Isa::Scalar) {
+            let id = gemm(p, &w, k, 0..m, &act, &mut out).unwrap();
+            g.bench_function(id, |b| {
+                b.iter(|| {
+                    gemm(p, black_box(&w), k, 0..m, &act, &mut out).unwrap();
+                    black_box(&out);
+                })
+            });
+            let id = gemv(p, &w, k, 0..m, &act[..nb], &mut out[..m]).unwrap();
+            // TQ1_0 on the AVX-512 tier is the AVX2 GEMV: measured once.
+            if !seen.insert(id) {
+                continue;
+            }
+            g.bench_function(format!("{id}_per_token"), |b| {
+                b.iter(|| {
+                    for (a, o) in act.chunks_exact(nb).zip(out.chunks_exact_mut(m)) {
+                        gemv(p, black_box(&w), k, 0..m, a, o).unwrap();
+                    }
+                    black_box(&out);
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+/// TQ1_0 decode GEMV, one token, cache-cold (as `i2s_gemv`), GB/s of
+/// weight bytes. SIMD tiers only.
+fn tq1_0_gemv(c: &mut Criterion) {
+    for (m, k) in [(2560, 2560), (6912, 2560), (2560, 6912)] {
+        let bytes = m * k / QK_K * BlockTq1_0::BYTES;
+        let copies = COLD_BYTES.div_ceil(bytes);
+        let weights: Vec<Vec<u8>> = (0..copies)
+            .map(|i| tq_weights(m, k, BlockTq1_0::BYTES, i as u64))
+            .collect();
+        let act = q8k(k, 1, 99);
+        let mut out = vec![0f32; m];
+        let mut g = c.benchmark_group(format!("tq1_0_gemv_{m}x{k}"));
+        g.throughput(Throughput::Bytes(bytes as u64));
+        for p in Platform::available().filter(|p| p.isa() != Isa::Scalar) {
+            let mut i = 0;
+            let id = p.tq1_0_gemv(&weights[0], k, 0..m, &act, &mut out).unwrap();
+            g.bench_function(id, |b| {
+                b.iter(|| {
+                    i = (i + 1) % copies;
+                    p.tq1_0_gemv(black_box(&weights[i]), k, 0..m, &act, &mut out)
+                        .unwrap();
+                    black_box(&out);
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -199,6 +317,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = i2s_gemv, f16_gemv, i2s_gemm, tl_gemv_gemm
+    targets = i2s_gemv, f16_gemv, i2s_gemm, tl_gemv_gemm, tq_gemm, tq1_0_gemv
 }
 criterion_main!(benches);

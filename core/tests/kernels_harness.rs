@@ -354,7 +354,7 @@ fn tq_gemv_every_tier() {
                     for rows in [0..m, m / 2..m] {
                         let mut out = vec![f32::NAN; rows.len()];
                         let id = kernel(p, &w, k, rows.clone(), &act, &mut out).unwrap();
-                        if let Some(want) = tq_neon_id(p.isa(), &id[..5]) {
+                        if let Some(want) = tq_gemv_id(p.isa(), &id[..5]) {
                             assert_eq!(id, want);
                         }
                         for (i, r) in rows.clone().enumerate() {
@@ -363,6 +363,164 @@ fn tq_gemv_every_tier() {
                             assert_eq!(portable(row, &act).map(f32::to_bits), Ok(want.to_bits()));
                             assert_eq!(out[i].to_bits(), want.to_bits(), "{id} k={k} r={r}");
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The TQ GEMV kernel id expected on `isa` for `fmt` (`tq2_0` or
+/// `tq1_0`); `None` where no fixed expectation applies.
+fn tq_gemv_id(isa: Isa, fmt: &str) -> Option<String> {
+    match isa {
+        Isa::Scalar => Some(format!("{fmt}_gemv_scalar")),
+        Isa::Avx2 => Some(format!("{fmt}_gemv_avx2")),
+        Isa::Avx512 => Some(format!("{fmt}_gemv_avx512vnni")),
+        _ => tq_neon_id(isa, fmt),
+    }
+}
+
+/// The TQ GEMM kernel id expected on `isa` for `fmt` (`tq2_0` or
+/// `tq1_0`); `None` where no fixed expectation applies (NEON's GEMV ids
+/// are checked by [`tq_neon_id`]).
+fn tq_gemm_id(isa: Isa, fmt: &str) -> Option<String> {
+    match isa {
+        Isa::Scalar => Some(format!("{fmt}_gemv_scalar")),
+        Isa::Avx2 => Some(format!("{fmt}_gemm_avx2")),
+        Isa::Avx512 => Some(format!("{fmt}_gemm_avx512vnni")),
+        _ => tq_neon_id(isa, fmt),
+    }
+}
+
+/// Runs one TQ GEMM on `rows` of `w` (rows of `k` weights in blocks of
+/// `bytes`) with the tokens of `act` (`k / 256` blocks each) and checks
+/// every output against the portable dot, bit for bit.
+fn check_tq_gemm(
+    (kernel, portable, fmt): (TqKernel, TqPortable, &str),
+    p: Platform,
+    (w, bytes): (&[u8], usize),
+    k: usize,
+    rows: Range<usize>,
+    act: &[BlockQ8K],
+) {
+    let nb = k / QK_K;
+    let batch = act.len() / nb;
+    let row_bytes = nb * bytes;
+    let mut out = vec![f32::NAN; rows.len() * batch];
+    let id = kernel(p, w, k, rows.clone(), act, &mut out).unwrap();
+    if let Some(want) = tq_gemm_id(p.isa(), fmt) {
+        assert_eq!(id, want);
+    }
+    for (i, r) in rows.clone().enumerate() {
+        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        for (t, a) in act.chunks_exact(nb).enumerate() {
+            let want = portable(row, a).unwrap();
+            assert_eq!(
+                out[i * batch + t].to_bits(),
+                want.to_bits(),
+                "{id} k={k} rows={rows:?} r={r} t={t}: {} vs {want}",
+                out[i * batch + t]
+            );
+        }
+    }
+}
+
+/// A portable TQ dot (`vec_dot_tq2_0_q8_k` / `vec_dot_tq1_0_q8_k`).
+type TqPortable = fn(&[u8], &[BlockQ8K]) -> Result<f32, QuantError>;
+
+/// The two TQ formats: GEMM entry, portable dot, name, block bytes.
+const TQ_GEMMS: [(TqKernel, TqPortable, &str, usize); 2] = [
+    (
+        Platform::tq2_0_gemm,
+        vec_dot_tq2_0_q8_k,
+        "tq2_0",
+        BlockTq2_0::BYTES,
+    ),
+    (
+        Platform::tq1_0_gemm,
+        vec_dot_tq1_0_q8_k,
+        "tq1_0",
+        BlockTq1_0::BYTES,
+    ),
+];
+
+#[test]
+fn tq_gemm_every_tier() {
+    let mut rng = Rng(19);
+    for (kernel, portable, fmt, bytes) in TQ_GEMMS {
+        for k in TQ_KS {
+            for m in ROWS {
+                // Random bytes: every TQ2_0 code including 3 (+2).
+                let row_bytes = k / QK_K * bytes;
+                let mut w = rng.bytes(m * row_bytes);
+                for blk in w.chunks_exact_mut(bytes) {
+                    blk[bytes - 2..].copy_from_slice(&f16_scale(&mut rng));
+                }
+                for batch in BATCHES {
+                    let act: Vec<BlockQ8K> =
+                        (0..batch).flat_map(|_| q8k_blocks(&mut rng, k)).collect();
+                    // The portable dot against the readable reference,
+                    // for the first token.
+                    for r in 0..m {
+                        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+                        let a = &act[..k / QK_K];
+                        let weight = if bytes == BlockTq2_0::BYTES {
+                            tq2_weight_ref
+                        } else {
+                            tq1_weight_ref
+                        };
+                        let want = tq_dot_ref(row, a, bytes, weight);
+                        assert_eq!(portable(row, a).map(f32::to_bits), Ok(want.to_bits()));
+                    }
+                    for p in platforms() {
+                        let f = (kernel, portable, fmt);
+                        check_tq_gemm(f, p, (&w, bytes), k, 0..m, &act);
+                        // A row range, as a thread's share would be.
+                        check_tq_gemm(f, p, (&w, bytes), k, m / 3..m, &act);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tq_gemm_gemv_extreme_values_every_tier() {
+    // Every weight -1, 0, +1 or (TQ2_0 code 3) +2, and 0xff bytes in TQ1_0,
+    // against all -128 / all 127 activations: the largest block integers
+    // and i16 partial sums. Rows and tokens past one tile (33 x 6).
+    for (kernel, portable, fmt, bytes) in TQ_GEMMS {
+        for k in [256, 2560] {
+            for byte in [0x00u8, 0x55, 0xaa, 0xff, 0xe4] {
+                let mut w = vec![byte; 33 * k / QK_K * bytes];
+                for blk in w.chunks_exact_mut(bytes) {
+                    blk[bytes - 2..]
+                        .copy_from_slice(&half::f16::from_f32(-1.5).to_bits().to_le_bytes());
+                }
+                for v in [-128i8, 127] {
+                    let act = vec![
+                        BlockQ8K {
+                            d: 0.375,
+                            qs: [v; QK_K],
+                            bsums: [i16::from(v) * 16; QK_K / 16],
+                        };
+                        6 * k / QK_K
+                    ];
+                    let gemv: TqKernel = if fmt == "tq2_0" {
+                        Platform::tq2_0_gemv
+                    } else {
+                        Platform::tq1_0_gemv
+                    };
+                    let want = portable(&w[..k / QK_K * bytes], &act[..k / QK_K]).unwrap();
+                    for p in platforms() {
+                        check_tq_gemm((kernel, portable, fmt), p, (&w, bytes), k, 0..33, &act);
+                        let mut out = vec![f32::NAN; 33];
+                        let id = gemv(p, &w, k, 0..33, &act[..k / QK_K], &mut out).unwrap();
+                        assert!(
+                            out.iter().all(|o| o.to_bits() == want.to_bits()),
+                            "{id} {byte:#x} {v}"
+                        );
                     }
                 }
             }
@@ -484,6 +642,23 @@ fn dispatch_rejects_bad_shapes() {
             p.tq1_0_gemv(&w, 200, 0..1, &[BlockQ8K::ZERO], &mut f)
                 .is_err()
         );
+        // K = 0, and (GEMM) a batch that is not whole tokens or whose
+        // outputs do not match.
+        assert!(p.tq2_0_gemv(&w, 0, 0..1, &[], &mut f).is_err());
+        assert!(p.tq1_0_gemm(&w, 0, 0..1, &[], &mut f).is_err());
+        let a3 = [BlockQ8K::ZERO; 3];
+        let w2 = [0u8; 4 * BlockTq2_0::BYTES];
+        assert!(p.tq2_0_gemm(&w2, 512, 0..1, &a3, &mut f).is_err());
+        assert!(
+            p.tq2_0_gemm(&w2, 512, 0..2, &a3[..2], &mut [0.0; 1])
+                .is_err()
+        );
+        assert!(
+            p.tq2_0_gemm(&w2, 512, 0..3, &a3[..2], &mut [0.0; 3])
+                .is_err()
+        );
+        assert!(p.tq1_0_gemm(&w2, 768, 0..1, &a3, &mut [0.0; 2]).is_err());
+        assert!(p.tq2_0_gemm(&w2, 512, 1..2, &a3[..2], &mut f).is_ok());
         assert!(p.f16_gemv(&w, 0, 0..1, &[], &mut f).is_err());
         assert!(p.f16_gemv(&w, 33, 0..1, &[0.0; 33], &mut f).is_err());
         assert!(p.i2s_quantize_act(&[0.0; 3], &mut [0; 2]).is_err());

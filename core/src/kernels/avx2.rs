@@ -1,6 +1,6 @@
-//! AVX2 (+ F16C) kernels: I2_S GEMV/GEMM, TQ2_0 and TQ1_0 x Q8_K, F16 GEMV,
-//! I2_S activation quantization. Each reproduces the portable kernel of
-//! [`crate::quant`] exactly (see the module docs of [`super`]).
+//! AVX2 (+ F16C) kernels: I2_S GEMV/GEMM, TQ2_0 and TQ1_0 x Q8_K GEMV/GEMM,
+//! F16 GEMV, I2_S activation quantization. Each reproduces the portable
+//! kernel of [`crate::quant`] exactly (see the module docs of [`super`]).
 //!
 //! The ternary dots use `vpmaddubsw` on the unsigned 2-bit codes (or trits)
 //! times the signed int8 activations and subtract `sum q` once, as
@@ -266,6 +266,285 @@ pub(super) unsafe fn tq1_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], ou
         }
         *o = sumf;
     }
+}
+
+/// The codes (`w + 1`) of one TQ2_0 block as eight vectors of 32 bytes:
+/// weights `32j .. 32j + 32` in vector `j` (byte `32g + m` holds weight
+/// `128g + 32l + m` at shift `2l`), in activation order. Code 3 stays 3.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tq2_codes(blk: &[u8]) -> [__m256i; 8] {
+    let m3 = _mm256_set1_epi8(3);
+    let mut c = [_mm256_setzero_si256(); 8];
+    for (g, cg) in c.chunks_exact_mut(4).enumerate() {
+        let b = load_u8(blk[32 * g..32 * g + 32].try_into().unwrap_or(&[0; 32]));
+        cg[0] = _mm256_and_si256(b, m3);
+        cg[1] = _mm256_and_si256(_mm256_srli_epi16::<2>(b), m3);
+        cg[2] = _mm256_and_si256(_mm256_srli_epi16::<4>(b), m3);
+        cg[3] = _mm256_and_si256(_mm256_srli_epi16::<6>(b), m3);
+    }
+    c
+}
+
+/// The trits (`w + 1`) of one TQ1_0 block as eight vectors of 32 bytes in
+/// activation order, decoded as [`tq1_0_gemv`] does: five of
+/// `trits(qs[..32] * 3^n)`, then `[m | 3m]`, `[9m | 27m]`, `[81m | x]`
+/// with `m = qs[32..48]` and `x` byte `4n + j` = `qh[j] * 3^n`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tq1_codes(blk: &[u8]) -> [__m256i; 8] {
+    let m01 = _mm256_setr_epi16(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3);
+    let m23 = _mm256_setr_epi16(9, 9, 9, 9, 9, 9, 9, 9, 27, 27, 27, 27, 27, 27, 27, 27);
+    let m4h = _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27);
+    let mut c = [_mm256_setzero_si256(); 8];
+    let mut v = load_u8(blk[..32].try_into().unwrap_or(&[0; 32]));
+    for cn in &mut c[..5] {
+        *cn = trits(v);
+        v = mul3_u8(v);
+    }
+    let mid: &[u8; 16] = blk[32..48].try_into().unwrap_or(&[0; 16]);
+    // SAFETY: `mid` is 16 readable bytes; unaligned load.
+    let x1 = unsafe { _mm_loadu_si128(mid.as_ptr().cast()) };
+    let x11 = _mm256_set_m128i(x1, x1);
+    let qh: [u8; 4] = blk[48..52].try_into().unwrap_or([0; 4]);
+    let xh = _mm256_set_m128i(_mm_set1_epi32(i32::from_le_bytes(qh)), x1);
+    c[5] = trits(mul_u8(x11, m01));
+    c[6] = trits(mul_u8(x11, m23));
+    c[7] = trits(mul_u8(xh, m4h));
+    c
+}
+
+/// Horizontal sums of 8 vectors at once: lane `i` of the result is the
+/// sum of the 8 i32 lanes of `v[i]` (two levels of `vphaddd`, one 128-bit
+/// lane fold).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum8(v: [__m256i; 8]) -> __m256i {
+    let a = _mm256_hadd_epi32(v[0], v[1]);
+    let b = _mm256_hadd_epi32(v[2], v[3]);
+    let c = _mm256_hadd_epi32(v[4], v[5]);
+    let d = _mm256_hadd_epi32(v[6], v[7]);
+    // 128-bit lane L of `ab`: the lane-L sums of v[0..4]; of `cd`: v[4..8].
+    let ab = _mm256_hadd_epi32(a, b);
+    let cd = _mm256_hadd_epi32(c, d);
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(ab, cd),
+        _mm256_permute2x128_si256::<0x31>(ab, cd),
+    )
+}
+
+/// TQ GEMM tile size: rows (2 rows x 4 tokens of i16 sums, plus the code
+/// and activation vectors, fit the 16 `ymm` registers).
+const TQ_TILE_ROWS: usize = 2;
+/// TQ GEMM tile size: tokens.
+const TQ_TILE_TOKENS: usize = 4;
+/// Weight bytes of the rows the TQ GEMM keeps in L2 while every token
+/// group passes over them.
+const TQ_CHUNK_BYTES: usize = 128 << 10;
+
+/// The float outputs of an `R`-row x `T`-token tile (`R <= 2`, `T <= 4`)
+/// of TQ1_0 (`TQ1`) or TQ2_0 weights; lane `4r + t` of the result is row
+/// `r`, token `t`.
+///
+/// Per block, each row is decoded once ([`tq1_codes`] / [`tq2_codes`]) for
+/// the `T` tokens and each 32-byte activation load feeds `R` `vpmaddubsw`.
+/// The i16 sums start at `-bsums` (so the block integer comes out as
+/// `sum (code - 1) * q`): at most 8 * 768 + 2048 in magnitude, no
+/// saturation. [`hsum8`] gives the 8 block integers in one vector; the
+/// float step runs on all lanes at once, each doing what the portable dot
+/// does: `sumf += sumi as f32 * (ab.d * d)` (TQ2_0) or `* (d * ab.d)`
+/// (TQ1_0), blocks in order, separate multiply and add.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn tq_tile<const TQ1: bool, const R: usize, const T: usize>(
+    rows: [&[u8]; R],
+    act: [&[BlockQ8K]; T],
+) -> [f32; 8] {
+    let bytes = if TQ1 {
+        BlockTq1_0::BYTES
+    } else {
+        BlockTq2_0::BYTES
+    };
+    let nb = rows
+        .iter()
+        .map(|r| r.len() / bytes)
+        .chain(act.iter().map(|a| a.len()))
+        .min()
+        .unwrap_or(0);
+    let zero = _mm256_setzero_si256();
+    let ones = _mm256_set1_epi16(1);
+    let mut sumf = _mm256_setzero_ps();
+    for bi in 0..nb {
+        let mut codes = [[zero; 8]; R];
+        let mut dw = [0i16; 2];
+        for ((c, h), row) in codes.iter_mut().zip(&mut dw).zip(&rows) {
+            let blk = &row[bi * bytes..(bi + 1) * bytes];
+            // Software prefetch ahead (a prefetch never faults;
+            // `wrapping_add` keeps the address defined).
+            _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES).cast());
+            *c = if TQ1 { tq1_codes(blk) } else { tq2_codes(blk) };
+            *h = i16::from_le_bytes([blk[bytes - 2], blk[bytes - 1]]);
+        }
+        let mut acc = [[zero; T]; R];
+        let mut da = [0.0f32; 4];
+        for (t, a) in act.iter().enumerate() {
+            // SAFETY: `bsums` is 16 i16, 32 readable bytes; unaligned load.
+            let bs = unsafe { _mm256_loadu_si256(a[bi].bsums.as_ptr().cast()) };
+            let nsq = _mm256_sub_epi16(zero, bs);
+            da[t] = a[bi].d;
+            for ar in acc.iter_mut() {
+                ar[t] = nsq;
+            }
+        }
+        for j in 0..8 {
+            for (t, a) in act.iter().enumerate() {
+                let part: &[i8; 32] = a[bi].qs[32 * j..32 * j + 32].try_into().unwrap_or(&[0; 32]);
+                // SAFETY: `part` is 32 readable bytes; unaligned load.
+                let qv = unsafe { _mm256_loadu_si256(part.as_ptr().cast()) };
+                for (ar, c) in acc.iter_mut().zip(&codes) {
+                    ar[t] = _mm256_add_epi16(ar[t], _mm256_maddubs_epi16(c[j], qv));
+                }
+            }
+        }
+        let mut v = [zero; 8];
+        for (r, ar) in acc.iter().enumerate() {
+            for (vt, &a) in v[4 * r..4 * r + T].iter_mut().zip(ar) {
+                *vt = _mm256_madd_epi16(a, ones);
+            }
+        }
+        let sumi = _mm256_cvtepi32_ps(hsum8(v));
+        let (h0, h1) = (dw[0], dw[1]);
+        let dw = _mm256_cvtph_ps(_mm_setr_epi16(h0, h0, h0, h0, h1, h1, h1, h1));
+        let da4 = _mm_setr_ps(da[0], da[1], da[2], da[3]);
+        let da = _mm256_set_m128(da4, da4);
+        let d = if TQ1 {
+            _mm256_mul_ps(dw, da)
+        } else {
+            _mm256_mul_ps(da, dw)
+        };
+        sumf = _mm256_add_ps(sumf, _mm256_mul_ps(sumi, d));
+    }
+    let mut out = [0.0f32; 8];
+    // SAFETY: `out` is 8 writable f32; unaligned store.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sumf) };
+    out
+}
+
+/// Where a TQ tile sits: its first row and token and the number of tokens
+/// (`batch`, the row stride of `out`).
+#[derive(Clone, Copy)]
+struct TqAt {
+    r0: usize,
+    t0: usize,
+    batch: usize,
+}
+
+/// One `R`-row x `T`-token tile of [`tq_gemm`] at `at`: `w` holds rows of
+/// `row_bytes`, `act` tokens of `nb` blocks.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn tq_gemm_tile<const TQ1: bool, const R: usize, const T: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    act: &[BlockQ8K],
+    nb: usize,
+    at: TqAt,
+    out: &mut [f32],
+) {
+    let rows: [&[u8]; R] =
+        core::array::from_fn(|i| &w[(at.r0 + i) * row_bytes..(at.r0 + i + 1) * row_bytes]);
+    let toks: [&[BlockQ8K]; T] =
+        core::array::from_fn(|i| &act[(at.t0 + i) * nb..(at.t0 + i + 1) * nb]);
+    let lanes = tq_tile::<TQ1, R, T>(rows, toks);
+    for (i, l) in lanes.chunks_exact(4).take(R).enumerate() {
+        let start = (at.r0 + i) * at.batch + at.t0;
+        out[start..start + T].copy_from_slice(&l[..T]);
+    }
+}
+
+/// The tile of [`tq_gemm`] for `R` rows at `at` with `n` tokens (1 to
+/// [`TQ_TILE_TOKENS`]).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn tq_gemm_rows<const TQ1: bool, const R: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    act: &[BlockQ8K],
+    nb: usize,
+    (at, n): (TqAt, usize),
+    out: &mut [f32],
+) {
+    match n {
+        1 => tq_gemm_tile::<TQ1, R, 1>(w, row_bytes, act, nb, at, out),
+        2 => tq_gemm_tile::<TQ1, R, 2>(w, row_bytes, act, nb, at, out),
+        3 => tq_gemm_tile::<TQ1, R, 3>(w, row_bytes, act, nb, at, out),
+        _ => tq_gemm_tile::<TQ1, R, TQ_TILE_TOKENS>(w, row_bytes, act, nb, at, out),
+    }
+}
+
+/// The TQ GEMM of [`tq2_0_gemm`] and [`tq1_0_gemm`]: register tiles of
+/// [`TQ_TILE_ROWS`] rows x [`TQ_TILE_TOKENS`] tokens (smaller at the
+/// edges), over chunks of about [`TQ_CHUNK_BYTES`] of rows; within a chunk
+/// token groups are the outer loop. Every output is computed by the same
+/// tile code whatever the chunk or the caller's row range, so results do
+/// not depend on how rows are split over threads.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn tq_gemm<const TQ1: bool>(w: &[u8], row_bytes: usize, act: &[BlockQ8K], out: &mut [f32]) {
+    let bytes = if TQ1 {
+        BlockTq1_0::BYTES
+    } else {
+        BlockTq2_0::BYTES
+    };
+    let nb = row_bytes / bytes;
+    if nb == 0 {
+        return;
+    }
+    let batch = act.len() / nb;
+    let rows = w.len() / row_bytes;
+    let chunk = (TQ_CHUNK_BYTES / row_bytes / TQ_TILE_ROWS).max(1) * TQ_TILE_ROWS;
+    for c0 in (0..rows).step_by(chunk) {
+        let c1 = (c0 + chunk).min(rows);
+        let full = c1 - (c1 - c0) % TQ_TILE_ROWS;
+        for t0 in (0..batch).step_by(TQ_TILE_TOKENS) {
+            let n = (batch - t0).min(TQ_TILE_TOKENS);
+            let at = |r0| (TqAt { r0, t0, batch }, n);
+            for r0 in (c0..full).step_by(TQ_TILE_ROWS) {
+                tq_gemm_rows::<TQ1, TQ_TILE_ROWS>(w, row_bytes, act, nb, at(r0), out);
+            }
+            for r0 in full..c1 {
+                tq_gemm_rows::<TQ1, 1>(w, row_bytes, act, nb, at(r0), out);
+            }
+        }
+    }
+}
+
+/// TQ2_0 x Q8_K GEMM: `w` holds `out.len() / batch` rows of `row_bytes`
+/// bytes, `act` holds `batch` tokens of `row_bytes / 66` Q8_K blocks;
+/// `out[r * batch + t]` equals
+/// [`crate::quant::tq2_0::vec_dot_tq2_0_q8_k`] of row `r` and token `t`
+/// bit for bit. See [`tq_gemm`] and [`tq_tile`].
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C. `row_bytes` is a nonzero multiple
+/// of 66, `w.len() == rows * row_bytes`,
+/// `act.len() == batch * row_bytes / 66`, `out.len() == rows * batch`
+/// (checked by the dispatch).
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn tq2_0_gemm(w: &[u8], row_bytes: usize, act: &[BlockQ8K], out: &mut [f32]) {
+    tq_gemm::<false>(w, row_bytes, act, out);
+}
+
+/// TQ1_0 x Q8_K GEMM, the contract of [`tq2_0_gemm`] with 54-byte blocks:
+/// `out[r * batch + t]` equals
+/// [`crate::quant::tq1_0::vec_dot_tq1_0_q8_k`] bit for bit.
+///
+/// # Safety
+/// As [`tq2_0_gemm`], with `row_bytes` a nonzero multiple of 54 and
+/// `act.len() == batch * row_bytes / 54`.
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn tq1_0_gemm(w: &[u8], row_bytes: usize, act: &[BlockQ8K], out: &mut [f32]) {
+    tq_gemm::<true>(w, row_bytes, act, out);
 }
 
 /// One F16 row dotted with `x` in the portable 8-lane order

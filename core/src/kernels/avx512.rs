@@ -1,6 +1,7 @@
-//! AVX-512 (F, BW, VL, VNNI) kernels: I2_S GEMV/GEMM and TQ2_0 x Q8_K with
-//! `vpdpbusd` (unsigned codes x signed int8 activations, 4-way into i32),
-//! and I2_S activation quantization. Each reproduces the portable kernel of
+//! AVX-512 (F, BW, VL, VNNI) kernels: I2_S GEMV/GEMM, TQ2_0 GEMV and
+//! TQ2_0/TQ1_0 GEMM (TQ1_0 GEMV is its one-token case) with `vpdpbusd`
+//! (unsigned codes x signed int8 activations, 4-way into i32), and I2_S
+//! activation quantization. Each reproduces the portable kernel of
 //! [`crate::quant`] exactly (see the module docs of [`super`]).
 //!
 //! A 32-byte block of 2-bit codes is expanded into two 64-byte code vectors
@@ -14,6 +15,7 @@ use half::f16;
 use super::avx2::{TL_CHUNK, tl_store, tl_widen};
 use super::{PREFETCH_BYTES, act_scale, sum_i8};
 use crate::quant::q8_k::BlockQ8K;
+use crate::quant::tq1_0::BlockTq1_0;
 use crate::quant::tq2_0::BlockTq2_0;
 
 /// Loads 32 bytes.
@@ -29,6 +31,15 @@ fn load_u8(b: &[u8; 32]) -> __m256i {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
 fn load_i8x64(q: &[i8; 128], h: usize) -> __m512i {
     let part: &[i8; 64] = q[64 * h..64 * h + 64].try_into().unwrap_or(&[0; 64]);
+    // SAFETY: `part` is 64 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm512_loadu_si512(part.as_ptr().cast()) }
+}
+
+/// Loads the 64 activations `64j .. 64j + 64` of a Q8_K block.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn load_q64(q: &[i8; 256], j: usize) -> __m512i {
+    let part: &[i8; 64] = q[64 * j..64 * j + 64].try_into().unwrap_or(&[0; 64]);
     // SAFETY: `part` is 64 readable bytes; `loadu` has no alignment requirement.
     unsafe { _mm512_loadu_si512(part.as_ptr().cast()) }
 }
@@ -305,6 +316,350 @@ pub(super) unsafe fn tq2_0_gemv(w: &[u8], row_bytes: usize, act: &[BlockQ8K], ou
         }
         *o = sumf;
     }
+}
+
+/// The codes (`w + 1`) of one TQ2_0 block as four vectors of 64 bytes:
+/// weights `64j .. 64j + 64` in vector `j`, so each meets a contiguous run
+/// of activations (the layout of [`tq2_0_gemv`]: with `z = [b | b >> 2]`
+/// for code half `g`, `z & 3` is weights `128g .. 128g + 64` and
+/// `(z >> 4) & 3` is `128g + 64 .. 128g + 128`). Code 3 stays 3 (+2).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn tq2_codes(blk: &[u8]) -> [__m512i; 4] {
+    let m3 = _mm512_set1_epi8(3);
+    let mut c = [_mm512_setzero_si512(); 4];
+    for (g, cg) in c.chunks_exact_mut(2).enumerate() {
+        let b = load_u8(blk[32 * g..32 * g + 32].try_into().unwrap_or(&[0; 32]));
+        let z = concat(b, _mm256_srli_epi16::<2>(b));
+        cg[0] = _mm512_and_si512(z, m3);
+        cg[1] = _mm512_and_si512(_mm512_srli_epi16::<4>(z), m3);
+    }
+    c
+}
+
+/// `v * 3` per byte of 32, wrapping like ggml's `uint8_t` products.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn mul3_256(v: __m256i) -> __m256i {
+    _mm256_add_epi8(v, _mm256_add_epi8(v, v))
+}
+
+/// `v * 3` per byte of 16, wrapping.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn mul3_128(v: __m128i) -> __m128i {
+    _mm_add_epi8(v, _mm_add_epi8(v, v))
+}
+
+/// TQ1_0 trit of each of 64 bytes that already carry their `3^n` factor:
+/// ggml's `(v * 3) >> 8`, which for `v` in `0..=255` is
+/// `(v >= 86) + (v >= 171)` (two unsigned compares into masks).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn trits64(v: __m512i) -> __m512i {
+    let one = _mm512_set1_epi8(1);
+    let ge86 = _mm512_cmpge_epu8_mask(v, _mm512_set1_epi8(86));
+    let ge171 = _mm512_cmpge_epu8_mask(v, _mm512_set1_epi8(171u8 as i8));
+    let t = _mm512_maskz_mov_epi8(ge86, one);
+    _mm512_mask_add_epi8(t, ge171, t, one)
+}
+
+/// The trits (`w + 1`) of one TQ1_0 block as four vectors of 64 bytes in
+/// activation order, as [`tq2_codes`].
+///
+/// Trit `n` of `qs[m]` (m < 32) is weight `32n + m`, of `qs[32 + m]`
+/// (m < 16) weight `160 + 16n + m`, of `qh[j]` weight `240 + 4n + j`
+/// ([`crate::quant::tq1_0`]); trit `n` of a byte is the top trit of the
+/// byte times `3^n` (wrapping), so the vectors are
+/// `[h | 3h]`, `[9h | 27h]`, `[81h | m, 3m]`, `[9m, 27m | 81m, x]` with
+/// `h = qs[..32]`, `m = qs[32..48]` and `x` byte `4n + j` = `qh[j] * 3^n`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn tq1_codes(blk: &[u8]) -> [__m512i; 4] {
+    let h0 = load_u8(blk[..32].try_into().unwrap_or(&[0; 32]));
+    let h1 = mul3_256(h0);
+    let h2 = mul3_256(h1);
+    let h3 = mul3_256(h2);
+    let h4 = mul3_256(h3);
+    let mid: &[u8; 16] = blk[32..48].try_into().unwrap_or(&[0; 16]);
+    // SAFETY: `mid` is 16 readable bytes; unaligned load.
+    let m0 = unsafe { _mm_loadu_si128(mid.as_ptr().cast()) };
+    let m1 = mul3_128(m0);
+    let m2 = mul3_128(m1);
+    let m3 = mul3_128(m2);
+    let m4 = mul3_128(m3);
+    let qh: [u8; 4] = blk[48..52].try_into().unwrap_or([0; 4]);
+    let x = _mm_set1_epi32(i32::from_le_bytes(qh));
+    // Byte `4n + j` times 3^n: per 16-bit lane (two bytes, same n) a
+    // wrapping multiply of the low and the high byte.
+    let pow = _mm_setr_epi16(1, 1, 3, 3, 9, 9, 27, 27);
+    let lo = _mm_and_si128(_mm_mullo_epi16(x, pow), _mm_set1_epi16(0x00ff));
+    let hi = _mm_mullo_epi16(_mm_and_si128(x, _mm_set1_epi16(-256)), pow);
+    let x = _mm_or_si128(lo, hi);
+    [
+        trits64(concat(h0, h1)),
+        trits64(concat(h2, h3)),
+        trits64(concat(h4, _mm256_set_m128i(m1, m0))),
+        trits64(concat(_mm256_set_m128i(m3, m2), _mm256_set_m128i(x, m4))),
+    ]
+}
+
+/// Horizontal sums of 16 vectors at once: lane `i` of the result is the
+/// sum of the 16 i32 lanes of `v[i]`. A transpose-and-add tree (unpack
+/// 32-bit, unpack 64-bit, two 128-bit lane folds): 45 ops where 16
+/// separate reductions take over 100.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn hsum16(v: [__m512i; 16]) -> __m512i {
+    let zero = _mm512_setzero_si512();
+    // s1[j], 128-bit lane L: [a0+a2, b0+b2, a1+a3, b1+b3] of (a, b) =
+    // lane L of (v[2j], v[2j + 1]).
+    let mut s1 = [zero; 8];
+    for (s, p) in s1.iter_mut().zip(v.chunks_exact(2)) {
+        *s = _mm512_add_epi32(
+            _mm512_unpacklo_epi32(p[0], p[1]),
+            _mm512_unpackhi_epi32(p[0], p[1]),
+        );
+    }
+    // s2[j], lane L: the sums over lane L of v[4j .. 4j + 4].
+    let mut s2 = [zero; 4];
+    for (s, p) in s2.iter_mut().zip(s1.chunks_exact(2)) {
+        *s = _mm512_add_epi32(
+            _mm512_unpacklo_epi64(p[0], p[1]),
+            _mm512_unpackhi_epi64(p[0], p[1]),
+        );
+    }
+    // [x.L0 + x.L1, x.L2 + x.L3, y.L0 + y.L1, y.L2 + y.L3].
+    let fold = |x: __m512i, y: __m512i| {
+        _mm512_add_epi32(
+            _mm512_shuffle_i32x4::<0b10_00_10_00>(x, y),
+            _mm512_shuffle_i32x4::<0b11_01_11_01>(x, y),
+        )
+    };
+    fold(fold(s2[0], s2[1]), fold(s2[2], s2[3]))
+}
+
+/// `-bsums` of a Q8_K block as 16 i32 lanes: the starting value of a TQ
+/// accumulator, whose horizontal sum then ends at
+/// `sum code*q - sum q = sum (code - 1) * q` without a correction step.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn neg_bsums(ab: &BlockQ8K) -> __m512i {
+    // SAFETY: `bsums` is 16 i16, 32 readable bytes; unaligned load.
+    let b = unsafe { _mm256_loadu_si256(ab.bsums.as_ptr().cast()) };
+    _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_cvtepi16_epi32(b))
+}
+
+/// TQ GEMM tile size: rows.
+const TQ_TILE_ROWS: usize = 4;
+/// TQ GEMM tile size: tokens.
+const TQ_TILE_TOKENS: usize = 4;
+/// Weight bytes of the rows the TQ GEMM keeps in L2 while every token
+/// group passes over them (L2 is 1 MiB a core on Zen 4, 2 MiB on recent
+/// Intel; the activations of one token group stay in L1).
+const TQ_CHUNK_BYTES: usize = 128 << 10;
+
+/// The float outputs of an `R`-row x `T`-token tile of TQ1_0 (`TQ1`) or
+/// TQ2_0 weights; lane `4r + t` of the result is row `r`, token `t`.
+///
+/// Per block, each row is decoded once ([`tq1_codes`] / [`tq2_codes`]) for
+/// the `T` tokens and each 64-byte activation load feeds `R` `vpdpbusd`
+/// (64 for a 4 x 4 tile, into 16 accumulators that start at `-bsums`);
+/// [`hsum16`] gives the 16 exact block integers in one vector, and the
+/// float step runs on all 16 lanes at once, each lane doing what
+/// the portable dot does: `sumf += sumi as f32 * (ab.d * d)` (TQ2_0) or
+/// `* (d * ab.d)` (TQ1_0), blocks in order, separate multiply and add.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn tq_tile<const TQ1: bool, const R: usize, const T: usize>(
+    rows: [&[u8]; R],
+    act: [&[BlockQ8K]; T],
+) -> [f32; 16] {
+    let bytes = if TQ1 {
+        BlockTq1_0::BYTES
+    } else {
+        BlockTq2_0::BYTES
+    };
+    let nb = rows
+        .iter()
+        .map(|r| r.len() / bytes)
+        .chain(act.iter().map(|a| a.len()))
+        .min()
+        .unwrap_or(0);
+    let zero = _mm512_setzero_si512();
+    // Lane 4r + t takes the scale of row r (lanes of dw) / token t (of da).
+    let row_of_lane = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    let mut sumf = _mm512_setzero_ps();
+    for bi in 0..nb {
+        let mut codes = [[zero; 4]; R];
+        let mut dw = [0u16; 4];
+        for ((c, h), row) in codes.iter_mut().zip(&mut dw).zip(&rows) {
+            let blk = &row[bi * bytes..(bi + 1) * bytes];
+            // Software prefetch PREFETCH_BYTES ahead (the next rows' blocks
+            // near the end of this one: rows are contiguous). A prefetch
+            // never faults; `wrapping_add` keeps the address defined.
+            _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES).cast());
+            *c = if TQ1 { tq1_codes(blk) } else { tq2_codes(blk) };
+            *h = u16::from_le_bytes([blk[bytes - 2], blk[bytes - 1]]);
+        }
+        let mut acc = [[zero; T]; R];
+        let mut da = [0.0f32; 4];
+        for (t, a) in act.iter().enumerate() {
+            let nsq = neg_bsums(&a[bi]);
+            da[t] = a[bi].d;
+            for ar in acc.iter_mut() {
+                ar[t] = nsq;
+            }
+        }
+        for j in 0..4 {
+            for (t, a) in act.iter().enumerate() {
+                let qv = load_q64(&a[bi].qs, j);
+                for (ar, c) in acc.iter_mut().zip(&codes) {
+                    ar[t] = _mm512_dpbusd_epi32(ar[t], c[j], qv);
+                }
+            }
+        }
+        let mut v = [zero; 16];
+        for (r, ar) in acc.iter().enumerate() {
+            v[4 * r..4 * r + T].copy_from_slice(ar);
+        }
+        let sumi = _mm512_cvtepi32_ps(hsum16(v));
+        let packed = u64::from(dw[0])
+            | u64::from(dw[1]) << 16
+            | u64::from(dw[2]) << 32
+            | u64::from(dw[3]) << 48;
+        let dw = _mm512_cvtph_ps(_mm256_zextsi128_si256(_mm_set1_epi64x(packed as i64)));
+        let dw = _mm512_permutexvar_ps(row_of_lane, dw);
+        let da = _mm512_broadcast_f32x4(_mm_setr_ps(da[0], da[1], da[2], da[3]));
+        let d = if TQ1 {
+            _mm512_mul_ps(dw, da)
+        } else {
+            _mm512_mul_ps(da, dw)
+        };
+        sumf = _mm512_add_ps(sumf, _mm512_mul_ps(sumi, d));
+    }
+    let mut out = [0.0f32; 16];
+    // SAFETY: `out` is 16 writable f32; unaligned store.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), sumf) };
+    out
+}
+
+/// Where a TQ tile sits: its first row and token and the number of tokens
+/// (`batch`, the row stride of `out`).
+#[derive(Clone, Copy)]
+struct TqAt {
+    r0: usize,
+    t0: usize,
+    batch: usize,
+}
+
+/// One `R`-row x `T`-token tile of [`tq_gemm`] at `at`: `w` holds rows of
+/// `row_bytes`, `act` tokens of `nb` blocks.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn tq_gemm_tile<const TQ1: bool, const R: usize, const T: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    act: &[BlockQ8K],
+    nb: usize,
+    at: TqAt,
+    out: &mut [f32],
+) {
+    let rows: [&[u8]; R] =
+        core::array::from_fn(|i| &w[(at.r0 + i) * row_bytes..(at.r0 + i + 1) * row_bytes]);
+    let toks: [&[BlockQ8K]; T] =
+        core::array::from_fn(|i| &act[(at.t0 + i) * nb..(at.t0 + i + 1) * nb]);
+    let lanes = tq_tile::<TQ1, R, T>(rows, toks);
+    for (i, l) in lanes.chunks_exact(4).take(R).enumerate() {
+        let start = (at.r0 + i) * at.batch + at.t0;
+        out[start..start + T].copy_from_slice(&l[..T]);
+    }
+}
+
+/// The tile of [`tq_gemm`] for `R` rows at `at` with `n` tokens (1 to
+/// [`TQ_TILE_TOKENS`]).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn tq_gemm_rows<const TQ1: bool, const R: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    act: &[BlockQ8K],
+    nb: usize,
+    (at, n): (TqAt, usize),
+    out: &mut [f32],
+) {
+    match n {
+        1 => tq_gemm_tile::<TQ1, R, 1>(w, row_bytes, act, nb, at, out),
+        2 => tq_gemm_tile::<TQ1, R, 2>(w, row_bytes, act, nb, at, out),
+        3 => tq_gemm_tile::<TQ1, R, 3>(w, row_bytes, act, nb, at, out),
+        _ => tq_gemm_tile::<TQ1, R, TQ_TILE_TOKENS>(w, row_bytes, act, nb, at, out),
+    }
+}
+
+/// The TQ GEMM of [`tq2_0_gemm`] and [`tq1_0_gemm`]: register tiles of
+/// [`TQ_TILE_ROWS`] rows x [`TQ_TILE_TOKENS`] tokens (smaller at the
+/// edges), over chunks of about [`TQ_CHUNK_BYTES`] of rows; within a chunk
+/// token groups are the outer loop, so the chunk is re-read from L2 and a
+/// token group stays in L1. Every output is computed by the same tile code
+/// whatever the chunk or the caller's row range, so results do not depend
+/// on how rows are split over threads.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+fn tq_gemm<const TQ1: bool>(w: &[u8], row_bytes: usize, act: &[BlockQ8K], out: &mut [f32]) {
+    let bytes = if TQ1 {
+        BlockTq1_0::BYTES
+    } else {
+        BlockTq2_0::BYTES
+    };
+    let nb = row_bytes / bytes;
+    if nb == 0 {
+        return;
+    }
+    let batch = act.len() / nb;
+    let rows = w.len() / row_bytes;
+    let chunk = (TQ_CHUNK_BYTES / row_bytes / TQ_TILE_ROWS).max(1) * TQ_TILE_ROWS;
+    for c0 in (0..rows).step_by(chunk) {
+        let c1 = (c0 + chunk).min(rows);
+        let full = c1 - (c1 - c0) % TQ_TILE_ROWS;
+        for t0 in (0..batch).step_by(TQ_TILE_TOKENS) {
+            let n = (batch - t0).min(TQ_TILE_TOKENS);
+            let at = |r0| (TqAt { r0, t0, batch }, n);
+            for r0 in (c0..full).step_by(TQ_TILE_ROWS) {
+                tq_gemm_rows::<TQ1, TQ_TILE_ROWS>(w, row_bytes, act, nb, at(r0), out);
+            }
+            for r0 in full..c1 {
+                tq_gemm_rows::<TQ1, 1>(w, row_bytes, act, nb, at(r0), out);
+            }
+        }
+    }
+}
+
+/// TQ2_0 x Q8_K GEMM: `w` holds `out.len() / batch` rows of `row_bytes`
+/// bytes, `act` holds `batch` tokens of `row_bytes / 66` Q8_K blocks;
+/// `out[r * batch + t]` equals
+/// [`crate::quant::tq2_0::vec_dot_tq2_0_q8_k`] of row `r` and token `t`
+/// bit for bit. See [`tq_gemm`] and [`tq_tile`].
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI and AVX2. `row_bytes` is a
+/// nonzero multiple of 66, `w.len() == rows * row_bytes`,
+/// `act.len() == batch * row_bytes / 66`, `out.len() == rows * batch`
+/// (checked by the dispatch).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+pub(super) unsafe fn tq2_0_gemm(w: &[u8], row_bytes: usize, act: &[BlockQ8K], out: &mut [f32]) {
+    tq_gemm::<false>(w, row_bytes, act, out);
+}
+
+/// TQ1_0 x Q8_K GEMM (and, with one token, GEMV), the contract of
+/// [`tq2_0_gemm`] with 54-byte blocks: `out[r * batch + t]` equals
+/// [`crate::quant::tq1_0::vec_dot_tq1_0_q8_k`] bit for bit.
+///
+/// # Safety
+/// As [`tq2_0_gemm`], with `row_bytes` a nonzero multiple of 54 and
+/// `act.len() == batch * row_bytes / 54`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
+pub(super) unsafe fn tq1_0_gemm(w: &[u8], row_bytes: usize, act: &[BlockQ8K], out: &mut [f32]) {
+    tq_gemm::<true>(w, row_bytes, act, out);
 }
 
 /// Rounds 16 activations times `s` to i8 like the portable quantizer:

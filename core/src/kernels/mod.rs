@@ -98,10 +98,20 @@ pub mod ids {
     pub const TQ2_0_GEMV_AVX2: &str = "tq2_0_gemv_avx2";
     /// AVX-512 VNNI TQ2_0 x Q8_K.
     pub const TQ2_0_GEMV_AVX512VNNI: &str = "tq2_0_gemv_avx512vnni";
+    /// AVX2 TQ2_0 x Q8_K GEMM (2-row x 4-token tiles).
+    pub const TQ2_0_GEMM_AVX2: &str = "tq2_0_gemm_avx2";
+    /// AVX-512 VNNI TQ2_0 x Q8_K GEMM (4-row x 4-token tiles).
+    pub const TQ2_0_GEMM_AVX512VNNI: &str = "tq2_0_gemm_avx512vnni";
     /// Portable TQ1_0 x Q8_K.
     pub const TQ1_0_GEMV_SCALAR: &str = "tq1_0_gemv_scalar";
     /// AVX2 TQ1_0 x Q8_K.
     pub const TQ1_0_GEMV_AVX2: &str = "tq1_0_gemv_avx2";
+    /// AVX-512 VNNI TQ1_0 x Q8_K GEMV (the GEMM's 4-row tiles, one token).
+    pub const TQ1_0_GEMV_AVX512VNNI: &str = "tq1_0_gemv_avx512vnni";
+    /// AVX2 TQ1_0 x Q8_K GEMM (2-row x 4-token tiles).
+    pub const TQ1_0_GEMM_AVX2: &str = "tq1_0_gemm_avx2";
+    /// AVX-512 VNNI TQ1_0 x Q8_K GEMM (4-row x 4-token tiles).
+    pub const TQ1_0_GEMM_AVX512VNNI: &str = "tq1_0_gemm_avx512vnni";
     /// Portable F16 x f32.
     pub const F16_GEMV_SCALAR: &str = "f16_gemv_scalar";
     /// F16C + AVX F16 x f32 (8 lanes, the portable order).
@@ -528,7 +538,8 @@ impl Platform {
         act: &[BlockQ8K],
         out: &mut [f32],
     ) -> Result<&'static str, QuantError> {
-        let row_bytes = tq_row_bytes(k, BlockTq2_0::BYTES, act.len())?;
+        let row_bytes = tq_row_bytes(k, BlockTq2_0::BYTES)?;
+        check_eq("Q8_K activation blocks", k / QK_K, act.len())?;
         check_rows(w.len(), row_bytes, &rows, out.len(), 1)?;
         let w = &w[rows.start * row_bytes..rows.end * row_bytes];
         match self.isa {
@@ -569,7 +580,9 @@ impl Platform {
     }
 
     /// TQ1_0 x Q8_K GEMV on a row range, bit-identical to
-    /// [`vec_dot_tq1_0_q8_k`] per row. The AVX-512 tier runs the AVX2 kernel.
+    /// [`vec_dot_tq1_0_q8_k`] per row. The AVX-512 tier runs its GEMM with
+    /// one token (4-row tiles): the trit decode is the cost here, and it
+    /// measured 1.3-1.6x the AVX2 GEMV (docs/perf.md).
     pub fn tq1_0_gemv(
         self,
         w: &[u8],
@@ -578,14 +591,23 @@ impl Platform {
         act: &[BlockQ8K],
         out: &mut [f32],
     ) -> Result<&'static str, QuantError> {
-        let row_bytes = tq_row_bytes(k, BlockTq1_0::BYTES, act.len())?;
+        let row_bytes = tq_row_bytes(k, BlockTq1_0::BYTES)?;
+        check_eq("Q8_K activation blocks", k / QK_K, act.len())?;
         check_rows(w.len(), row_bytes, &rows, out.len(), 1)?;
         let w = &w[rows.start * row_bytes..rows.end * row_bytes];
         match self.isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::Avx512 => {
-                // SAFETY: Avx2 and Avx512 platforms => AVX2 detected; shapes
-                // checked above.
+            Isa::Avx512 => {
+                // SAFETY: Avx512 platform => AVX-512 F/BW/VL/VNNI and AVX2
+                // detected; shapes checked above (one token: `act` is one
+                // row's blocks).
+                unsafe { avx512::tq1_0_gemm(w, row_bytes, act, out) };
+                Ok(ids::TQ1_0_GEMV_AVX512VNNI)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                // SAFETY: Avx2 platform => AVX2 detected; shapes checked
+                // above.
                 unsafe { avx2::tq1_0_gemv(w, row_bytes, act, out) };
                 Ok(ids::TQ1_0_GEMV_AVX2)
             }
@@ -610,6 +632,106 @@ impl Platform {
                 Ok(ids::TQ1_0_GEMV_SCALAR)
             }
         }
+    }
+
+    /// TQ2_0 x Q8_K GEMM on a row range for a batch of tokens (`act` is
+    /// `batch x K / 256` blocks): `out[i * batch + b] =
+    /// vec_dot_tq2_0_q8_k(row rows.start + i, token b)`, bit-identical;
+    /// `out` is row-major by weight row (as [`i2s_gemm`](Self::i2s_gemm)).
+    /// The AVX2 and AVX-512 tiers decode each weight block once per group of
+    /// 4 tokens; the other tiers run their GEMV per row and token.
+    pub fn tq2_0_gemm(
+        self,
+        w: &[u8],
+        k: usize,
+        rows: Range<usize>,
+        act: &[BlockQ8K],
+        out: &mut [f32],
+    ) -> Result<&'static str, QuantError> {
+        let row_bytes = tq_row_bytes(k, BlockTq2_0::BYTES)?;
+        let batch = tq_batch(k, act.len())?;
+        check_rows(w.len(), row_bytes, &rows, out.len(), batch)?;
+        #[cfg(target_arch = "x86_64")]
+        let wr = &w[rows.start * row_bytes..rows.end * row_bytes];
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                // SAFETY: Avx512 platform => AVX-512 F/BW/VL/VNNI and AVX2
+                // detected; shapes checked above.
+                unsafe { avx512::tq2_0_gemm(wr, row_bytes, act, out) };
+                Ok(ids::TQ2_0_GEMM_AVX512VNNI)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                // SAFETY: Avx2 platform => AVX2 and F16C detected; shapes
+                // checked above.
+                unsafe { avx2::tq2_0_gemm(wr, row_bytes, act, out) };
+                Ok(ids::TQ2_0_GEMM_AVX2)
+            }
+            _ => {
+                let gemv = (Self::tq2_0_gemv as TqGemv, ids::TQ2_0_GEMV_SCALAR);
+                self.tq_gemm_by_gemv(gemv, w, k, rows, act, out)
+            }
+        }
+    }
+
+    /// TQ1_0 x Q8_K GEMM on a row range, the contract of
+    /// [`tq2_0_gemm`](Self::tq2_0_gemm) with [`vec_dot_tq1_0_q8_k`].
+    pub fn tq1_0_gemm(
+        self,
+        w: &[u8],
+        k: usize,
+        rows: Range<usize>,
+        act: &[BlockQ8K],
+        out: &mut [f32],
+    ) -> Result<&'static str, QuantError> {
+        let row_bytes = tq_row_bytes(k, BlockTq1_0::BYTES)?;
+        let batch = tq_batch(k, act.len())?;
+        check_rows(w.len(), row_bytes, &rows, out.len(), batch)?;
+        #[cfg(target_arch = "x86_64")]
+        let wr = &w[rows.start * row_bytes..rows.end * row_bytes];
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                // SAFETY: Avx512 platform => AVX-512 F/BW/VL/VNNI and AVX2
+                // detected; shapes checked above.
+                unsafe { avx512::tq1_0_gemm(wr, row_bytes, act, out) };
+                Ok(ids::TQ1_0_GEMM_AVX512VNNI)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                // SAFETY: Avx2 platform => AVX2 and F16C detected; shapes
+                // checked above.
+                unsafe { avx2::tq1_0_gemm(wr, row_bytes, act, out) };
+                Ok(ids::TQ1_0_GEMM_AVX2)
+            }
+            _ => {
+                let gemv = (Self::tq1_0_gemv as TqGemv, ids::TQ1_0_GEMV_SCALAR);
+                self.tq_gemm_by_gemv(gemv, w, k, rows, act, out)
+            }
+        }
+    }
+
+    /// A TQ GEMM (shapes already checked) as this tier's `gemv` run per
+    /// row and token; returns that GEMV's id (`scalar` when nothing ran).
+    fn tq_gemm_by_gemv(
+        self,
+        (gemv, scalar): (TqGemv, &'static str),
+        w: &[u8],
+        k: usize,
+        rows: Range<usize>,
+        act: &[BlockQ8K],
+        out: &mut [f32],
+    ) -> Result<&'static str, QuantError> {
+        let nb = k / QK_K;
+        let batch = act.len() / nb.max(1);
+        let mut id = scalar;
+        for (r, ob) in rows.zip(out.chunks_exact_mut(batch.max(1))) {
+            for (o, a) in ob.iter_mut().zip(act.chunks_exact(nb.max(1))) {
+                id = gemv(self, w, k, r..r + 1, a, core::slice::from_mut(o))?;
+            }
+        }
+        Ok(id)
     }
 
     /// F16 x f32 GEMV on a row range: `out[i]` is `dot_f16_f32` of weight
@@ -791,6 +913,17 @@ impl Platform {
     }
 }
 
+/// A TQ GEMV dispatch entry ([`Platform::tq2_0_gemv`] /
+/// [`Platform::tq1_0_gemv`]).
+type TqGemv = fn(
+    Platform,
+    &[u8],
+    usize,
+    Range<usize>,
+    &[BlockQ8K],
+    &mut [f32],
+) -> Result<&'static str, QuantError>;
+
 /// `Ok` when `expected == actual`.
 fn check_eq(what: &'static str, expected: usize, actual: usize) -> Result<(), QuantError> {
     if expected == actual {
@@ -824,9 +957,12 @@ fn i2s_row_bytes(k: usize) -> Result<usize, QuantError> {
     Ok(k / I2S_BLOCK_LEN * I2S_BLOCK_BYTES)
 }
 
-/// Bytes of a TQ row of `k` weights with `block_bytes` per 256, checking
-/// that `act` has `k / 256` blocks.
-fn tq_row_bytes(k: usize, block_bytes: usize, act_blocks: usize) -> Result<usize, QuantError> {
+/// Bytes of a TQ row of `k` weights (a nonzero multiple of 256) with
+/// `block_bytes` per 256.
+fn tq_row_bytes(k: usize, block_bytes: usize) -> Result<usize, QuantError> {
+    if k == 0 {
+        return Err(QuantError::EmptyShape { rows: 0, cols: k });
+    }
     if !k.is_multiple_of(QK_K) {
         return Err(QuantError::NotBlockMultiple {
             what: "TQ row length",
@@ -834,12 +970,25 @@ fn tq_row_bytes(k: usize, block_bytes: usize, act_blocks: usize) -> Result<usize
             block: QK_K,
         });
     }
-    check_eq("Q8_K activation blocks", k / QK_K, act_blocks)?;
     (k / QK_K)
         .checked_mul(block_bytes)
         .ok_or(QuantError::SizeOverflow {
             what: "TQ row bytes",
         })
+}
+
+/// The number of tokens in `act_blocks` Q8_K blocks of rows of `k`
+/// weights (`k` a nonzero multiple of 256).
+fn tq_batch(k: usize, act_blocks: usize) -> Result<usize, QuantError> {
+    let nb = k / QK_K;
+    if nb == 0 || !act_blocks.is_multiple_of(nb) {
+        return Err(QuantError::NotBlockMultiple {
+            what: "TQ batch activation blocks",
+            len: act_blocks,
+            block: nb,
+        });
+    }
+    Ok(act_blocks / nb)
 }
 
 /// Checks a row range against the weight bytes and the output length

@@ -94,7 +94,8 @@ pub struct ActScratch {
     dots: Vec<i32>,
     /// TL1 / TL2: activation tables, `batch x groups x 32`.
     tl_tables: Vec<i8>,
-    /// I2_S batches: outputs in the layout of `dots`, before the transpose.
+    /// I2_S and TQ batches: outputs in the layout of `dots` (row-major by
+    /// weight row), before the transpose.
     outs: Vec<f32>,
 }
 
@@ -453,13 +454,25 @@ impl<'a> QuantizedLinear<'a> {
                     }
                     return Ok(id);
                 }
-                let (w, qtype) = (self.weight, self.qtype);
-                for (ab, ob) in act.chunks_exact(nb).zip(out.chunks_exact_mut(self.rows)) {
-                    id = run_rows::<J, _, _>(ob, self.rows, 1, |rows, o| match qtype {
-                        QuantType::TQ1_0 => platform.tq1_0_gemv(w, k, rows, ab, o),
-                        _ => platform.tq2_0_gemv(w, k, rows, ab, o),
-                    })?;
+                let (w, qtype, act) = (self.weight, self.qtype, &*act);
+                if batch == 0 {
+                    return Ok(id);
                 }
+                if batch == 1 {
+                    return run_rows::<J, _, _>(out, self.rows, 1, |rows, o| match qtype {
+                        QuantType::TQ1_0 => platform.tq1_0_gemv(w, k, rows, act, o),
+                        _ => platform.tq2_0_gemv(w, k, rows, act, o),
+                    });
+                }
+                // A batch: the GEMM (each weight block decoded once per group
+                // of tokens) into the row-major layout, then transposed to
+                // token-major as for I2_S.
+                let outs = grow(&mut scratch.outs, batch * self.rows, 0.0)?;
+                let id = run_rows::<J, _, _>(outs, self.rows, batch, |rows, o| match qtype {
+                    QuantType::TQ1_0 => platform.tq1_0_gemm(w, k, rows, act, o),
+                    _ => platform.tq2_0_gemm(w, k, rows, act, o),
+                })?;
+                transpose(&scratch.outs[..batch * self.rows], self.rows, batch, out);
                 return Ok(id);
             }
             QuantType::F16 => {
