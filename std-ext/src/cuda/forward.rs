@@ -12,8 +12,9 @@
 //! `Tuning::persistent` off): `embed_*`, then per layer: `quantize_act`
 //! (RMSNorm + int8 quantization of the block input, once) and `i2s_gemv`
 //! (q|k|v); `attention_rope` (RoPE, KV store, scores split over heads x
-//! slices of 64 positions, the last slice of each head doing the softmax
-//! and the values in the CPU's order);
+//! slices of 64 positions, the last slice of each head doing the softmax)
+//! and `attention_values_k` (the value sums in the CPU's order, split over
+//! heads x groups of 16 output elements);
 //! `quantize_act` (sub-norm) and `i2s_gemv` (Wo, added to the residual);
 //! `quantize_act` (norm) and `i2s_gemv_glu` (gate/up + act(gate)·up);
 //! `quantize_act` (sub-norm) and `i2s_gemv` (Wdown, added); then the head
@@ -106,15 +107,23 @@ const ATT_CHUNK: usize = 64;
 /// `ATT_TMAX`).
 const ATT_VTILE: usize = 4096;
 const ATT_TMAX: usize = 512;
+/// Output elements per value work item (`ATT_VGROUP`).
+const ATT_VGROUP: usize = 16;
 
 /// Largest head dimension: the attention's shared memory (`attention_smem`,
-/// 28 KiB at 1024) stays under the 48 KiB a launch gets without opting in.
+/// 12 KiB at 1024; `attention_values_smem` at most 18 KiB) stays under the 48 KiB a launch gets without opting in.
 const MAX_HEAD_DIM: usize = 1024;
 
-/// Shared memory of `attention_body` in bytes: q, k, v of the head, a
-/// value tile and its probabilities.
+/// Shared memory of `attention_body` (`attention_rope`) in bytes: q, k, v
+/// of the head.
 fn attention_smem(hd: usize) -> usize {
-    (3 * hd + ATT_VTILE + (ATT_VTILE / hd).min(ATT_TMAX)) * 4
+    3 * hd * 4
+}
+
+/// Shared memory of a value work item (`attention_values`) in bytes: a
+/// value tile (rows of `ATT_VGROUP` floats) and its probabilities.
+fn attention_values_smem(hd: usize) -> usize {
+    (ATT_VTILE + (ATT_VTILE / ATT_VGROUP.min(hd)).min(ATT_TMAX)) * 4
 }
 /// Bytes per 128 quantized activations (`QBLOCK_STRIDE`).
 const QBLOCK_STRIDE: usize = 160;
@@ -557,6 +566,7 @@ pub struct CudaModel {
     f_f32_glu: CudaFunction,
     f_quant: CudaFunction,
     f_attn: CudaFunction,
+    f_attn_v: CudaFunction,
     f_embed: CudaFunction,
     f_head: CudaFunction,
     f_argmax: CudaFunction,
@@ -719,7 +729,10 @@ fn persist_plan(
     // quantized input; K <= QA_MAX_K (checked in `with_tuning`) is also what the
     // kernel's registers hold (BQ_VEC).
     let max_k = c.dim.max(c.hidden_dim).max(c.q_dim());
-    let front = attention_smem(c.head_dim).next_multiple_of(16);
+    // Score and value items use the same memory.
+    let front = attention_smem(c.head_dim)
+        .max(attention_values_smem(c.head_dim))
+        .next_multiple_of(16);
     let smem = front + max_k.div_ceil(128) * QBLOCK_STRIDE;
     if smem > 48 * 1024 {
         return Err(format!("{smem} bytes of shared memory per block"));
@@ -868,6 +881,7 @@ impl CudaModel {
         let f_f32_glu = module.load_function("f32_gemv_glu")?;
         let f_quant = module.load_function("quantize_act")?;
         let f_attn = module.load_function("attention_rope")?;
+        let f_attn_v = module.load_function("attention_values_k")?;
         let f_head = module.load_function("f16_gemv_rmsnorm")?;
         let f_argmax = module.load_function("argmax_next")?;
         let f_persist = module.load_function("decode_persistent")?;
@@ -1057,8 +1071,9 @@ impl CudaModel {
         let hb = up_f32(&vec![0.0; c.hidden_dim])?;
         let n_split = n_ctx.div_ceil(ATT_CHUNK);
         let att_p = up_f32(&vec![0.0; c.n_heads * n_split * ATT_CHUNK])?;
-        // int counters; zero bits are 0 as f32 too.
-        let att_done = up_f32(&vec![0.0; c.n_heads])?;
+        // ints, zero bits are 0 as f32 too: a slice counter per head, then
+        // the persistent kernel's ready flag per head.
+        let att_done = up_f32(&vec![0.0; 2 * c.n_heads])?;
         let att = up_f32(&vec![0.0; c.q_dim()])?;
         let max_k = c.dim.max(c.hidden_dim).max(c.q_dim());
         let qact_buf = stream.clone_htod(&vec![0u8; max_k.div_ceil(128) * QBLOCK_STRIDE])?;
@@ -1124,6 +1139,7 @@ impl CudaModel {
             f_f32_glu,
             f_quant,
             f_attn,
+            f_attn_v,
             f_embed,
             f_head,
             f_argmax,
@@ -1364,8 +1380,9 @@ impl CudaModel {
         // the table holds n_layers x PL_STRIDE pointers to this model's
         // I2_S matrices (rows x cols / 4 bytes), scales, norms and caches
         // (n_ctx positions; params[1] < n_ctx, checked before every step);
-        // x, qkv, att, hb, att_p and the counters are sized as for the
-        // per-kernel step (PB_THREADS >= ATT_CHUNK); bar is two zeroed words that every launch leaves
+        // x, qkv, att, hb, att_p and the counters (a slice counter and a
+        // ready flag per head, all zero between launches) are sized as for
+        // the per-kernel step (PB_THREADS >= ATT_CHUNK); bar is two zeroed words that every launch leaves
         // at a zero count; qact / qmeta as for `quantize_act`; times is 0
         // or, with PHASE_TIMES, (5 n_layers + 1) x blocks x 2 u64. The grid is
         // at most what the occupancy API says is co-resident, and the
@@ -1602,10 +1619,33 @@ impl CudaModel {
         // SAFETY: matches `attention_rope`; caches hold n_ctx positions and
         // the position in params[1] is < n_ctx (checked by the host before
         // every step); att_p holds heads x n_split slices of ATT_CHUNK
-        // (grid.y = n_split), att_done one zeroed counter per head, att
+        // (grid.y = n_split), att_done 2 n_heads zeroed ints, att
         // q_dim floats; hd % 4 == 0 (checked in `new`); 128 threads (the
         // kernel's NTHR) >= ATT_CHUNK; shared memory as `attention_smem`.
         unsafe { self.launch(&self.f_attn, cfg, &mut l) }?;
+        // The value sums, spread over heads x groups of ATT_VGROUP elements.
+        let n_split = self.n_split as i32;
+        let cfg = LaunchConfig {
+            grid_dim: (c.n_heads as u32, c.head_dim.div_ceil(ATT_VGROUP) as u32, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: attention_values_smem(c.head_dim) as u32,
+        };
+        let mut l = KArgs::default();
+        l.arg(&self.qkv)
+            .arg(&d.vc)
+            .arg(&self.params_ptr)
+            .arg(&self.att_p)
+            .arg(&self.att)
+            .arg(&nh)
+            .arg(&nkv)
+            .arg(&hd)
+            .arg(&n_split);
+        // SAFETY: matches `attention_values_k`; the same buffers as the
+        // launch above, whose p_t it reads after its own pdl_wait (so after
+        // that launch completed); grid.y covers hd in groups of ATT_VGROUP
+        // (hd % 4 == 0, so each group's size is too); shared memory
+        // as `attention_values_smem` (the kernel's ATT_VTILE + T floats).
+        unsafe { self.launch(&self.f_attn_v, cfg, &mut l) }?;
         Ok(())
     }
 
@@ -1966,7 +2006,7 @@ impl CudaModel {
             ),
             (
                 format!(
-                    "attention_rope {} heads x {} slices",
+                    "attention_rope {} heads x {} slices + attention_values_k",
                     c.n_heads, self.n_split
                 ),
                 0,

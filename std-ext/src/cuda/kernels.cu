@@ -257,6 +257,11 @@ __device__ float rms_mean_cpu(double tree, const float* x, int K, double* sh) {
 #define ATT_VTILE 4096
 #define ATT_TMAX 512
 #define ATT_KVEC 8
+// Output elements of one value work item (attention_values; a multiple
+// of 4).
+#ifndef ATT_VGROUP
+#define ATT_VGROUP 16
+#endif
 
 // The input of one matmul, once: RMSNorm (nw != 0; the CPU's f32 mean of
 // the f64 sum of f32 squares, rms_mean_cpu) and the I2_S activation quantization of DESIGN.md
@@ -838,6 +843,97 @@ extern "C" __global__ void __launch_bounds__(128) f32_gemv_glu(
     f32_gemv_body<2>(W, W2, ps, ps2, x, K, rows, out, 0, act);
 }
 
+// Values (core's `weigh_values`) of head h's output elements i0..i0+ni,
+// once its p_t are in ps (published: written by this block before a
+// __syncthreads, or by another block before a ready flag or barrier that
+// this one has seen): out_i = sum_t p_t v_ti in f32 over t in order from 0
+// (separate multiply and add), one thread per element, so any split of the
+// elements over blocks gives the CPU's bits. In tiles of T = min(ATT_VTILE
+// / tw, ATT_TMAX) positions (tw >= ni, the same for every item): the block
+// stores tile j's p_t and value rows (ni floats each) to shared memory,
+// issues tile j + 1's loads into registers, then threads i < ni add tile j's
+// products. The current position's value row comes from q|k|v (its cache
+// store may be in flight in another block); everything written in this
+// launch is read through L2. Needs ni % 4 == 0, i0 % 4 == 0, ni <= NTHR.
+// sm: ATT_VTILE + T floats.
+template <int NTHR>
+__device__ __noinline__ void attention_values(
+    const float* __restrict__ qkv, const float* __restrict__ vc, const float* __restrict__ ps,
+    float* __restrict__ att_out, int n_heads, int n_kv_heads, int hd, int h, int i0, int ni,
+    int tw, int n_seen, int n_split, float* sm) {
+    const int nthr = NTHR;
+    const int group = n_heads / n_kv_heads;
+    const int g = h / group;
+    const int q_dim = n_heads * hd, kv_dim = n_kv_heads * hd;
+    const int pos = n_seen - 1;
+    const float* vh = qkv + q_dim + kv_dim + g * hd + i0;
+    const float* vb = vc + g * hd + i0;
+    const float* psh = ps + (usize)h * n_split * ATT_CHUNK;
+    float* vt = sm;
+    const int T = min(ATT_VTILE / tw, ATT_TMAX);
+    float* pt = vt + ATT_VTILE;
+    const int q4 = ni >> 2;
+    const int n_tiles = (n_seen + T - 1) / T;
+    float4 rv[ATT_VTILE / 4 / NTHR];
+    float rp[ATT_TMAX / NTHR];
+#define ATT_VROW(t) (((t) == pos) ? vh : vb + (usize)(t) * kv_dim)
+    // The loads of tile j into rv / rp (this thread's share: float4 f =
+    // threadIdx.x + k nthr of the tile's rows, p u = threadIdx.x + k nthr).
+#define ATT_LOAD_TILE(j)                                                                  \
+    {                                                                                     \
+        const int ta = (j) * T, nt = min(T, n_seen - ta);                                 \
+        _Pragma("unroll") for (int k = 0; k < ATT_VTILE / 4 / NTHR; ++k) {                \
+            const int f = threadIdx.x + k * nthr;                                         \
+            if (f < nt * q4) {                                                            \
+                const int t = ta + f / q4;                                                \
+                rv[k] = __ldcg((const float4*)ATT_VROW(t) + f % q4);                      \
+            }                                                                             \
+        }                                                                                 \
+        _Pragma("unroll") for (int k = 0; k < ATT_TMAX / NTHR; ++k) {                     \
+            const int u = threadIdx.x + k * nthr;                                         \
+            if (u < nt) rp[k] = __ldcg(psh + ta + u);                                     \
+        }                                                                                 \
+    }
+    // The caller's p_t stores (or earlier use of sm) before the first tile.
+    __syncthreads();
+    ATT_LOAD_TILE(0);
+    float o = 0.0f;
+    for (int j = 0; j < n_tiles; ++j) {
+        const int nt = min(T, n_seen - j * T);
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < ATT_VTILE / 4 / NTHR; ++k) {
+            const int f = threadIdx.x + k * nthr;
+            if (f < nt * q4) ((float4*)vt)[f] = rv[k];
+        }
+#pragma unroll
+        for (int k = 0; k < ATT_TMAX / NTHR; ++k) {
+            const int u = threadIdx.x + k * nthr;
+            if (u < nt) pt[u] = rp[k];
+        }
+        __syncthreads();
+        if (j + 1 < n_tiles) ATT_LOAD_TILE(j + 1);
+        if ((int)threadIdx.x < ni) {
+            const int i = threadIdx.x;
+            int u = 0;
+            for (; u + 8 <= nt; u += 8) {
+                float pp[8], vv[8];
+#pragma unroll
+                for (int w = 0; w < 8; ++w) {
+                    pp[w] = pt[u + w];
+                    vv[w] = vt[(u + w) * ni + i];
+                }
+#pragma unroll
+                for (int w = 0; w < 8; ++w) o = __fadd_rn(o, __fmul_rn(pp[w], vv[w]));
+            }
+            for (; u < nt; ++u) o = __fadd_rn(o, __fmul_rn(pt[u], vt[u * ni + i]));
+        }
+    }
+#undef ATT_LOAD_TILE
+#undef ATT_VROW
+    if ((int)threadIdx.x < ni) att_out[h * hd + i0 + threadIdx.x] = o;
+}
+
 // RoPE on the current position's q and k (from the fused qkv buffer), the
 // KV-cache store, and causal attention for one work item (head h, slice sp
 // of ATT_CHUNK positions), with core's operations in core's order
@@ -850,16 +946,18 @@ extern "C" __global__ void __launch_bounds__(128) f32_gemv_glu(
 //   sum = sum_t e_t in f64 in position order (the block's tree sum where
 //     it decides inv, else sequential: see sum_window),
 //   inv = (float)(1 / sum), p_t = e_t * inv,
-//   out_i = sum_t p_t v_ti in f32 over t in order from 0, one thread per i
-//     (through shared-memory tiles of positions, see ATT_VTILE).
+// and leaves out_i = sum_t p_t v_ti (attention_values) to other work
+// items: with flag != 0 (the persistent kernel) after it sets the head's
+// ready flag done[n_heads + h] to 1 (whoever waits on it resets it after a
+// grid barrier); else to the next launch (attention_values_k).
 // The value sums are serial over positions (the CPU's order leaves no other
-// split): at long contexts this is the step's price for exactness. Blocks
+// split), so they are split over elements only. Blocks
 // past the last position return at once. kc / vc: this layer's cache,
 // [n_ctx][kv_dim]; ps: [n_heads][n_split * ATT_CHUNK] floats (scores, then
-// e_t, then p_t; read through L2). q|k|v is read through L2 (a persistent
-// kernel's other blocks wrote it). Needs hd % 4 == 0 and blockDim.x ==
-// NTHR >= ATT_CHUNK. sm: 3 hd + ATT_VTILE + min(ATT_VTILE / hd, ATT_TMAX)
-// floats of shared memory. Not inlined: inlined into decode_persistent,
+// e_t, then p_t; read through L2); done: 2 n_heads ints. q|k|v is read
+// through L2 (a persistent kernel's other blocks wrote it). Needs hd % 4 ==
+// 0 and blockDim.x == NTHR >= ATT_CHUNK. sm: 3 hd floats of shared
+// memory. Not inlined: inlined into decode_persistent,
 // its registers pushed that kernel (128 at 2 blocks/SM) into a 48-byte
 // stack frame (resource_report.py).
 template <int NTHR>
@@ -868,7 +966,7 @@ __device__ __noinline__ void attention_body(
     const float* __restrict__ rope_cos, const float* __restrict__ rope_sin, int pos,
     float* __restrict__ ps, int* __restrict__ done, float* __restrict__ att_out, int n_heads,
     int n_kv_heads, int hd, int n_rot, int neox, float attn_scale, int h, int sp, int n_split,
-    float* sm) {
+    int flag, float* sm) {
     __shared__ double shd[32];
     __shared__ float shf[32];
     __shared__ int last;
@@ -1021,81 +1119,12 @@ __device__ __noinline__ void attention_body(
     } else {
         for (int t = threadIdx.x; t < n_seen; t += nthr) psh[t] = __fmul_rn(__ldcg(psh + t), inv);
     }
-    // Values (core's `weigh_values`): element i's sum over positions in
-    // order from 0, in tiles of T positions: the block stores tile j's p_t
-    // and v_t rows to shared memory, issues tile j + 1's loads, then
-    // threads i < hd add tile j's products.
-    float* vt = sm + 3 * hd;
-    const int T = min(ATT_VTILE / hd, ATT_TMAX);
-    float* pt = vt + ATT_VTILE;
-    const int q4 = hd >> 2;
-    const int n_tiles = (n_seen + T - 1) / T;
-    float4 rv[ATT_VTILE / 4 / NTHR];
-    float rp[ATT_TMAX / NTHR];
-    // The loads of tile j into rv / rp (this thread's share: float4 f =
-    // threadIdx.x + k nthr of the tile's rows, p u = threadIdx.x + k nthr).
-#define ATT_LOAD_TILE(j)                                                                  \
-    {                                                                                     \
-        const int ta = (j) * T, nt = min(T, n_seen - ta);                                 \
-        _Pragma("unroll") for (int k = 0; k < ATT_VTILE / 4 / NTHR; ++k) {                \
-            const int f = threadIdx.x + k * nthr;                                         \
-            if (f < nt * q4) {                                                            \
-                const int t = ta + f / q4;                                                \
-                rv[k] = *((const float4*)ATT_ROW(vc, vsh, t) + f % q4);                   \
-            }                                                                             \
-        }                                                                                 \
-        _Pragma("unroll") for (int k = 0; k < ATT_TMAX / NTHR; ++k) {                     \
-            const int u = threadIdx.x + k * nthr;                                         \
-            if (u < nt) rp[k] = __ldcg(psh + ta + u);                                     \
-        }                                                                                 \
-    }
-    // The p_t stores above must be visible before any tile load reads them.
-    __syncthreads();
-    ATT_LOAD_TILE(0);
-    float o = 0.0f;
-    for (int j = 0; j < n_tiles; ++j) {
-        const int nt = min(T, n_seen - j * T);
+    // The value sums are other work items' (attention_values). flag:
+    // publish the p_t, then this head's ready flag.
+    if (flag) {
+        __threadfence();
         __syncthreads();
-#pragma unroll
-        for (int k = 0; k < ATT_VTILE / 4 / NTHR; ++k) {
-            const int f = threadIdx.x + k * nthr;
-            if (f < nt * q4) ((float4*)vt)[f] = rv[k];
-        }
-#pragma unroll
-        for (int k = 0; k < ATT_TMAX / NTHR; ++k) {
-            const int u = threadIdx.x + k * nthr;
-            if (u < nt) pt[u] = rp[k];
-        }
-        __syncthreads();
-        if (j + 1 < n_tiles) ATT_LOAD_TILE(j + 1);
-        if ((int)threadIdx.x < hd) {
-            const int i = threadIdx.x;
-            int u = 0;
-            for (; u + 8 <= nt; u += 8) {
-                float pp[8], vv[8];
-#pragma unroll
-                for (int w = 0; w < 8; ++w) {
-                    pp[w] = pt[u + w];
-                    vv[w] = vt[(u + w) * hd + i];
-                }
-#pragma unroll
-                for (int w = 0; w < 8; ++w) o = __fadd_rn(o, __fmul_rn(pp[w], vv[w]));
-            }
-            for (; u < nt; ++u) o = __fadd_rn(o, __fmul_rn(pt[u], vt[u * hd + i]));
-        }
-    }
-#undef ATT_LOAD_TILE
-    // hd > blockDim.x: the elements past the first blockDim.x, straight
-    // from the cache (no model here has such heads).
-    for (int i = threadIdx.x; i < hd; i += nthr) {
-        if (i >= nthr) {
-            float oi = 0.0f;
-            for (int t = 0; t < n_seen; ++t)
-                oi = __fadd_rn(oi, __fmul_rn(__ldcg(psh + t), ATT_ROW(vc, vsh, t)[i]));
-            att_out[h * hd + i] = oi;
-        } else {
-            att_out[h * hd + i] = o;
-        }
+        if (threadIdx.x == 0) atomicExch(done + n_heads + h, 1);
     }
 #undef ATT_ROW
 }
@@ -1110,8 +1139,25 @@ extern "C" __global__ void __launch_bounds__(128) attention_rope(
     pdl_launch_next();
     pdl_wait();
     attention_body<128>(qkv, kc, vc, rope_cos, rope_sin, params[1], ps, done, att_out, n_heads,
-                   n_kv_heads, hd, n_rot, neox, attn_scale, blockIdx.x, blockIdx.y, gridDim.y,
-                   att_sm);
+                        n_kv_heads, hd, n_rot, neox, attn_scale, blockIdx.x, blockIdx.y, gridDim.y,
+                        0, att_sm);
+}
+
+// The per-kernel step's value sums (after attention_rope, whose p_t it
+// reads): block (h, y) takes head h's elements y ATT_VGROUP .. +
+// ATT_VGROUP (attention_values). 128 threads; shared memory ATT_VTILE +
+// min(ATT_VTILE / min(ATT_VGROUP, hd), ATT_TMAX) floats.
+extern "C" __global__ void __launch_bounds__(128) attention_values_k(
+    const float* __restrict__ qkv, const float* __restrict__ vc,
+    const int* __restrict__ params, const float* __restrict__ ps, float* __restrict__ att_out,
+    int n_heads, int n_kv_heads, int hd, int n_split) {
+    extern __shared__ __align__(16) float att_sm[];
+    pdl_launch_next();
+    pdl_wait();
+    const int i0 = blockIdx.y * ATT_VGROUP;
+    attention_values<128>(qkv, vc, ps, att_out, n_heads, n_kv_heads, hd, blockIdx.x, i0,
+                          min(ATT_VGROUP, hd - i0), min(ATT_VGROUP, hd), params[1] + 1, n_split,
+                          att_sm);
 }
 
 // ---------------------------------------------------------------------
@@ -1338,7 +1384,8 @@ __device__ __forceinline__ void prefetch_matrix(const usize* __restrict__ lp, co
 // The whole decode step after the embedding, for I2_S projections: per
 // layer five phases separated by grid barriers (no other launch):
 //   A  every block: RMSNorm + quantize x itself; q|k|v rows -> qkv
-//   B  attention_body work items (head, slice of 64 positions) -> att
+//   B  attention_body work items (head, slice of 64 positions), then
+//      attention_values items (head, ATT_VGROUP elements) -> att
 //   C  every block: sub-norm + quantize att; o rows, added to x
 //   D  every block: norm + quantize x; gate|up rows, act(gate) * up -> hb
 //   E  every block: sub-norm + quantize hb; down rows, added to x
@@ -1351,7 +1398,8 @@ __device__ __forceinline__ void prefetch_matrix(const usize* __restrict__ lp, co
 // PHASE_TIMES (unused without it). Block 0 also
 // writes layer 0's quantized q|k|v input to qact / qmeta (the layout and
 // meta of quantize_act) for the exactness check. bar: two zeroed words.
-// Dynamic shared memory: attention_body's floats,
+// Dynamic shared memory: attention_body's or attention_values' floats
+// (the larger),
 // then, at qs_offset, max K / 128 * QBLOCK_STRIDE bytes (the block's
 // quantized input).
 extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
@@ -1370,6 +1418,8 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
     const int qkv_rows = d.q_dim + 2 * d.kv_dim;
     const int n_items = d.n_heads * ((pos + ATT_CHUNK) / ATT_CHUNK);
     const int ns = (pos + ATT_CHUNK) / ATT_CHUNK;
+    const int ng = (d.hd + ATT_VGROUP - 1) / ATT_VGROUP;
+    const int n_vitems = d.n_heads * ng;
     for (int m = 0; m < PF_AHEAD; ++m) prefetch_matrix(lp, d, m, gw, nwt);
     float s;
     int sumq;
@@ -1396,14 +1446,39 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
         }
         if (d.stop) return;
         grid_barrier(bar, times, slot);
-        // B: attention.
-        for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
+        // B: attention. Items 0..n_items: scores (+ the softmax of each
+        // head, by its last slice); then n_heads x ng value items (head,
+        // ATT_VGROUP elements), each waiting for its head's ready flag.
+        // A block takes items it = blockIdx.x + k gridDim.x in order, so it
+        // finishes all its score items before it waits on any flag: every
+        // flag is set (no deadlock: all blocks are resident).
+        for (int it = blockIdx.x; it < n_items + n_vitems; it += gridDim.x) {
             __syncthreads();
-            attention_body<PB_THREADS>(qkv, (float*)L[PL_KC], (float*)L[PL_VC], rope_cos, rope_sin, pos, ps,
-                           done, att, d.n_heads, d.n_kv_heads, d.hd, d.n_rot, d.neox,
-                           d.attn_scale, it / ns, it % ns, d.n_split, psm);
+            if (it < n_items) {
+                attention_body<PB_THREADS>(qkv, (float*)L[PL_KC], (float*)L[PL_VC], rope_cos,
+                                           rope_sin, pos, ps, done, att, d.n_heads,
+                                           d.n_kv_heads, d.hd, d.n_rot, d.neox, d.attn_scale,
+                                           it / ns, it % ns, d.n_split, 1, psm);
+            } else {
+                const int j = it - n_items, h = j / ng, i0 = (j % ng) * ATT_VGROUP;
+                if (threadIdx.x == 0) {
+                    const volatile int* f = done + d.n_heads + h;
+                    while (*f == 0) {
+                    }
+                    __threadfence();
+                }
+                __syncthreads();
+                attention_values<PB_THREADS>(qkv, (const float*)L[PL_VC], ps, att, d.n_heads,
+                                             d.n_kv_heads, d.hd, h, i0,
+                                             min(ATT_VGROUP, d.hd - i0),
+                                             min(ATT_VGROUP, d.hd), pos + 1, d.n_split, psm);
+            }
         }
         grid_barrier(bar, times, slot);
+        // Every value item has seen its flag: clear them for the next layer
+        // (barriers apart from its phase B).
+        if (blockIdx.x == 0)
+            for (int i = threadIdx.x; i < d.n_heads; i += PB_THREADS) done[d.n_heads + i] = 0;
         // C: o, added to the residual.
         if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + 1 + PF_AHEAD, gw, nwt);
         if (HAS_ROWS(d.dim)) {

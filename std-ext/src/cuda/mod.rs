@@ -34,7 +34,7 @@ use crate::receipt::GpuInfo;
 pub const KERNELS_CU: &str = include_str!("kernels.cu");
 
 /// Kernel entry points `kernels.cu` must define (loaded by name).
-pub const KERNEL_NAMES: [&str; 15] = [
+pub const KERNEL_NAMES: [&str; 16] = [
     "f32_gemv_rmsnorm",
     "quantize_act",
     "i2s_gemv",
@@ -44,6 +44,7 @@ pub const KERNEL_NAMES: [&str; 15] = [
     "f32_gemv",
     "f32_gemv_glu",
     "attention_rope",
+    "attention_values_k",
     "embed_f16",
     "embed_f32",
     "f16_gemv_rmsnorm",
