@@ -51,15 +51,20 @@ fn concat(lo: __m256i, hi: __m256i) -> __m512i {
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
 }
 
-/// I2_S code-3 fix on packed bytes (every field `11` becomes `01`).
+/// I2_S code-3 fix on packed bytes (every field `11` becomes `01`): one
+/// ternary-logic op computes `b ^ (b & (b << 1) & 0xAA)`, which clears the
+/// high bit of exactly the fields whose low bit is also set.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2")]
 fn i2s_fix_code3(b: __m256i) -> __m256i {
-    let both = _mm256_and_si256(
-        _mm256_and_si256(b, _mm256_srli_epi16::<1>(b)),
-        _mm256_set1_epi8(0x55),
-    );
-    _mm256_xor_si256(b, _mm256_add_epi8(both, both))
+    // Truth table of f(a, b, c) = a ^ (a & b & c) over the operand
+    // patterns a = 0xF0, b = 0xCC, c = 0xAA: 0xF0 ^ 0x80.
+    const A_XOR_ABC: i32 = 0x70;
+    _mm256_ternarylogic_epi32::<A_XOR_ABC>(
+        b,
+        _mm256_slli_epi16::<1>(b),
+        _mm256_set1_epi8(0xAAu8 as i8),
+    )
 }
 
 /// The codes of one I2_S block as two vectors of 64 bytes (values 0..=2,
