@@ -150,11 +150,17 @@ fn weigh_values(p: &[f32], values: &[f32], kvh: usize, s: &AttnShape, o: &mut [f
         oc.copy_from_slice(&acc);
     }
     let tail = chunks.into_remainder();
-    let done = hd - tail.len();
-    tail.fill(0.0);
+    weigh_tail(p, values, kvh + hd - tail.len(), s, tail);
+}
+
+/// The value sums of the last `o.len()` (fewer than [`VALUE_CHUNK`])
+/// elements of a head, from element `at` of a cached position on.
+#[inline(always)]
+fn weigh_tail(p: &[f32], values: &[f32], at: usize, s: &AttnShape, o: &mut [f32]) {
+    o.fill(0.0);
     for (t, &pt) in p.iter().enumerate() {
-        let vt = &values[t * s.kv_dim + kvh + done..t * s.kv_dim + kvh + hd];
-        for (o, &vv) in tail.iter_mut().zip(vt) {
+        let vt = &values[t * s.kv_dim + at..t * s.kv_dim + at + o.len()];
+        for (o, &vv) in o.iter_mut().zip(vt) {
             *o += pt * vv;
         }
     }
@@ -232,9 +238,69 @@ fn head_batch(
             store(t, &score_lanes(&qt, [key(t)]));
         }
         for (j, b) in (b0..b0 + n).enumerate() {
-            let p = &mut sc[j * n_ctx..j * n_ctx + pos + b + 1];
-            softmax(p);
-            weigh_values(p, values, kvh, s, &mut out[b * hd..(b + 1) * hd]);
+            softmax(&mut sc[j * n_ctx..j * n_ctx + pos + b + 1]);
+        }
+        let probs = |j: usize| &sc[j * n_ctx..j * n_ctx + pos + b0 + j + 1];
+        let outs = out[b0 * hd..(b0 + n) * hd].chunks_exact_mut(hd);
+        let mut outs = outs.enumerate();
+        while outs.len() >= VALUE_QUERIES {
+            let o: [(usize, &mut [f32]); VALUE_QUERIES] =
+                core::array::from_fn(|_| outs.next().unwrap_or((0, &mut [])));
+            let p = o.each_ref().map(|(j, _)| probs(*j));
+            weigh_values_batch(p, values, kvh, s, o.map(|(_, o)| o));
+        }
+        for (j, o) in outs {
+            weigh_values(probs(j), values, kvh, s, o);
+        }
+    }
+}
+
+/// Queries whose value sums [`weigh_values_batch`] runs together.
+const VALUE_QUERIES: usize = 4;
+
+/// [`weigh_values`] for [`VALUE_QUERIES`] queries of one head at once
+/// (`p[j]` the probabilities of query `j`, any lengths): each value row is
+/// loaded once for all of them instead of once per query, which made the
+/// prefill's value sums stream the head's values from L2 once per query.
+/// Every output element is still its own sum in key order, from zero, with
+/// the same operations, so the bits equal [`weigh_values`]'s.
+#[inline(always)]
+fn weigh_values_batch(
+    p: [&[f32]; VALUE_QUERIES],
+    values: &[f32],
+    kvh: usize,
+    s: &AttnShape,
+    mut o: [&mut [f32]; VALUE_QUERIES],
+) {
+    let hd = s.head_dim;
+    let shared = p.iter().map(|p| p.len()).min().unwrap_or(0);
+    let chunks = hd / VALUE_CHUNK;
+    for c in 0..chunks {
+        let at = kvh + c * VALUE_CHUNK;
+        let row = |t: usize| &values[t * s.kv_dim + at..t * s.kv_dim + at + VALUE_CHUNK];
+        let mut acc = [[0.0f32; VALUE_CHUNK]; VALUE_QUERIES];
+        for t in 0..shared {
+            let vt = row(t);
+            for (a, p) in acc.iter_mut().zip(&p) {
+                let pt = p[t];
+                for (a, &vv) in a.iter_mut().zip(vt) {
+                    *a += pt * vv;
+                }
+            }
+        }
+        for ((a, p), o) in acc.iter_mut().zip(&p).zip(&mut o) {
+            for (t, &pt) in p.iter().enumerate().skip(shared) {
+                for (a, &vv) in a.iter_mut().zip(row(t)) {
+                    *a += pt * vv;
+                }
+            }
+            o[c * VALUE_CHUNK..(c + 1) * VALUE_CHUNK].copy_from_slice(a);
+        }
+    }
+    let done = chunks * VALUE_CHUNK;
+    if done < hd {
+        for (p, o) in p.iter().zip(&mut o) {
+            weigh_tail(p, values, kvh + done, s, &mut o[done..hd]);
         }
     }
 }
@@ -422,6 +488,8 @@ mod tests {
             (2, 1, 128),
             (4, 2, 64),
             (2, 1, 37),
+            // A full value chunk and a tail (VALUE_CHUNK is 64 off wasm).
+            (2, 1, 80),
         ];
         let batches = [
             (1usize, 0usize),
