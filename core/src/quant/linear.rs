@@ -21,24 +21,42 @@ use crate::parallel::{Join, SerialJoin, for_each_chunk_mut};
 /// matrix to balance over the threads.
 pub const ROWS_PER_TASK: usize = 64;
 
-/// Tile edge of [`transpose`].
+/// Tile edge of [`transpose_map`].
 const TRANSPOSE_TILE: usize = 16;
 
-/// `out[c * rows + r] = src[r * cols + c]` (`src` is `rows x cols`), in
-/// square tiles so both sides touch whole cache lines.
-fn transpose(src: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    for r0 in (0..rows).step_by(TRANSPOSE_TILE) {
-        let r1 = (r0 + TRANSPOSE_TILE).min(rows);
-        for c0 in (0..cols).step_by(TRANSPOSE_TILE) {
-            let c1 = (c0 + TRANSPOSE_TILE).min(cols);
-            for c in c0..c1 {
-                let o = &mut out[c * rows + r0..c * rows + r1];
-                for (r, o) in (r0..r1).zip(o) {
-                    *o = src[r * cols + c];
+/// Tokens per parallel task of [`transpose_map`].
+const TOKENS_PER_TASK: usize = 16;
+
+/// `out[t * rows + r] = f(src[r * batch + t], t)` (`src` is `rows x batch`,
+/// row-major by weight row as the GEMMs write it; `out` token-major), in
+/// square tiles so both sides touch whole cache lines, with the tokens
+/// split over threads through `J`. One pass instead of a scaling pass and
+/// a serial transpose: in a 2B-4T prefill those two ran on one thread
+/// while the other waited (~5 % of pp512). Each output is `f` of one input,
+/// so the split does not change any bit.
+fn transpose_map<J, T, F>(src: &[T], rows: usize, batch: usize, out: &mut [f32], f: F)
+where
+    J: Join,
+    T: Copy + Sync,
+    F: Fn(T, usize) -> f32 + Sync,
+{
+    let out = &mut out[..rows * batch];
+    for_each_chunk_mut::<J, _, _>(out, TOKENS_PER_TASK * rows, rows, &|start, chunk| {
+        let t0 = start / rows;
+        let tokens = chunk.len() / rows;
+        for r0 in (0..rows).step_by(TRANSPOSE_TILE) {
+            let r1 = (r0 + TRANSPOSE_TILE).min(rows);
+            for c0 in (0..tokens).step_by(TRANSPOSE_TILE) {
+                for c in c0..(c0 + TRANSPOSE_TILE).min(tokens) {
+                    let t = t0 + c;
+                    let o = &mut chunk[c * rows + r0..c * rows + r1];
+                    for (r, o) in (r0..r1).zip(o) {
+                        *o = f(src[r * batch + t], t);
+                    }
                 }
             }
         }
-    }
+    });
 }
 
 /// Runs `f(rows, out_rows)` over `0..m` weight rows, where `out` holds
@@ -429,13 +447,10 @@ impl<'a> QuantizedLinear<'a> {
                     }
                     return Ok(id);
                 }
-                let outs = grow(&mut scratch.outs, batch * self.rows, 0.0)?;
-                for (om, dm) in outs.chunks_exact_mut(batch).zip(dots.chunks_exact(batch)) {
-                    for ((o, &dot), &s) in om.iter_mut().zip(dm).zip(scales.iter()) {
-                        *o = i2s_output(dot, s, ws);
-                    }
-                }
-                transpose(&scratch.outs[..batch * self.rows], self.rows, batch, out);
+                let (dots, scales) = (&*dots, &*scales);
+                transpose_map::<J, _, _>(dots, self.rows, batch, out, |dot, t| {
+                    i2s_output(dot, scales[t], ws)
+                });
                 return Ok(id);
             }
             QuantType::TQ1_0 | QuantType::TQ2_0 => {
@@ -472,7 +487,7 @@ impl<'a> QuantizedLinear<'a> {
                     QuantType::TQ1_0 => platform.tq1_0_gemm(w, k, rows, act, o),
                     _ => platform.tq2_0_gemm(w, k, rows, act, o),
                 })?;
-                transpose(&scratch.outs[..batch * self.rows], self.rows, batch, out);
+                transpose_map::<J, _, _>(&*outs, self.rows, batch, out, |v, _| v);
                 return Ok(id);
             }
             QuantType::F16 => {
@@ -542,14 +557,25 @@ mod tests {
     }
 
     #[test]
-    fn transpose_matches_the_plain_loop_on_edge_shapes() {
-        for (rows, cols) in [(1, 1), (1, 17), (17, 1), (16, 16), (33, 5), (40, 47)] {
-            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+    fn transpose_map_matches_the_plain_loop_on_edge_shapes() {
+        for (rows, cols) in [
+            (1, 1),
+            (1, 17),
+            (17, 1),
+            (16, 16),
+            (33, 5),
+            (40, 47),
+            (3, 70),
+        ] {
+            let src: Vec<i32> = (0..rows * cols).map(|i| i as i32).collect();
             let mut out = vec![f32::NAN; rows * cols];
-            transpose(&src, rows, cols, &mut out);
+            transpose_map::<SerialJoin, _, _>(&src, rows, cols, &mut out, |v, t| {
+                v as f32 + 0.5 * t as f32
+            });
             for r in 0..rows {
                 for c in 0..cols {
-                    assert_eq!(out[c * rows + r], src[r * cols + c], "{rows}x{cols}");
+                    let want = src[r * cols + c] as f32 + 0.5 * c as f32;
+                    assert_eq!(out[c * rows + r], want, "{rows}x{cols}");
                 }
             }
         }
