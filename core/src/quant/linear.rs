@@ -16,10 +16,17 @@ use super::{QuantError, QuantType, blocks_of, check_len, mul_size};
 use crate::kernels::Platform;
 use crate::parallel::{Join, SerialJoin, for_each_chunk_mut};
 
-/// Weight rows per parallel task: at K = 2560 that is 40 KiB of I2_S
-/// weights, enough to amortize a task while leaving tens of tasks per
-/// matrix to balance over the threads.
+/// Weight rows per parallel task of a one-token matmul (decode): at
+/// K = 2560 that is 40 KiB of I2_S weights, enough to amortize a task while
+/// leaving tens of tasks per matrix to balance over the threads.
 pub const ROWS_PER_TASK: usize = 64;
+
+/// Weight rows per parallel task of a batch (prefill GEMMs): a task's
+/// work is `batch` times a decode task's, so balance needs fewer tasks, and
+/// each task re-reads its tokens' activations once per group of rows. On
+/// the 2B-4T shapes with 512 tokens the I2_S GEMM ran 3-7 % faster per
+/// thread with 128 rows than with 64 (docs/perf.md, "I2_S prefill GEMM").
+pub const BATCH_ROWS_PER_TASK: usize = 128;
 
 /// Tile edge of [`transpose_map`].
 const TRANSPOSE_TILE: usize = 16;
@@ -61,7 +68,8 @@ where
 
 /// Runs `f(rows, out_rows)` over `0..m` weight rows, where `out` holds
 /// `per_row` outputs per weight row: in one call when `J` is serial or the
-/// matrix is small, else in [`ROWS_PER_TASK`]-row tasks through `J`. Every
+/// matrix is small, else in tasks of [`ROWS_PER_TASK`] rows (one output per
+/// row) or [`BATCH_ROWS_PER_TASK`] rows (a batch) through `J`. Every
 /// output is computed by the same kernel code whatever the split, so results
 /// do not depend on the thread count. Returns the kernel id.
 fn run_rows<J, T, F>(
@@ -75,16 +83,21 @@ where
     T: Send,
     F: Fn(core::ops::Range<usize>, &mut [T]) -> Result<&'static str, QuantError> + Sync,
 {
-    if !J::PARALLEL || m <= ROWS_PER_TASK {
+    let task_rows = if per_row > 1 {
+        BATCH_ROWS_PER_TASK
+    } else {
+        ROWS_PER_TASK
+    };
+    if !J::PARALLEL || m <= task_rows {
         return f(0..m, out);
     }
-    let task_len = ROWS_PER_TASK * per_row;
+    let task_len = task_rows * per_row;
     let mut tasks: Vec<(Result<&'static str, QuantError>, &mut [T])> =
         out.chunks_mut(task_len).map(|c| (Ok(""), c)).collect();
     for_each_chunk_mut::<J, _, _>(&mut tasks, 1, 1, &|first, items| {
         for (i, (res, chunk)) in items.iter_mut().enumerate() {
-            let r0 = (first + i) * ROWS_PER_TASK;
-            *res = f(r0..(r0 + ROWS_PER_TASK).min(m), chunk);
+            let r0 = (first + i) * task_rows;
+            *res = f(r0..(r0 + task_rows).min(m), chunk);
         }
     });
     let mut id = "";
