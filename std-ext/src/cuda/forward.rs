@@ -459,6 +459,16 @@ pub struct Tuning {
     pub persist_bps: usize,
     /// Matrices the persistent kernel pulls to L2 ahead (`PF_AHEAD`).
     pub prefetch_ahead: usize,
+    /// Issue that prefetch at the end of a phase instead of its start
+    /// (`PF_END`).
+    pub prefetch_end: bool,
+    /// Release / acquire operations where blocks publish data to each
+    /// other (grid barriers, attention's counters and flags) instead of
+    /// sequentially consistent fences (`SYNC_ACQREL`).
+    pub sync_acqrel: bool,
+    /// The persistent kernel calls its quantization and single-matrix
+    /// GEMV code instead of inlining a copy per phase (`PB_NOINLINE`).
+    pub call_phases: bool,
     /// A measuring build: the persistent kernel stamps the time of every
     /// block's arrival at and exit from every grid barrier
     /// (`PHASE_TIMES`; read with [`CudaModel::phase_times`]).
@@ -473,7 +483,10 @@ impl Default for Tuning {
             pdl: true,
             persistent: true,
             persist_bps: 2,
-            prefetch_ahead: 0,
+            prefetch_ahead: 1,
+            prefetch_end: true,
+            sync_acqrel: true,
+            call_phases: true,
             phase_times: false,
         }
     }
@@ -521,8 +534,9 @@ pub struct PhaseTimes {
     pub blocks: usize,
     /// Layers (5 phases each, the last one's end is the kernel's end).
     pub layers: usize,
-    /// ns, `[(slot * blocks + block) * 2 + {0 arrival, 1 exit}]`, slots
-    /// `0..=5 * layers`.
+    /// ns, `[(slot * blocks + block) * 3 + {0 arrival, 1 exit, 2 end of
+    /// the block's quantization}]`, slots `0..=5 * layers` (2: 0 where
+    /// the block quantized nothing in the phase ending at that slot).
     pub stamps: Vec<u64>,
 }
 
@@ -866,6 +880,9 @@ impl CudaModel {
                     format!("-DGEMV_RPW={}", tuning.gemv_rpw),
                     format!("-DGEMV_UNROLL={}", tuning.gemv_unroll),
                     format!("-DPF_AHEAD={}", tuning.prefetch_ahead),
+                    format!("-DPF_END={}", u8::from(tuning.prefetch_end)),
+                    format!("-DSYNC_ACQREL={}", u8::from(tuning.sync_acqrel)),
+                    format!("-DPB_NOINLINE={}", u8::from(tuning.call_phases)),
                     format!("-DPHASE_TIMES={}", u8::from(tuning.phase_times)),
                 ],
                 ..Default::default()
@@ -1104,7 +1121,7 @@ impl CudaModel {
                     let mut times = 0;
                     if tuning.phase_times {
                         let slots = 5 * c.n_layers + 1;
-                        let buf = stream.alloc_zeros::<u8>(slots * plan.blocks as usize * 16)?;
+                        let buf = stream.alloc_zeros::<u8>(slots * plan.blocks as usize * 24)?;
                         times = ptr_u8(&buf, &stream);
                         times_buf = Some(buf);
                     }
@@ -1384,7 +1401,7 @@ impl CudaModel {
         // ready flag per head, all zero between launches) are sized as for
         // the per-kernel step (PB_THREADS >= ATT_CHUNK); bar is two zeroed words that every launch leaves
         // at a zero count; qact / qmeta as for `quantize_act`; times is 0
-        // or, with PHASE_TIMES, (5 n_layers + 1) x blocks x 2 u64. The grid is
+        // or, with PHASE_TIMES, (5 n_layers + 1) x blocks x 3 u64. The grid is
         // at most what the occupancy API says is co-resident, and the
         // cooperative attribute makes the driver refuse a grid that is not,
         // so the grid barriers cannot deadlock. `config` and `attr` live
