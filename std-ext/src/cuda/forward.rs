@@ -469,6 +469,12 @@ pub struct Tuning {
     /// The persistent kernel calls its quantization and single-matrix
     /// GEMV code instead of inlining a copy per phase (`PB_NOINLINE`).
     pub call_phases: bool,
+    /// Rows per matrix of a persistent gate|up warp's row group
+    /// (`PB_FR_GLU`; 2 or 4).
+    pub glu_rows: usize,
+    /// The persistent kernel's quantization keeps 3 float4s per thread
+    /// for inputs of up to 3072 (else 8; `QUANT_NARROW`).
+    pub quant_narrow: bool,
     /// A measuring build: the persistent kernel stamps the time of every
     /// block's arrival at and exit from every grid barrier
     /// (`PHASE_TIMES`; read with [`CudaModel::phase_times`]).
@@ -487,6 +493,8 @@ impl Default for Tuning {
             prefetch_end: true,
             sync_acqrel: true,
             call_phases: true,
+            glu_rows: 2,
+            quant_narrow: true,
             phase_times: false,
         }
     }
@@ -808,6 +816,7 @@ impl CudaModel {
     pub fn with_tuning(m: &HostModel<'_>, n_ctx: usize, tuning: Tuning) -> Result<Self, CudaError> {
         if !matches!(tuning.gemv_rpw, 1 | 2 | 4 | 8)
             || !matches!(tuning.gemv_unroll, 1 | 2 | 4)
+            || !matches!(tuning.glu_rows, 2 | 4)
             || !(1..=4).contains(&tuning.persist_bps)
             || tuning.prefetch_ahead > 4
         {
@@ -883,6 +892,8 @@ impl CudaModel {
                     format!("-DPF_END={}", u8::from(tuning.prefetch_end)),
                     format!("-DSYNC_ACQREL={}", u8::from(tuning.sync_acqrel)),
                     format!("-DPB_NOINLINE={}", u8::from(tuning.call_phases)),
+                    format!("-DPB_FR_GLU={}", tuning.glu_rows),
+                    format!("-DQUANT_NARROW={}", u8::from(tuning.quant_narrow)),
                     format!("-DPHASE_TIMES={}", u8::from(tuning.phase_times)),
                 ],
                 ..Default::default()

@@ -212,8 +212,10 @@ __device__ __forceinline__ float scalbnf_cpu(float x, int n) {
 // e^x as core's `exp_f32` (libm 0.2.16 `expf`, FreeBSD e_expf.c),
 // operation for operation: the same bits for every input (checked on a
 // sweep by `bitnet-cuda-suite OUT fixtures`). CUDA's own expf differs
-// from it in the last bit for some inputs.
-__device__ float expf_cpu(float x) {
+// from it in the last bit for some inputs. Called, not inlined: the
+// softmax's unrolled loops would otherwise hold a copy per register (code
+// size is time in the persistent kernel: see PB_NOINLINE).
+__device__ __noinline__ float expf_cpu(float x) {
     const float LN2_HI = 6.9314575195e-01f;   // 0x3f317200
     const float LN2_LO = 1.4286067653e-06f;   // 0x35bfbe8e
     const float INV_LN2 = 1.4426950216e+00f;  // 0x3fb8aa3b
@@ -281,7 +283,7 @@ __device__ __forceinline__ void sum_window(double t, int n, double& lo, double& 
 // The CPU's sequential f64 sum of n terms read through L2 (x_i * x_i in
 // f32 when sq, else x_i), in index order by thread 0, returned to every
 // thread. Block-uniform call; sh: a double of shared memory.
-__device__ double seq_sum_cpu(const float* x, int n, bool sq, double* sh) {
+__device__ __noinline__ double seq_sum_cpu(const float* x, int n, bool sq, double* sh) {
     __syncthreads();
     if (threadIdx.x == 0) {
         double acc = 0.0;
@@ -507,27 +509,18 @@ __device__ __forceinline__ void gemv_prefetch(const u8* W, const u8* W2, int r0,
     }
 }
 
-// The quantized activations of one 16-byte chunk position: from global
-// memory (read-only for this kernel: the non-coherent path), or from the
-// shared-memory copy a persistent block made itself.
-template <bool SHQ>
-__device__ __forceinline__ int4 ld_q(const u8* p) {
-    if (SHQ) return *(const int4*)p;
-    return __ldg((const int4*)p);
-}
-
 // The rows of the I2_S GEMVs with int8 activations (dp4a). NM matrices
 // (1, or 2 for gate|up) of `rows` rows; each warp takes GEMV_RPW rows of
 // each matrix: rows r0 .. r0 + GEMV_RPW - 1, r0 = GEMV_RPW * gw (gw: the
 // warp's index among the nwt warps taking part), striding by all warps.
 // Lane l reads chunks l, l + 32, ... of every row (the order
-// `i2s_dot_gpu_emulated` models). q: the quantized activations (global or,
-// SHQ, shared memory); s / sumq: their scale and sum.
+// `i2s_dot_gpu_emulated` models). q: the quantized activations (read-only
+// for this kernel: the non-coherent path); s / sumq: their scale and sum.
 // y = ((dot as f32) / s) * ws[r]; y = y * ps[r] (the CPU's two roundings).
 // NM == 1: mode 0 out[r] = y, mode 1 out[r] += y (the old value read
 // through L2: another block of a persistent kernel may have written it).
 // NM == 2: out[r] = act(gate) * up with act 0 = relu^2, 1 = silu.
-template <int NM, bool SHQ>
+template <int NM>
 __device__ __forceinline__ void i2s_gemv_rows(
     const u8* __restrict__ W, const u8* __restrict__ W2, const float* __restrict__ ws,
     const float* __restrict__ ps, const float* __restrict__ ws2, const float* __restrict__ ps2,
@@ -578,10 +571,10 @@ __device__ __forceinline__ void i2s_gemv_rows(
                 const int c = c0 + 32 * u;
                 if (c < nchunk) {
                     const u8* qb = q + (c >> 1) * QBLOCK_STRIDE + (c & 1) * 16;
-                    const int4 q0 = ld_q<SHQ>(qb);
-                    const int4 q1 = ld_q<SHQ>(qb + 32);
-                    const int4 q2 = ld_q<SHQ>(qb + 64);
-                    const int4 q3 = ld_q<SHQ>(qb + 96);
+                    const int4 q0 = __ldg((const int4*)(qb));
+                    const int4 q1 = __ldg((const int4*)(qb + 32));
+                    const int4 q2 = __ldg((const int4*)(qb + 64));
+                    const int4 q3 = __ldg((const int4*)(qb + 96));
 #pragma unroll
                     for (int j = 0; j < NM * GEMV_RPW; ++j)
                         i2s_chunk(w[u][j], q0, q1, q2, q3, a16[j], a4[j], a1[j]);
@@ -646,8 +639,8 @@ __device__ __forceinline__ void i2s_gemv_body(
     pdl_wait();
     const float s = __int_as_float(__ldg(meta));
     const int sumq = __ldg(meta + 1);
-    i2s_gemv_rows<NM, false>(W, W2, ws, ps, ws2, ps2, q, s, sumq, K, rows, out, mode, act, gw,
-                             gridDim.x * warps);
+    i2s_gemv_rows<NM>(W, W2, ws, ps, ws2, ps2, q, s, sumq, K, rows, out, mode, act, gw,
+                      gridDim.x * warps);
 }
 
 // One I2_S projection (mode 0: out = W x; mode 1: out += W x).
@@ -1142,7 +1135,8 @@ __device__ __noinline__ void attention_body(
             for (int u = 0; u < KV; ++u)
                 kv[u] = (live && fs + u < hd4) ? *((const float4*)kr + fs + u)
                                                : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll
+            // Not unrolled: one copy of the chain's code.
+#pragma unroll 1
             for (int s2 = 0; s2 < TPP; ++s2) {
                 if (sub == s2) {
 #pragma unroll
@@ -1345,14 +1339,136 @@ __device__ __forceinline__ void prefetch_l2_bulk(const void* p, u32 bytes) {
 }
 
 // This warp's rows of one matrix (the rows i2s_gemv_rows will give it) to
-// L2: lane l takes the warp's l-th group of GEMV_RPW rows.
-__device__ __forceinline__ void prefetch_rows(const u8* W, int rows, int K, int gw, int nwt) {
+// L2: lane l takes the warp's l-th group of fr rows.
+__device__ __forceinline__ void prefetch_rows(const u8* W, int rows, int K, int fr, int gw,
+                                              int nwt) {
     const int lane = threadIdx.x & 31;
     const usize rb = (usize)(K >> 2);
-    const int stride = nwt * GEMV_RPW;
-    for (int r0 = gw * GEMV_RPW + lane * stride; r0 < rows; r0 += 32 * stride) {
-        const int n = min(GEMV_RPW, rows - r0);
+    const int stride = nwt * fr;
+    for (int r0 = gw * fr + lane * stride; r0 < rows; r0 += 32 * stride) {
+        const int n = min(fr, rows - r0);
         prefetch_l2_bulk(W + (usize)r0 * rb, (u32)(n * rb));
+    }
+}
+
+// A block's quantized input: its scale s and sum of q (block_quant_i2s).
+struct QuantOut {
+    float s;
+    int sumq;
+};
+
+// Rows per matrix of a persistent GEMV warp's row group: PB_FR in the
+// single-matrix phases, PB_FR_GLU in gate|up (4 gives each of 1728 warps
+// one group of 6912 x 2 matrices, where 2 leaves 1344 of the 2112 warps
+// two groups one after the other, but measured slower on the H100: see
+// docs/perf.md). Even; the host may set them.
+#ifndef PB_FR
+#define PB_FR 2
+#endif
+#ifndef PB_FR_GLU
+#define PB_FR_GLU 2
+#endif
+
+// The persistent kernel's I2_S GEMV rows: the operations and outputs of
+// i2s_gemv_rows (the integer dot of a row is exact however it is split),
+// with another split. Warp gw takes the row groups r0 = FR gw + k FR nwt:
+// rows r0 .. r0 + FR - 1 of each of NM matrices, as NM FR / 2 pairs of
+// neighbouring rows; lanes 0..15 take each pair's first row, 16..31 its
+// second, lane l the 16-byte chunks (l & 15) + 16 u of its rows, U16 per
+// row in flight at once (a row of 2560 is 40 chunks: 3 rounds of 16 lanes
+// with 8 idle slots, where 32 lanes x 2 left 24), then the half-warp sums.
+// qs: the block's quantized input (shared memory), qo its scale and sum.
+template <int NM, int FR, int U16>
+__device__ __forceinline__ void pair_gemv(
+    const u8* __restrict__ W, const u8* __restrict__ W2, const float* __restrict__ ws,
+    const float* __restrict__ ps, const float* __restrict__ ws2, const float* __restrict__ ps2,
+    const u8* __restrict__ qs, QuantOut qo, int K, int rows, float* __restrict__ out, int mode,
+    int act, int gw, int nwt) {
+    constexpr int HP = FR / 2;   // pairs per matrix
+    constexpr int NP = NM * HP;  // pairs per group
+    static_assert(FR % 2 == 0, "rows per group: even");
+    const int lane = threadIdx.x & 31, half = lane >> 4, hl = lane & 15;
+    const int nchunk = K >> 6;
+    const usize rb = (usize)(K >> 2);
+    for (int r0 = gw * FR; r0 < rows; r0 += nwt * FR) {
+        int a16[NP], a4[NP], a1[NP];
+        // The row scales (and, mode 1, the old outputs: only this warp
+        // writes its rows), loaded with the first weights by the lanes
+        // that finish the rows.
+        float sw[NP], sp[NP], old[HP];
+#pragma unroll
+        for (int p = 0; p < NP; ++p) {
+            a16[p] = 0;
+            a4[p] = 0;
+            a1[p] = 0;
+            const int r = r0 + 2 * (p % HP) + half;
+            const bool mine = hl == 0 && r < rows;
+            sw[p] = mine ? ((p < HP) ? ws[r] : ws2[r]) : 0.0f;
+            sp[p] = mine ? ((p < HP) ? ps[r] : ps2[r]) : 0.0f;
+            if (p < HP) old[p] = (NM == 1 && mode == 1 && mine) ? __ldcg(out + r) : 0.0f;
+        }
+        for (int c0 = 0; c0 < nchunk; c0 += 16 * U16) {
+            uint4 w[U16][NP];
+#pragma unroll
+            for (int u = 0; u < U16; ++u) {
+                const int c = c0 + hl + 16 * u;
+#pragma unroll
+                for (int p = 0; p < NP; ++p) {
+                    const int r = r0 + 2 * (p % HP) + half;
+                    const u8* base = (p < HP) ? W : W2;
+                    w[u][p] = (c < nchunk && r < rows)
+                                  ? __ldg((const uint4*)(base + (usize)r * rb) + c)
+                                  : make_uint4(0u, 0u, 0u, 0u);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < U16; ++u) {
+                const int c = c0 + hl + 16 * u;
+                if (c < nchunk) {
+                    const u8* qb = qs + (c >> 1) * QBLOCK_STRIDE + (c & 1) * 16;
+                    const int4 q0 = *(const int4*)qb;
+                    const int4 q1 = *(const int4*)(qb + 32);
+                    const int4 q2 = *(const int4*)(qb + 64);
+                    const int4 q3 = *(const int4*)(qb + 96);
+#pragma unroll
+                    for (int p = 0; p < NP; ++p)
+                        i2s_chunk(w[u][p], q0, q1, q2, q3, a16[p], a4[p], a1[p]);
+                }
+            }
+        }
+        float y[NP];
+#pragma unroll
+        for (int p = 0; p < NP; ++p) {
+            // a16 is 16 x an integer, a4 is 4 x an integer: the divisions
+            // are exact. The sum over the half-warp.
+            int v = a16[p] / 16 + a4[p] / 4 + a1[p];
+            for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            float t = ((float)(v - qo.sumq) / qo.s) * sw[p];
+            y[p] = t * sp[p];
+        }
+        if (hl == 0) {
+#pragma unroll
+            for (int p = 0; p < HP; ++p) {
+                const int r = r0 + 2 * p + half;
+                if (r < rows) {
+                    float t = y[p];
+                    if (NM == 2) {
+                        const float u = y[HP + p];
+                        if (act == 0) {
+                            const float g = fmaxf(t, 0.0f);
+                            t = g * g * u;
+                        } else {
+                            t = silu_mul_cpu(t, u);
+                        }
+                        out[r] = t;
+                    } else if (mode == 1) {
+                        out[r] = old[p] + t;
+                    } else {
+                        out[r] = t;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -1367,16 +1483,10 @@ __device__ __forceinline__ void prefetch_rows(const u8* W, int rows, int K, int 
 // code on the same input, so all get the same bits. All loads of x and nw
 // are issued at once (one L2 round trip, not one per element); the values
 // stay in registers. qs: the padded layout in shared memory. Returns s and
-// sum q. Needs K % 4 == 0.
 // sum q. Needs K % 4 == 0 and K <= PB_THREADS * 4 * NV (NV float4s per
 // thread; no more than K needs: the unrolled code for unused ones would
 // still be fetched and issued). shd / shf / shi: 32 of each in shared
 // memory.
-struct QuantOut {
-    float s;
-    int sumq;
-};
-
 template <int NV>
 __device__ __forceinline__ QuantOut block_quant_i2s_v(const float* x, const float* __restrict__ nw,
                                                       float eps, int K, u8* qs, double* shd,
@@ -1392,16 +1502,17 @@ __device__ __forceinline__ QuantOut block_quant_i2s_v(const float* x, const floa
     }
     float nscale = 1.0f;
     if (nw != 0) {
-        // Padding is zero: adds nothing.
-        double acc = 0.0;
+        // Padding is zero: adds nothing. Four chains of additions (any
+        // order of them is a tree sum for rms_mean_cpu's window).
+        double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
 #pragma unroll
         for (int j = 0; j < NV; ++j) {
-            acc += (double)(v[j].x * v[j].x);
-            acc += (double)(v[j].y * v[j].y);
-            acc += (double)(v[j].z * v[j].z);
-            acc += (double)(v[j].w * v[j].w);
+            a0 += (double)(v[j].x * v[j].x);
+            a1 += (double)(v[j].y * v[j].y);
+            a2 += (double)(v[j].z * v[j].z);
+            a3 += (double)(v[j].w * v[j].w);
         }
-        const float mean = rms_mean_cpu(block_sum_d(acc, shd), x, K, shd);
+        const float mean = rms_mean_cpu(block_sum_d((a0 + a1) + (a2 + a3), shd), x, K, shd);
         nscale = 1.0f / sqrtf(mean + eps);
 #pragma unroll
         for (int j = 0; j < NV; ++j) {
@@ -1411,15 +1522,15 @@ __device__ __forceinline__ QuantOut block_quant_i2s_v(const float* x, const floa
             v[j].w = v[j].w * nscale * g[j].w;
         }
     }
-    float m = 0.0f;
+    float m0 = 0.0f, m1 = 0.0f, m2 = 0.0f, m3 = 0.0f;
 #pragma unroll
     for (int j = 0; j < NV; ++j) {
-        m = fmaxf(m, fabsf(v[j].x));
-        m = fmaxf(m, fabsf(v[j].y));
-        m = fmaxf(m, fabsf(v[j].z));
-        m = fmaxf(m, fabsf(v[j].w));
+        m0 = fmaxf(m0, fabsf(v[j].x));
+        m1 = fmaxf(m1, fabsf(v[j].y));
+        m2 = fmaxf(m2, fabsf(v[j].z));
+        m3 = fmaxf(m3, fabsf(v[j].w));
     }
-    m = block_max_f(m, shf);
+    float m = block_max_f(fmaxf(fmaxf(m0, m1), fmaxf(m2, m3)), shf);
     m = fmaxf(1e-5f, m);
     const float s = (float)(127.0 / (double)m);
     int sq = 0;
@@ -1458,25 +1569,34 @@ __device__ __forceinline__ QuantOut block_quant_i2s_v(const float* x, const floa
 #define PB_CALL __forceinline__
 #endif
 
-// block_quant_i2s_v with the fewest float4s per thread of 3 (inputs of up
-// to 3072, the 2B model's 2560) and BQ_VEC (where called, not inlined).
+// block_quant_i2s_v with BQ_VEC float4s per thread, or (QUANT_NARROW, where
+// called, not inlined) 3 for inputs of up to 3072 (the 2B model's 2560).
+// A third width (7 for 6912) measured no faster: its code is fetched too.
+#ifndef QUANT_NARROW
+#define QUANT_NARROW 1
+#endif
 __device__ PB_CALL QuantOut block_quant_i2s(const float* x, const float* __restrict__ nw,
                                             float eps, int K, u8* qs) {
     __shared__ double shd[32];
     __shared__ float shf[32];
     __shared__ int shi[32];
-    if (PB_NOINLINE && K <= PB_THREADS * 4 * 3)
+    if (QUANT_NARROW && PB_NOINLINE && K <= PB_THREADS * 4 * 3)
         return block_quant_i2s_v<3>(x, nw, eps, K, qs, shd, shf, shi);
     return block_quant_i2s_v<BQ_VEC>(x, nw, eps, K, qs, shd, shf, shi);
 }
 
-// A single-matrix GEMV phase of the persistent kernel (i2s_gemv_rows on
-// the block's quantized input).
+// A single-matrix GEMV phase of the persistent kernel (pair_gemv on the
+// block's quantized input; a 2560 row in one round of 3 chunks per lane,
+// a 6912 row in one of 7).
 __device__ PB_CALL void persist_gemv(const u8* __restrict__ W, const float* __restrict__ ws,
                                      const float* __restrict__ ps, const u8* __restrict__ qs,
                                      QuantOut qo, int K, int rows, float* __restrict__ out,
                                      int mode, int gw, int nwt) {
-    i2s_gemv_rows<1, true>(W, 0, ws, ps, 0, 0, qs, qo.s, qo.sumq, K, rows, out, mode, 0, gw, nwt);
+    if (K <= 64 * 16 * 3) {
+        pair_gemv<1, PB_FR, 3>(W, 0, ws, ps, 0, 0, qs, qo, K, rows, out, mode, 0, gw, nwt);
+    } else {
+        pair_gemv<1, PB_FR, 7>(W, 0, ws, ps, 0, 0, qs, qo, K, rows, out, mode, 0, gw, nwt);
+    }
 }
 
 // Per-layer device pointers of the persistent kernel, as the host lays
@@ -1520,17 +1640,17 @@ __device__ __forceinline__ void prefetch_matrix(const usize* __restrict__ lp, co
     const usize* L = lp + (usize)(m >> 2) * PL_STRIDE;
     switch (m & 3) {
         case 0:
-            prefetch_rows((const u8*)L[PL_QKV_W], d.q_dim + 2 * d.kv_dim, d.dim, gw, nwt);
+            prefetch_rows((const u8*)L[PL_QKV_W], d.q_dim + 2 * d.kv_dim, d.dim, PB_FR, gw, nwt);
             break;
         case 1:
-            prefetch_rows((const u8*)L[PL_O_W], d.dim, d.q_dim, gw, nwt);
+            prefetch_rows((const u8*)L[PL_O_W], d.dim, d.q_dim, PB_FR, gw, nwt);
             break;
         case 2:
-            prefetch_rows((const u8*)L[PL_GATE_W], d.hidden, d.dim, gw, nwt);
-            prefetch_rows((const u8*)L[PL_UP_W], d.hidden, d.dim, gw, nwt);
+            prefetch_rows((const u8*)L[PL_GATE_W], d.hidden, d.dim, PB_FR_GLU, gw, nwt);
+            prefetch_rows((const u8*)L[PL_UP_W], d.hidden, d.dim, PB_FR_GLU, gw, nwt);
             break;
         default:
-            prefetch_rows((const u8*)L[PL_DOWN_W], d.dim, d.hidden, gw, nwt);
+            prefetch_rows((const u8*)L[PL_DOWN_W], d.dim, d.hidden, PB_FR, gw, nwt);
             break;
     }
 }
@@ -1543,7 +1663,7 @@ __device__ __forceinline__ void prefetch_matrix(const usize* __restrict__ lp, co
 //   C  every block: sub-norm + quantize att; o rows, added to x
 //   D  every block: norm + quantize x; gate|up rows, act(gate) * up -> hb
 //   E  every block: sub-norm + quantize hb; down rows, added to x
-// Rows go to warps as in the GEMV kernels (GEMV_RPW per warp, striding
+// Rows go to warps in groups (pair_gemv: PB_FR, PB_FR_GLU per warp, striding
 // over all warps of the grid); the phase of matrix m (or, PF_END, its
 // end) pulls matrix m + PF_AHEAD to L2 (bulk prefetch), so the weight
 // stream runs on over barriers, quantization and attention. The float parts are the
@@ -1583,12 +1703,12 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
     QuantOut qo;
     // Whether this block has rows of a matrix of `rows` rows (blocks
     // without any skip the quantization too; block-uniform).
-#define HAS_ROWS(rows) (blockIdx.x * warps * GEMV_RPW < (rows))
+#define HAS_ROWS(rows, fr) (blockIdx.x * warps * (fr) < (rows))
     for (int l = 0; l < d.n_layers; ++l) {
         const usize* L = lp + (usize)l * PL_STRIDE;
         // A: q|k|v.
         PF_PHASE(4 * l + 0, 0);
-        if (HAS_ROWS(qkv_rows)) {
+        if (HAS_ROWS(qkv_rows, PB_FR)) {
             qo = block_quant_i2s(x, (const float*)L[PL_ATTN_NORM], d.eps, d.dim, qs);
             phase_stamp(times, slot, 2);
             if (l == 0 && blockIdx.x == 0) {
@@ -1634,7 +1754,7 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
             for (int i = threadIdx.x; i < d.n_heads; i += PB_THREADS) done[d.n_heads + i] = 0;
         // C: o, added to the residual.
         PF_PHASE(4 * l + 1, 0);
-        if (HAS_ROWS(d.dim)) {
+        if (HAS_ROWS(d.dim, PB_FR)) {
             qo = block_quant_i2s(att, (const float*)L[PL_ATTN_SUB_NORM], d.eps, d.q_dim, qs);
             phase_stamp(times, slot, 2);
             persist_gemv((const u8*)L[PL_O_W], (const float*)L[PL_O_WS],
@@ -1644,19 +1764,19 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
         grid_barrier(bar, times, slot);
         // D: gate|up and the activation.
         PF_PHASE(4 * l + 2, 0);
-        if (HAS_ROWS(d.hidden)) {
+        if (HAS_ROWS(d.hidden, PB_FR_GLU)) {
             qo = block_quant_i2s(x, (const float*)L[PL_FFN_NORM], d.eps, d.dim, qs);
             phase_stamp(times, slot, 2);
-            i2s_gemv_rows<2, true>((const u8*)L[PL_GATE_W], (const u8*)L[PL_UP_W],
-                                   (const float*)L[PL_GATE_WS], (const float*)L[PL_GATE_PS],
-                                   (const float*)L[PL_UP_WS], (const float*)L[PL_UP_PS], qs, qo.s,
-                                   qo.sumq, d.dim, d.hidden, hb, 0, d.act, gw, nwt);
+            pair_gemv<2, PB_FR_GLU, 3>((const u8*)L[PL_GATE_W], (const u8*)L[PL_UP_W],
+                                       (const float*)L[PL_GATE_WS], (const float*)L[PL_GATE_PS],
+                                       (const float*)L[PL_UP_WS], (const float*)L[PL_UP_PS], qs,
+                                       qo, d.dim, d.hidden, hb, 0, d.act, gw, nwt);
         }
         PF_PHASE(4 * l + 2, 1);
         grid_barrier(bar, times, slot);
         // E: down, added to the residual.
         PF_PHASE(4 * l + 3, 0);
-        if (HAS_ROWS(d.dim)) {
+        if (HAS_ROWS(d.dim, PB_FR)) {
             qo = block_quant_i2s(hb, (const float*)L[PL_FFN_SUB_NORM], d.eps, d.hidden, qs);
             phase_stamp(times, slot, 2);
             persist_gemv((const u8*)L[PL_DOWN_W], (const float*)L[PL_DOWN_WS],

@@ -732,7 +732,11 @@ fn persist_table(r: &mut String) -> Res<bool> {
             call_phases: false,
             ..def
         },
-        Tuning { gemv_rpw: 1, ..def },
+        Tuning { glu_rows: 4, ..def },
+        Tuning {
+            quant_narrow: false,
+            ..def
+        },
         // The default again: the spread between two runs of one version.
         def,
     ];
@@ -756,7 +760,7 @@ fn persist_table(r: &mut String) -> Res<bool> {
         let eff = m.gm.tuning();
         let path = match (m.gm.persistent_blocks(), m.gm.persist_note()) {
             (Some(b), _) => format!(
-                "persistent {b} blocks ({}/SM), L2 prefetch {} ahead{}, {}, phase code {}",
+                "persistent {b} blocks ({}/SM), L2 prefetch {} ahead{}, {}, phase code {}, gate|up rows/warp {}, quantization {}",
                 eff.persist_bps,
                 eff.prefetch_ahead,
                 if eff.prefetch_end {
@@ -769,7 +773,13 @@ fn persist_table(r: &mut String) -> Res<bool> {
                 } else {
                     "SC fences"
                 },
-                if eff.call_phases { "called" } else { "inlined" }
+                if eff.call_phases { "called" } else { "inlined" },
+                eff.glu_rows,
+                if eff.quant_narrow {
+                    "3 or 8 float4s/thread"
+                } else {
+                    "8 float4s/thread"
+                }
             ),
             (None, Some(why)) => {
                 ok = false;
@@ -820,11 +830,11 @@ fn phases(r: &mut String) -> Res<()> {
         phase_times: true,
         ..Tuning::default()
     };
-    // The default, and with each phase's code inlined (see `persist`).
+    // The default, and without the L2 prefetch (see `persist`).
     for tu in [
         def,
         Tuning {
-            call_phases: false,
+            prefetch_ahead: 0,
             ..def
         },
     ] {
@@ -847,7 +857,7 @@ fn phases_of(r: &mut String, host: &HostModel<'_>, tu: Tuning) -> Res<()> {
     let eff = gm.tuning();
     let _ = writeln!(
         r,
-        "\n## Persistent step, time per phase (us, mean over the layers; synthetic 2B-4T; L2 prefetch {} ahead{}, {}, phase code {})\n\n\
+        "\n## Persistent step, time per phase (us, mean over the layers; synthetic 2B-4T; L2 prefetch {} ahead{}, {}, phase code {}, gate|up rows per warp {})\n\n\
          Work: first exit of the previous barrier to last arrival; quantization / rest: a block's own span from its exit to the end of its quantization, then to its arrival (mean over the blocks with rows).\n\n\
          | phase | work, step at pos {} | quantization / rest | barrier release | work, step at pos {} | quantization / rest | barrier release |\n|---|---|---|---|---|---|---|",
         eff.prefetch_ahead,
@@ -862,6 +872,7 @@ fn phases_of(r: &mut String, host: &HostModel<'_>, tu: Tuning) -> Res<()> {
             "SC fences"
         },
         if eff.call_phases { "called" } else { "inlined" },
+        eff.glu_rows,
         cols[0].0,
         cols[1].0
     );
