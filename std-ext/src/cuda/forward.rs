@@ -457,11 +457,9 @@ pub struct Tuning {
     pub persistent: bool,
     /// Persistent blocks per SM (at most what the occupancy API allows).
     pub persist_bps: usize,
-    /// Matrices the persistent kernel pulls to L2 ahead (`PF_AHEAD`).
+    /// Matrices the persistent kernel pulls to L2 ahead, at the end of
+    /// each GEMV phase (`PF_AHEAD`).
     pub prefetch_ahead: usize,
-    /// Issue that prefetch at the end of a phase instead of its start
-    /// (`PF_END`).
-    pub prefetch_end: bool,
     /// Release / acquire operations where blocks publish data to each
     /// other (grid barriers, attention's counters and flags) instead of
     /// sequentially consistent fences (`SYNC_ACQREL`).
@@ -490,7 +488,6 @@ impl Default for Tuning {
             persistent: true,
             persist_bps: 2,
             prefetch_ahead: 1,
-            prefetch_end: true,
             sync_acqrel: true,
             call_phases: true,
             glu_rows: 2,
@@ -889,7 +886,6 @@ impl CudaModel {
                     format!("-DGEMV_RPW={}", tuning.gemv_rpw),
                     format!("-DGEMV_UNROLL={}", tuning.gemv_unroll),
                     format!("-DPF_AHEAD={}", tuning.prefetch_ahead),
-                    format!("-DPF_END={}", u8::from(tuning.prefetch_end)),
                     format!("-DSYNC_ACQREL={}", u8::from(tuning.sync_acqrel)),
                     format!("-DPB_NOINLINE={}", u8::from(tuning.call_phases)),
                     format!("-DPB_FR_GLU={}", tuning.glu_rows),

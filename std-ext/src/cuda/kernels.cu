@@ -1267,17 +1267,14 @@ extern "C" __global__ void __launch_bounds__(128) attention_values_k(
 
 // Threads of a persistent block (8 warps).
 #define PB_THREADS 256
-// Matrices a block pulls to L2 ahead of its use (0: none); the host may
-// set it. PF_END 0: at the start of the phase PF_AHEAD matrices before
-// (measured slower than none on the H100: the prefetch queues in front of
-// that phase's own weight loads); 1: at the end of that phase (each warp
-// after its own rows, before the barrier: the memory would otherwise idle
-// through the barrier, the next phase's quantization and attention).
+// Matrices ahead a block pulls to L2 (0: none; the host may set it), at
+// the end of each GEMV phase: each warp, after its own rows and before the
+// barrier, pulls its rows of the matrix PF_AHEAD on, so the memory works
+// through the barrier, the next phase's quantization and attention.
+// Issued at the start of a phase instead, the prefetch measured slower
+// than none on the H100 (it queues in front of that phase's own loads).
 #ifndef PF_AHEAD
 #define PF_AHEAD 1
-#endif
-#ifndef PF_END
-#define PF_END 1
 #endif
 
 // Grid-wide barrier of a cooperative launch (every block resident), the
@@ -1664,9 +1661,9 @@ __device__ __forceinline__ void prefetch_matrix(const usize* __restrict__ lp, co
 //   D  every block: norm + quantize x; gate|up rows, act(gate) * up -> hb
 //   E  every block: sub-norm + quantize hb; down rows, added to x
 // Rows go to warps in groups (pair_gemv: PB_FR, PB_FR_GLU per warp, striding
-// over all warps of the grid); the phase of matrix m (or, PF_END, its
-// end) pulls matrix m + PF_AHEAD to L2 (bulk prefetch), so the weight
-// stream runs on over barriers, quantization and attention. The float parts are the
+// over all warps of the grid); the end of matrix m's phase pulls matrix
+// m + PF_AHEAD to L2 (bulk prefetch), so the weight stream runs on over
+// barriers, quantization and attention. The float parts are the
 // per-kernel path's functions (the CPU's bits); nothing depends on timing.
 // lp: n_layers x PL_STRIDE pointers. params[1]: the position. times: see
 // PHASE_TIMES (unused without it). Block 0 also
@@ -1694,12 +1691,11 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
     const int ns = (pos + ATT_CHUNK) / ATT_CHUNK;
     const int ng = (d.hd + ATT_VGROUP - 1) / ATT_VGROUP;
     const int n_vitems = d.n_heads * ng;
-    // Matrix 0 is loaded right away (PF_END), so only the next ones.
-    for (int m = PF_END; m < PF_AHEAD; ++m) prefetch_matrix(lp, d, m, gw, nwt);
-    // The prefetch of matrix m + PF_AHEAD in the phase of matrix m, at its
-    // start (k == 0) or end (k == 1).
-#define PF_PHASE(m, k) \
-    if (PF_AHEAD > 0 && PF_END == (k)) prefetch_matrix(lp, d, (m) + PF_AHEAD, gw, nwt)
+    // Matrix 0 is loaded right away, so only the next ones.
+    for (int m = 1; m < PF_AHEAD; ++m) prefetch_matrix(lp, d, m, gw, nwt);
+    // The prefetch at the end of matrix m's phase.
+#define PF_PHASE(m) \
+    if (PF_AHEAD > 0) prefetch_matrix(lp, d, (m) + PF_AHEAD, gw, nwt)
     QuantOut qo;
     // Whether this block has rows of a matrix of `rows` rows (blocks
     // without any skip the quantization too; block-uniform).
@@ -1707,7 +1703,6 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
     for (int l = 0; l < d.n_layers; ++l) {
         const usize* L = lp + (usize)l * PL_STRIDE;
         // A: q|k|v.
-        PF_PHASE(4 * l + 0, 0);
         if (HAS_ROWS(qkv_rows, PB_FR)) {
             qo = block_quant_i2s(x, (const float*)L[PL_ATTN_NORM], d.eps, d.dim, qs);
             phase_stamp(times, slot, 2);
@@ -1723,7 +1718,7 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
                          (const float*)L[PL_QKV_PS], qs, qo, d.dim, qkv_rows, qkv, 0, gw, nwt);
         }
         if (d.stop) return;
-        PF_PHASE(4 * l, 1);
+        PF_PHASE(4 * l);
         grid_barrier(bar, times, slot);
         // B: attention. Items 0..n_items: scores (+ the softmax of each
         // head, by its last slice); then n_heads x ng value items (head,
@@ -1753,17 +1748,15 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
         if (blockIdx.x == 0)
             for (int i = threadIdx.x; i < d.n_heads; i += PB_THREADS) done[d.n_heads + i] = 0;
         // C: o, added to the residual.
-        PF_PHASE(4 * l + 1, 0);
         if (HAS_ROWS(d.dim, PB_FR)) {
             qo = block_quant_i2s(att, (const float*)L[PL_ATTN_SUB_NORM], d.eps, d.q_dim, qs);
             phase_stamp(times, slot, 2);
             persist_gemv((const u8*)L[PL_O_W], (const float*)L[PL_O_WS],
                          (const float*)L[PL_O_PS], qs, qo, d.q_dim, d.dim, x, 1, gw, nwt);
         }
-        PF_PHASE(4 * l + 1, 1);
+        PF_PHASE(4 * l + 1);
         grid_barrier(bar, times, slot);
         // D: gate|up and the activation.
-        PF_PHASE(4 * l + 2, 0);
         if (HAS_ROWS(d.hidden, PB_FR_GLU)) {
             qo = block_quant_i2s(x, (const float*)L[PL_FFN_NORM], d.eps, d.dim, qs);
             phase_stamp(times, slot, 2);
@@ -1772,17 +1765,16 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
                                        (const float*)L[PL_UP_WS], (const float*)L[PL_UP_PS], qs,
                                        qo, d.dim, d.hidden, hb, 0, d.act, gw, nwt);
         }
-        PF_PHASE(4 * l + 2, 1);
+        PF_PHASE(4 * l + 2);
         grid_barrier(bar, times, slot);
         // E: down, added to the residual.
-        PF_PHASE(4 * l + 3, 0);
         if (HAS_ROWS(d.dim, PB_FR)) {
             qo = block_quant_i2s(hb, (const float*)L[PL_FFN_SUB_NORM], d.eps, d.hidden, qs);
             phase_stamp(times, slot, 2);
             persist_gemv((const u8*)L[PL_DOWN_W], (const float*)L[PL_DOWN_WS],
                          (const float*)L[PL_DOWN_PS], qs, qo, d.hidden, d.dim, x, 1, gw, nwt);
         }
-        PF_PHASE(4 * l + 3, 1);
+        PF_PHASE(4 * l + 3);
         if (l + 1 < d.n_layers) grid_barrier(bar, times, slot);
     }
     if (PHASE_TIMES) {

@@ -760,14 +760,9 @@ fn persist_table(r: &mut String) -> Res<bool> {
         let eff = m.gm.tuning();
         let path = match (m.gm.persistent_blocks(), m.gm.persist_note()) {
             (Some(b), _) => format!(
-                "persistent {b} blocks ({}/SM), L2 prefetch {} ahead{}, {}, phase code {}, gate|up rows/warp {}, quantization {}",
+                "persistent {b} blocks ({}/SM), L2 prefetch {} ahead at phase end, {}, phase code {}, gate|up rows/warp {}, quantization {}",
                 eff.persist_bps,
                 eff.prefetch_ahead,
-                if eff.prefetch_end {
-                    " at phase end"
-                } else {
-                    ""
-                },
                 if eff.sync_acqrel {
                     "release/acquire"
                 } else {
@@ -857,15 +852,10 @@ fn phases_of(r: &mut String, host: &HostModel<'_>, tu: Tuning) -> Res<()> {
     let eff = gm.tuning();
     let _ = writeln!(
         r,
-        "\n## Persistent step, time per phase (us, mean over the layers; synthetic 2B-4T; L2 prefetch {} ahead{}, {}, phase code {}, gate|up rows per warp {})\n\n\
+        "\n## Persistent step, time per phase (us, mean over the layers; synthetic 2B-4T; L2 prefetch {} ahead at phase end, {}, phase code {}, gate|up rows per warp {})\n\n\
          Work: first exit of the previous barrier to last arrival; quantization / rest: a block's own span from its exit to the end of its quantization, then to its arrival (mean over the blocks with rows).\n\n\
          | phase | work, step at pos {} | quantization / rest | barrier release | work, step at pos {} | quantization / rest | barrier release |\n|---|---|---|---|---|---|---|",
         eff.prefetch_ahead,
-        if eff.prefetch_end {
-            " at phase end"
-        } else {
-            ""
-        },
         if eff.sync_acqrel {
             "release/acquire"
         } else {
