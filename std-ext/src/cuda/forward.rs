@@ -457,8 +457,22 @@ pub struct Tuning {
     pub persistent: bool,
     /// Persistent blocks per SM (at most what the occupancy API allows).
     pub persist_bps: usize,
-    /// Matrices the persistent kernel pulls to L2 ahead (`PF_AHEAD`).
+    /// Matrices the persistent kernel pulls to L2 ahead, at the end of
+    /// each GEMV phase (`PF_AHEAD`).
     pub prefetch_ahead: usize,
+    /// Release / acquire operations where blocks publish data to each
+    /// other (grid barriers, attention's counters and flags) instead of
+    /// sequentially consistent fences (`SYNC_ACQREL`).
+    pub sync_acqrel: bool,
+    /// The persistent kernel calls its quantization and single-matrix
+    /// GEMV code instead of inlining a copy per phase (`PB_NOINLINE`).
+    pub call_phases: bool,
+    /// Rows per matrix of a persistent gate|up warp's row group
+    /// (`PB_FR_GLU`; 2 or 4).
+    pub glu_rows: usize,
+    /// The persistent kernel's quantization keeps 3 float4s per thread
+    /// for inputs of up to 3072 (else 8; `QUANT_NARROW`).
+    pub quant_narrow: bool,
     /// A measuring build: the persistent kernel stamps the time of every
     /// block's arrival at and exit from every grid barrier
     /// (`PHASE_TIMES`; read with [`CudaModel::phase_times`]).
@@ -473,7 +487,11 @@ impl Default for Tuning {
             pdl: true,
             persistent: true,
             persist_bps: 2,
-            prefetch_ahead: 0,
+            prefetch_ahead: 1,
+            sync_acqrel: true,
+            call_phases: true,
+            glu_rows: 2,
+            quant_narrow: true,
             phase_times: false,
         }
     }
@@ -521,8 +539,9 @@ pub struct PhaseTimes {
     pub blocks: usize,
     /// Layers (5 phases each, the last one's end is the kernel's end).
     pub layers: usize,
-    /// ns, `[(slot * blocks + block) * 2 + {0 arrival, 1 exit}]`, slots
-    /// `0..=5 * layers`.
+    /// ns, `[(slot * blocks + block) * 3 + {0 arrival, 1 exit, 2 end of
+    /// the block's quantization}]`, slots `0..=5 * layers` (2: 0 where
+    /// the block quantized nothing in the phase ending at that slot).
     pub stamps: Vec<u64>,
 }
 
@@ -794,6 +813,7 @@ impl CudaModel {
     pub fn with_tuning(m: &HostModel<'_>, n_ctx: usize, tuning: Tuning) -> Result<Self, CudaError> {
         if !matches!(tuning.gemv_rpw, 1 | 2 | 4 | 8)
             || !matches!(tuning.gemv_unroll, 1 | 2 | 4)
+            || !matches!(tuning.glu_rows, 2 | 4)
             || !(1..=4).contains(&tuning.persist_bps)
             || tuning.prefetch_ahead > 4
         {
@@ -866,6 +886,10 @@ impl CudaModel {
                     format!("-DGEMV_RPW={}", tuning.gemv_rpw),
                     format!("-DGEMV_UNROLL={}", tuning.gemv_unroll),
                     format!("-DPF_AHEAD={}", tuning.prefetch_ahead),
+                    format!("-DSYNC_ACQREL={}", u8::from(tuning.sync_acqrel)),
+                    format!("-DPB_NOINLINE={}", u8::from(tuning.call_phases)),
+                    format!("-DPB_FR_GLU={}", tuning.glu_rows),
+                    format!("-DQUANT_NARROW={}", u8::from(tuning.quant_narrow)),
                     format!("-DPHASE_TIMES={}", u8::from(tuning.phase_times)),
                 ],
                 ..Default::default()
@@ -1104,7 +1128,7 @@ impl CudaModel {
                     let mut times = 0;
                     if tuning.phase_times {
                         let slots = 5 * c.n_layers + 1;
-                        let buf = stream.alloc_zeros::<u8>(slots * plan.blocks as usize * 16)?;
+                        let buf = stream.alloc_zeros::<u8>(slots * plan.blocks as usize * 24)?;
                         times = ptr_u8(&buf, &stream);
                         times_buf = Some(buf);
                     }
@@ -1384,7 +1408,7 @@ impl CudaModel {
         // ready flag per head, all zero between launches) are sized as for
         // the per-kernel step (PB_THREADS >= ATT_CHUNK); bar is two zeroed words that every launch leaves
         // at a zero count; qact / qmeta as for `quantize_act`; times is 0
-        // or, with PHASE_TIMES, (5 n_layers + 1) x blocks x 2 u64. The grid is
+        // or, with PHASE_TIMES, (5 n_layers + 1) x blocks x 3 u64. The grid is
         // at most what the occupancy API says is co-resident, and the
         // cooperative attribute makes the driver refuse a grid that is not,
         // so the grid barriers cannot deadlock. `config` and `attr` live

@@ -48,6 +48,75 @@ __device__ __forceinline__ void prefetch_l2(const void* p) {
     asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
+// Publishing data to other blocks and reading theirs. SYNC_ACQREL 1: a
+// release atomic / store by thread 0 after a __syncthreads (cumulative:
+// it orders every write the block made before the __syncthreads) and an
+// acquire load or atomic by thread 0 before one (the block's reads after
+// it see what the releasing block wrote); 0: sequentially consistent
+// fences around relaxed accesses (__threadfence, the former code). The
+// host may set it.
+#ifndef SYNC_ACQREL
+#define SYNC_ACQREL 1
+#endif
+
+// atomicAdd, ordered after every write the block made before the caller's
+// __syncthreads; returns the old value.
+__device__ __forceinline__ u32 atomic_add_rel(u32* p, u32 v) {
+#if SYNC_ACQREL
+    u32 old;
+    asm volatile("atom.add.release.gpu.global.u32 %0, [%1], %2;"
+                 : "=r"(old)
+                 : "l"(p), "r"(v)
+                 : "memory");
+    return old;
+#else
+    __threadfence();
+    return atomicAdd(p, v);
+#endif
+}
+
+// atomicAdd with both: release as atomic_add_rel, acquire as load_acq.
+__device__ __forceinline__ int atomic_add_acq_rel(int* p, int v) {
+#if SYNC_ACQREL
+    int old;
+    asm volatile("atom.add.acq_rel.gpu.global.s32 %0, [%1], %2;"
+                 : "=r"(old)
+                 : "l"(p), "r"(v)
+                 : "memory");
+    return old;
+#else
+    __threadfence();
+    const int old = atomicAdd(p, v);
+    __threadfence();
+    return old;
+#endif
+}
+
+// *p = v, ordered after every write the block made before the caller's
+// __syncthreads.
+__device__ __forceinline__ void store_rel(int* p, int v) {
+#if SYNC_ACQREL
+    asm volatile("st.release.gpu.global.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+#else
+    __threadfence();
+    atomicExch(p, v);
+#endif
+}
+
+// *p, ordered before every later read (the block's, after a
+// __syncthreads).
+__device__ __forceinline__ u32 load_acq(const u32* p) {
+#if SYNC_ACQREL
+    u32 v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+#else
+    const u32 v = *(const volatile u32*)p;
+    __threadfence();
+    return v;
+#endif
+}
+
 __device__ __forceinline__ float h2f(u16 h) {
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
@@ -143,8 +212,10 @@ __device__ __forceinline__ float scalbnf_cpu(float x, int n) {
 // e^x as core's `exp_f32` (libm 0.2.16 `expf`, FreeBSD e_expf.c),
 // operation for operation: the same bits for every input (checked on a
 // sweep by `bitnet-cuda-suite OUT fixtures`). CUDA's own expf differs
-// from it in the last bit for some inputs.
-__device__ float expf_cpu(float x) {
+// from it in the last bit for some inputs. Called, not inlined: the
+// softmax's unrolled loops would otherwise hold a copy per register (code
+// size is time in the persistent kernel: see PB_NOINLINE).
+__device__ __noinline__ float expf_cpu(float x) {
     const float LN2_HI = 6.9314575195e-01f;   // 0x3f317200
     const float LN2_LO = 1.4286067653e-06f;   // 0x35bfbe8e
     const float INV_LN2 = 1.4426950216e+00f;  // 0x3fb8aa3b
@@ -212,7 +283,7 @@ __device__ __forceinline__ void sum_window(double t, int n, double& lo, double& 
 // The CPU's sequential f64 sum of n terms read through L2 (x_i * x_i in
 // f32 when sq, else x_i), in index order by thread 0, returned to every
 // thread. Block-uniform call; sh: a double of shared memory.
-__device__ double seq_sum_cpu(const float* x, int n, bool sq, double* sh) {
+__device__ __noinline__ double seq_sum_cpu(const float* x, int n, bool sq, double* sh) {
     __syncthreads();
     if (threadIdx.x == 0) {
         double acc = 0.0;
@@ -251,8 +322,9 @@ __device__ float rms_mean_cpu(double tree, const float* x, int K, double* sh) {
 // head's scores in registers (more positions are re-read through L2); the
 // values go through shared memory in tiles of ATT_VTILE floats (T = min(
 // ATT_VTILE / hd, ATT_TMAX) positions), the next tile's loads in flight in
-// registers while the current one is summed; a row's scores are loaded
-// ATT_KVEC float4s at a time.
+// registers while the current one is summed; a key row is loaded 4 x
+// ATT_KVEC float4s (128 floats) at a time, spread over the position's
+// threads.
 #define ATT_REG 8
 #define ATT_VTILE 4096
 #define ATT_TMAX 512
@@ -437,27 +509,18 @@ __device__ __forceinline__ void gemv_prefetch(const u8* W, const u8* W2, int r0,
     }
 }
 
-// The quantized activations of one 16-byte chunk position: from global
-// memory (read-only for this kernel: the non-coherent path), or from the
-// shared-memory copy a persistent block made itself.
-template <bool SHQ>
-__device__ __forceinline__ int4 ld_q(const u8* p) {
-    if (SHQ) return *(const int4*)p;
-    return __ldg((const int4*)p);
-}
-
 // The rows of the I2_S GEMVs with int8 activations (dp4a). NM matrices
 // (1, or 2 for gate|up) of `rows` rows; each warp takes GEMV_RPW rows of
 // each matrix: rows r0 .. r0 + GEMV_RPW - 1, r0 = GEMV_RPW * gw (gw: the
 // warp's index among the nwt warps taking part), striding by all warps.
 // Lane l reads chunks l, l + 32, ... of every row (the order
-// `i2s_dot_gpu_emulated` models). q: the quantized activations (global or,
-// SHQ, shared memory); s / sumq: their scale and sum.
+// `i2s_dot_gpu_emulated` models). q: the quantized activations (read-only
+// for this kernel: the non-coherent path); s / sumq: their scale and sum.
 // y = ((dot as f32) / s) * ws[r]; y = y * ps[r] (the CPU's two roundings).
 // NM == 1: mode 0 out[r] = y, mode 1 out[r] += y (the old value read
 // through L2: another block of a persistent kernel may have written it).
 // NM == 2: out[r] = act(gate) * up with act 0 = relu^2, 1 = silu.
-template <int NM, bool SHQ>
+template <int NM>
 __device__ __forceinline__ void i2s_gemv_rows(
     const u8* __restrict__ W, const u8* __restrict__ W2, const float* __restrict__ ws,
     const float* __restrict__ ps, const float* __restrict__ ws2, const float* __restrict__ ps2,
@@ -508,10 +571,10 @@ __device__ __forceinline__ void i2s_gemv_rows(
                 const int c = c0 + 32 * u;
                 if (c < nchunk) {
                     const u8* qb = q + (c >> 1) * QBLOCK_STRIDE + (c & 1) * 16;
-                    const int4 q0 = ld_q<SHQ>(qb);
-                    const int4 q1 = ld_q<SHQ>(qb + 32);
-                    const int4 q2 = ld_q<SHQ>(qb + 64);
-                    const int4 q3 = ld_q<SHQ>(qb + 96);
+                    const int4 q0 = __ldg((const int4*)(qb));
+                    const int4 q1 = __ldg((const int4*)(qb + 32));
+                    const int4 q2 = __ldg((const int4*)(qb + 64));
+                    const int4 q3 = __ldg((const int4*)(qb + 96));
 #pragma unroll
                     for (int j = 0; j < NM * GEMV_RPW; ++j)
                         i2s_chunk(w[u][j], q0, q1, q2, q3, a16[j], a4[j], a1[j]);
@@ -576,8 +639,8 @@ __device__ __forceinline__ void i2s_gemv_body(
     pdl_wait();
     const float s = __int_as_float(__ldg(meta));
     const int sumq = __ldg(meta + 1);
-    i2s_gemv_rows<NM, false>(W, W2, ws, ps, ws2, ps2, q, s, sumq, K, rows, out, mode, act, gw,
-                             gridDim.x * warps);
+    i2s_gemv_rows<NM>(W, W2, ws, ps, ws2, ps2, q, s, sumq, K, rows, out, mode, act, gw,
+                      gridDim.x * warps);
 }
 
 // One I2_S projection (mode 0: out = W x; mode 1: out += W x).
@@ -845,8 +908,10 @@ extern "C" __global__ void __launch_bounds__(128) f32_gemv_glu(
 
 // Values (core's `weigh_values`) of head h's output elements i0..i0+ni,
 // once its p_t are in ps (published: written by this block before a
-// __syncthreads, or by another block before a ready flag or barrier that
-// this one has seen): out_i = sum_t p_t v_ti in f32 over t in order from 0
+// __syncthreads, by another block before a ready flag or barrier that this
+// one has seen, or, with flag != 0, before *flag becomes non-zero: this
+// function waits for it after it has issued the first value tile's loads,
+// which need no p_t): out_i = sum_t p_t v_ti in f32 over t in order from 0
 // (separate multiply and add), one thread per element, so any split of the
 // elements over blocks gives the CPU's bits. In tiles of T = min(ATT_VTILE
 // / tw, ATT_TMAX) positions (tw >= ni, the same for every item): the block
@@ -860,7 +925,7 @@ template <int NTHR>
 __device__ __noinline__ void attention_values(
     const float* __restrict__ qkv, const float* __restrict__ vc, const float* __restrict__ ps,
     float* __restrict__ att_out, int n_heads, int n_kv_heads, int hd, int h, int i0, int ni,
-    int tw, int n_seen, int n_split, float* sm) {
+    int tw, int n_seen, int n_split, const int* flag, float* sm) {
     const int nthr = NTHR;
     const int group = n_heads / n_kv_heads;
     const int g = h / group;
@@ -879,7 +944,7 @@ __device__ __noinline__ void attention_values(
 #define ATT_VROW(t) (((t) == pos) ? vh : vb + (usize)(t) * kv_dim)
     // The loads of tile j into rv / rp (this thread's share: float4 f =
     // threadIdx.x + k nthr of the tile's rows, p u = threadIdx.x + k nthr).
-#define ATT_LOAD_TILE(j)                                                                  \
+#define ATT_LOAD_V(j)                                                                     \
     {                                                                                     \
         const int ta = (j) * T, nt = min(T, n_seen - ta);                                 \
         _Pragma("unroll") for (int k = 0; k < ATT_VTILE / 4 / NTHR; ++k) {                \
@@ -889,6 +954,10 @@ __device__ __noinline__ void attention_values(
                 rv[k] = __ldcg((const float4*)ATT_VROW(t) + f % q4);                      \
             }                                                                             \
         }                                                                                 \
+    }
+#define ATT_LOAD_P(j)                                                                     \
+    {                                                                                     \
+        const int ta = (j) * T, nt = min(T, n_seen - ta);                                 \
         _Pragma("unroll") for (int k = 0; k < ATT_TMAX / NTHR; ++k) {                     \
             const int u = threadIdx.x + k * nthr;                                         \
             if (u < nt) rp[k] = __ldcg(psh + ta + u);                                     \
@@ -896,7 +965,14 @@ __device__ __noinline__ void attention_values(
     }
     // The caller's p_t stores (or earlier use of sm) before the first tile.
     __syncthreads();
-    ATT_LOAD_TILE(0);
+    ATT_LOAD_V(0);
+    if (flag != 0) {
+        if (threadIdx.x == 0)
+            while (load_acq((const u32*)flag) == 0) {
+            }
+        __syncthreads();
+    }
+    ATT_LOAD_P(0);
     float o = 0.0f;
     for (int j = 0; j < n_tiles; ++j) {
         const int nt = min(T, n_seen - j * T);
@@ -912,7 +988,10 @@ __device__ __noinline__ void attention_values(
             if (u < nt) pt[u] = rp[k];
         }
         __syncthreads();
-        if (j + 1 < n_tiles) ATT_LOAD_TILE(j + 1);
+        if (j + 1 < n_tiles) {
+            ATT_LOAD_V(j + 1);
+            ATT_LOAD_P(j + 1);
+        }
         if ((int)threadIdx.x < ni) {
             const int i = threadIdx.x;
             int u = 0;
@@ -929,7 +1008,8 @@ __device__ __noinline__ void attention_values(
             for (; u < nt; ++u) o = __fadd_rn(o, __fmul_rn(pt[u], vt[u * ni + i]));
         }
     }
-#undef ATT_LOAD_TILE
+#undef ATT_LOAD_P
+#undef ATT_LOAD_V
 #undef ATT_VROW
     if ((int)threadIdx.x < ni) att_out[h * hd + i0 + threadIdx.x] = o;
 }
@@ -956,7 +1036,8 @@ __device__ __noinline__ void attention_values(
 // [n_ctx][kv_dim]; ps: [n_heads][n_split * ATT_CHUNK] floats (scores, then
 // e_t, then p_t; read through L2); done: 2 n_heads ints. q|k|v is read
 // through L2 (a persistent kernel's other blocks wrote it). Needs hd % 4 ==
-// 0 and blockDim.x == NTHR >= ATT_CHUNK. sm: 3 hd floats of shared
+// 0 and blockDim.x == NTHR, a multiple of ATT_CHUNK (ATT_CHUNK, 2 or 4 x it).
+// sm: 3 hd floats of shared
 // memory. Not inlined: inlined into decode_persistent,
 // its registers pushed that kernel (128 at 2 blocks/SM) into a 48-byte
 // stack frame (resource_report.py).
@@ -1028,43 +1109,63 @@ __device__ __noinline__ void attention_body(
     // The current position comes from shared memory: another block may be
     // writing it to the cache right now.
 #define ATT_ROW(base, sh, t) (((t) == pos) ? (const float*)(sh) : (base) + (usize)(t) * kv_dim + g * hd)
-    // Scores: thread j takes position t0 + j; ATT_KVEC float4s of the key
-    // row are loaded at once, then added in order.
-    if (threadIdx.x < ATT_CHUNK && t0 + (int)threadIdx.x < t1) {
-        const int t = t0 + threadIdx.x;
-        const float* kr = ATT_ROW(kc, ksh, t);
+    // Scores: the TPP = NTHR / ATT_CHUNK threads j TPP .. j TPP + TPP - 1
+    // (neighbouring lanes) take position t0 + j. Per round of 4 ATT_KVEC
+    // float4s of the key row, each thread loads its KV of them (a row of
+    // hd <= 128 is in flight at once: one memory round trip, where one
+    // thread per position took four); then the threads add their products
+    // in turn, passing the sum on by a shuffle, so it runs over d in order
+    // from 0 (the same operations in the same order as one thread's loop).
+    {
+        constexpr int TPP = NTHR / ATT_CHUNK;
+        constexpr int KV = ATT_KVEC * 4 / TPP;
+        static_assert(NTHR % ATT_CHUNK == 0 && TPP <= 32 && (TPP & (TPP - 1)) == 0,
+                      "threads per position: a power of two dividing a warp");
+        const int sub = threadIdx.x % TPP;
+        const int lead = (threadIdx.x & 31) & ~(TPP - 1);
+        const int t = t0 + (int)threadIdx.x / TPP;
+        const bool live = t < t1;
+        const float* kr = ATT_ROW(kc, ksh, live ? t : pos);
+        const int hd4 = hd >> 2;
         float acc = 0.0f;
-        for (int i0 = 0; i0 < hd; i0 += 4 * ATT_KVEC) {
-            float4 kv[ATT_KVEC];
+        for (int f0 = 0; f0 < hd4; f0 += TPP * KV) {
+            const int fs = f0 + sub * KV;
+            float4 kv[KV];
 #pragma unroll
-            for (int u = 0; u < ATT_KVEC; ++u)
-                kv[u] = (i0 + 4 * u < hd) ? *(const float4*)(kr + i0 + 4 * u)
-                                          : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            for (int u = 0; u < KV; ++u)
+                kv[u] = (live && fs + u < hd4) ? *((const float4*)kr + fs + u)
+                                               : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            // Not unrolled: one copy of the chain's code.
+#pragma unroll 1
+            for (int s2 = 0; s2 < TPP; ++s2) {
+                if (sub == s2) {
 #pragma unroll
-            for (int u = 0; u < ATT_KVEC; ++u) {
-                if (i0 + 4 * u < hd) {
-                    const float4 qv = *(const float4*)(qsh + i0 + 4 * u);
-                    acc = __fadd_rn(acc, __fmul_rn(qv.x, kv[u].x));
-                    acc = __fadd_rn(acc, __fmul_rn(qv.y, kv[u].y));
-                    acc = __fadd_rn(acc, __fmul_rn(qv.z, kv[u].z));
-                    acc = __fadd_rn(acc, __fmul_rn(qv.w, kv[u].w));
+                    for (int u = 0; u < KV; ++u) {
+                        if (fs + u < hd4) {
+                            const float4 qv = *((const float4*)qsh + fs + u);
+                            acc = __fadd_rn(acc, __fmul_rn(qv.x, kv[u].x));
+                            acc = __fadd_rn(acc, __fmul_rn(qv.y, kv[u].y));
+                            acc = __fadd_rn(acc, __fmul_rn(qv.z, kv[u].z));
+                            acc = __fadd_rn(acc, __fmul_rn(qv.w, kv[u].w));
+                        }
+                    }
                 }
+                if (TPP > 1) acc = __shfl_sync(0xffffffffu, acc, lead + s2);
             }
         }
-        psh[t] = __fmul_rn(acc, attn_scale);
+        if (live && sub == 0) psh[t] = __fmul_rn(acc, attn_scale);
     }
-    // Publish the scores, then count this slice; the last one goes on.
-    __threadfence();
+    // Publish the scores, then count this slice; the last one goes on (and
+    // sees every slice's scores).
     __syncthreads();
     if (threadIdx.x == 0) {
         const int ns = (n_seen + ATT_CHUNK - 1) / ATT_CHUNK;
-        const int ticket = atomicAdd(done + h, 1);
+        const int ticket = atomic_add_acq_rel(done + h, 1);
         last = (ticket == ns - 1);
         if (last) done[h] = 0;
     }
     __syncthreads();
     if (!last) return;
-    __threadfence();
     // Softmax (core's `softmax`), position t = threadIdx.x + k blockDim.x in
     // r[k] where they all fit. The max is order-free (a zero's sign cannot
     // change score - m's exponential).
@@ -1122,9 +1223,8 @@ __device__ __noinline__ void attention_body(
     // The value sums are other work items' (attention_values). flag:
     // publish the p_t, then this head's ready flag.
     if (flag) {
-        __threadfence();
         __syncthreads();
-        if (threadIdx.x == 0) atomicExch(done + n_heads + h, 1);
+        if (threadIdx.x == 0) store_rel(done + n_heads + h, 1);
     }
 #undef ATT_ROW
 }
@@ -1157,7 +1257,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_values_k(
     const int i0 = blockIdx.y * ATT_VGROUP;
     attention_values<128>(qkv, vc, ps, att_out, n_heads, n_kv_heads, hd, blockIdx.x, i0,
                           min(ATT_VGROUP, hd - i0), min(ATT_VGROUP, hd), params[1] + 1, n_split,
-                          att_sm);
+                          0, att_sm);
 }
 
 // ---------------------------------------------------------------------
@@ -1167,10 +1267,14 @@ extern "C" __global__ void __launch_bounds__(128) attention_values_k(
 
 // Threads of a persistent block (8 warps).
 #define PB_THREADS 256
-// Matrices a block pulls to L2 ahead of its use (0: none, the default:
-// measured fastest on the H100, see docs/perf.md); the host may set it.
+// Matrices ahead a block pulls to L2 (0: none; the host may set it), at
+// the end of each GEMV phase: each warp, after its own rows and before the
+// barrier, pulls its rows of the matrix PF_AHEAD on, so the memory works
+// through the barrier, the next phase's quantization and attention.
+// Issued at the start of a phase instead, the prefetch measured slower
+// than none on the H100 (it queues in front of that phase's own loads).
 #ifndef PF_AHEAD
-#define PF_AHEAD 0
+#define PF_AHEAD 1
 #endif
 
 // Grid-wide barrier of a cooperative launch (every block resident), the
@@ -1179,15 +1283,18 @@ extern "C" __global__ void __launch_bounds__(128) attention_values_k(
 // the top bit exactly once and leaves the low bits as they were (zero:
 // the counter starts zeroed and every launch passes whole barriers, so a
 // replayed graph needs no reset). A block waits until the top bit differs
-// from the value its own add returned. The fences order every block's
-// writes before the barrier against every read after it (reads of data
-// written in this launch go through L2: __ldcg). One atomic round trip
-// per block, no reset and no separate generation word.
+// from the value its own add returned. The release add and the acquire
+// polls (atomic_add_rel, load_acq) order every block's writes before the
+// barrier against every read after it (reads of data written in this
+// launch go through L2: __ldcg). One atomic round trip per block, no reset
+// and no separate generation word.
 // PHASE_TIMES (a measuring build; the host sets it): thread 0 of every
 // block stamps %globaltimer (ns) at its arrival and its exit of every
 // barrier, slot k = barrier k + 1 (slot 0: the kernel's start, as an exit;
 // the last slot: its end, as an arrival), at times[(k * blocks + block) *
-// 2 + {0: arrival, 1: exit}].
+// 3 + {0: arrival, 1: exit}]; blocks with rows of a GEMV phase also stamp
+// the end of their quantization there, at + 2 of the slot of the barrier
+// that ends the phase.
 #ifndef PHASE_TIMES
 #define PHASE_TIMES 0
 #endif
@@ -1200,7 +1307,7 @@ __device__ __forceinline__ usize globaltimer() {
 
 __device__ __forceinline__ void phase_stamp(usize* times, int slot, int which) {
     if (PHASE_TIMES && threadIdx.x == 0)
-        times[((usize)slot * gridDim.x + blockIdx.x) * 2 + which] = globaltimer();
+        times[((usize)slot * gridDim.x + blockIdx.x) * 3 + which] = globaltimer();
 }
 
 __device__ __forceinline__ void grid_barrier(u32* bar, usize* times, int& slot) {
@@ -1208,12 +1315,9 @@ __device__ __forceinline__ void grid_barrier(u32* bar, usize* times, int& slot) 
     if (threadIdx.x == 0) {
         phase_stamp(times, slot, 0);
         const u32 nb = (blockIdx.x == 0) ? 0x80000000u - (gridDim.x - 1) : 1u;
-        __threadfence();
-        const u32 old = atomicAdd(bar, nb);
-        const volatile u32* v = bar;
-        while (((old ^ *v) & 0x80000000u) == 0) {
+        const u32 old = atomic_add_rel(bar, nb);
+        while (((old ^ load_acq(bar)) & 0x80000000u) == 0) {
         }
-        __threadfence();
         phase_stamp(times, slot, 1);
     }
     ++slot;
@@ -1232,14 +1336,136 @@ __device__ __forceinline__ void prefetch_l2_bulk(const void* p, u32 bytes) {
 }
 
 // This warp's rows of one matrix (the rows i2s_gemv_rows will give it) to
-// L2: lane l takes the warp's l-th group of GEMV_RPW rows.
-__device__ __forceinline__ void prefetch_rows(const u8* W, int rows, int K, int gw, int nwt) {
+// L2: lane l takes the warp's l-th group of fr rows.
+__device__ __forceinline__ void prefetch_rows(const u8* W, int rows, int K, int fr, int gw,
+                                              int nwt) {
     const int lane = threadIdx.x & 31;
     const usize rb = (usize)(K >> 2);
-    const int stride = nwt * GEMV_RPW;
-    for (int r0 = gw * GEMV_RPW + lane * stride; r0 < rows; r0 += 32 * stride) {
-        const int n = min(GEMV_RPW, rows - r0);
+    const int stride = nwt * fr;
+    for (int r0 = gw * fr + lane * stride; r0 < rows; r0 += 32 * stride) {
+        const int n = min(fr, rows - r0);
         prefetch_l2_bulk(W + (usize)r0 * rb, (u32)(n * rb));
+    }
+}
+
+// A block's quantized input: its scale s and sum of q (block_quant_i2s).
+struct QuantOut {
+    float s;
+    int sumq;
+};
+
+// Rows per matrix of a persistent GEMV warp's row group: PB_FR in the
+// single-matrix phases, PB_FR_GLU in gate|up (4 gives each of 1728 warps
+// one group of 6912 x 2 matrices, where 2 leaves 1344 of the 2112 warps
+// two groups one after the other, but measured slower on the H100: see
+// docs/perf.md). Even; the host may set them.
+#ifndef PB_FR
+#define PB_FR 2
+#endif
+#ifndef PB_FR_GLU
+#define PB_FR_GLU 2
+#endif
+
+// The persistent kernel's I2_S GEMV rows: the operations and outputs of
+// i2s_gemv_rows (the integer dot of a row is exact however it is split),
+// with another split. Warp gw takes the row groups r0 = FR gw + k FR nwt:
+// rows r0 .. r0 + FR - 1 of each of NM matrices, as NM FR / 2 pairs of
+// neighbouring rows; lanes 0..15 take each pair's first row, 16..31 its
+// second, lane l the 16-byte chunks (l & 15) + 16 u of its rows, U16 per
+// row in flight at once (a row of 2560 is 40 chunks: 3 rounds of 16 lanes
+// with 8 idle slots, where 32 lanes x 2 left 24), then the half-warp sums.
+// qs: the block's quantized input (shared memory), qo its scale and sum.
+template <int NM, int FR, int U16>
+__device__ __forceinline__ void pair_gemv(
+    const u8* __restrict__ W, const u8* __restrict__ W2, const float* __restrict__ ws,
+    const float* __restrict__ ps, const float* __restrict__ ws2, const float* __restrict__ ps2,
+    const u8* __restrict__ qs, QuantOut qo, int K, int rows, float* __restrict__ out, int mode,
+    int act, int gw, int nwt) {
+    constexpr int HP = FR / 2;   // pairs per matrix
+    constexpr int NP = NM * HP;  // pairs per group
+    static_assert(FR % 2 == 0, "rows per group: even");
+    const int lane = threadIdx.x & 31, half = lane >> 4, hl = lane & 15;
+    const int nchunk = K >> 6;
+    const usize rb = (usize)(K >> 2);
+    for (int r0 = gw * FR; r0 < rows; r0 += nwt * FR) {
+        int a16[NP], a4[NP], a1[NP];
+        // The row scales (and, mode 1, the old outputs: only this warp
+        // writes its rows), loaded with the first weights by the lanes
+        // that finish the rows.
+        float sw[NP], sp[NP], old[HP];
+#pragma unroll
+        for (int p = 0; p < NP; ++p) {
+            a16[p] = 0;
+            a4[p] = 0;
+            a1[p] = 0;
+            const int r = r0 + 2 * (p % HP) + half;
+            const bool mine = hl == 0 && r < rows;
+            sw[p] = mine ? ((p < HP) ? ws[r] : ws2[r]) : 0.0f;
+            sp[p] = mine ? ((p < HP) ? ps[r] : ps2[r]) : 0.0f;
+            if (p < HP) old[p] = (NM == 1 && mode == 1 && mine) ? __ldcg(out + r) : 0.0f;
+        }
+        for (int c0 = 0; c0 < nchunk; c0 += 16 * U16) {
+            uint4 w[U16][NP];
+#pragma unroll
+            for (int u = 0; u < U16; ++u) {
+                const int c = c0 + hl + 16 * u;
+#pragma unroll
+                for (int p = 0; p < NP; ++p) {
+                    const int r = r0 + 2 * (p % HP) + half;
+                    const u8* base = (p < HP) ? W : W2;
+                    w[u][p] = (c < nchunk && r < rows)
+                                  ? __ldg((const uint4*)(base + (usize)r * rb) + c)
+                                  : make_uint4(0u, 0u, 0u, 0u);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < U16; ++u) {
+                const int c = c0 + hl + 16 * u;
+                if (c < nchunk) {
+                    const u8* qb = qs + (c >> 1) * QBLOCK_STRIDE + (c & 1) * 16;
+                    const int4 q0 = *(const int4*)qb;
+                    const int4 q1 = *(const int4*)(qb + 32);
+                    const int4 q2 = *(const int4*)(qb + 64);
+                    const int4 q3 = *(const int4*)(qb + 96);
+#pragma unroll
+                    for (int p = 0; p < NP; ++p)
+                        i2s_chunk(w[u][p], q0, q1, q2, q3, a16[p], a4[p], a1[p]);
+                }
+            }
+        }
+        float y[NP];
+#pragma unroll
+        for (int p = 0; p < NP; ++p) {
+            // a16 is 16 x an integer, a4 is 4 x an integer: the divisions
+            // are exact. The sum over the half-warp.
+            int v = a16[p] / 16 + a4[p] / 4 + a1[p];
+            for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            float t = ((float)(v - qo.sumq) / qo.s) * sw[p];
+            y[p] = t * sp[p];
+        }
+        if (hl == 0) {
+#pragma unroll
+            for (int p = 0; p < HP; ++p) {
+                const int r = r0 + 2 * p + half;
+                if (r < rows) {
+                    float t = y[p];
+                    if (NM == 2) {
+                        const float u = y[HP + p];
+                        if (act == 0) {
+                            const float g = fmaxf(t, 0.0f);
+                            t = g * g * u;
+                        } else {
+                            t = silu_mul_cpu(t, u);
+                        }
+                        out[r] = t;
+                    } else if (mode == 1) {
+                        out[r] = old[p] + t;
+                    } else {
+                        out[r] = t;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -1254,16 +1480,18 @@ __device__ __forceinline__ void prefetch_rows(const u8* W, int rows, int K, int 
 // code on the same input, so all get the same bits. All loads of x and nw
 // are issued at once (one L2 round trip, not one per element); the values
 // stay in registers. qs: the padded layout in shared memory. Returns s and
-// sum q. Needs K % 4 == 0.
-__device__ void block_quant_i2s(const float* x, const float* __restrict__ nw, float eps, int K,
-                                u8* qs, float& s_out, int& sumq_out) {
-    __shared__ double shd[32];
-    __shared__ float shf[32];
-    __shared__ int shi[32];
+// sum q. Needs K % 4 == 0 and K <= PB_THREADS * 4 * NV (NV float4s per
+// thread; no more than K needs: the unrolled code for unused ones would
+// still be fetched and issued). shd / shf / shi: 32 of each in shared
+// memory.
+template <int NV>
+__device__ __forceinline__ QuantOut block_quant_i2s_v(const float* x, const float* __restrict__ nw,
+                                                      float eps, int K, u8* qs, double* shd,
+                                                      float* shf, int* shi) {
     const int n4 = K >> 2;
-    float4 v[BQ_VEC], g[BQ_VEC];
+    float4 v[NV], g[NV];
 #pragma unroll
-    for (int j = 0; j < BQ_VEC; ++j) {
+    for (int j = 0; j < NV; ++j) {
         const int f = threadIdx.x + j * PB_THREADS;
         const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         v[j] = (f < n4) ? __ldcg((const float4*)x + f) : z;
@@ -1271,39 +1499,40 @@ __device__ void block_quant_i2s(const float* x, const float* __restrict__ nw, fl
     }
     float nscale = 1.0f;
     if (nw != 0) {
-        // Padding is zero: adds nothing.
-        double acc = 0.0;
+        // Padding is zero: adds nothing. Four chains of additions (any
+        // order of them is a tree sum for rms_mean_cpu's window).
+        double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
 #pragma unroll
-        for (int j = 0; j < BQ_VEC; ++j) {
-            acc += (double)(v[j].x * v[j].x);
-            acc += (double)(v[j].y * v[j].y);
-            acc += (double)(v[j].z * v[j].z);
-            acc += (double)(v[j].w * v[j].w);
+        for (int j = 0; j < NV; ++j) {
+            a0 += (double)(v[j].x * v[j].x);
+            a1 += (double)(v[j].y * v[j].y);
+            a2 += (double)(v[j].z * v[j].z);
+            a3 += (double)(v[j].w * v[j].w);
         }
-        const float mean = rms_mean_cpu(block_sum_d(acc, shd), x, K, shd);
+        const float mean = rms_mean_cpu(block_sum_d((a0 + a1) + (a2 + a3), shd), x, K, shd);
         nscale = 1.0f / sqrtf(mean + eps);
 #pragma unroll
-        for (int j = 0; j < BQ_VEC; ++j) {
+        for (int j = 0; j < NV; ++j) {
             v[j].x = v[j].x * nscale * g[j].x;
             v[j].y = v[j].y * nscale * g[j].y;
             v[j].z = v[j].z * nscale * g[j].z;
             v[j].w = v[j].w * nscale * g[j].w;
         }
     }
-    float m = 0.0f;
+    float m0 = 0.0f, m1 = 0.0f, m2 = 0.0f, m3 = 0.0f;
 #pragma unroll
-    for (int j = 0; j < BQ_VEC; ++j) {
-        m = fmaxf(m, fabsf(v[j].x));
-        m = fmaxf(m, fabsf(v[j].y));
-        m = fmaxf(m, fabsf(v[j].z));
-        m = fmaxf(m, fabsf(v[j].w));
+    for (int j = 0; j < NV; ++j) {
+        m0 = fmaxf(m0, fabsf(v[j].x));
+        m1 = fmaxf(m1, fabsf(v[j].y));
+        m2 = fmaxf(m2, fabsf(v[j].z));
+        m3 = fmaxf(m3, fabsf(v[j].w));
     }
-    m = block_max_f(m, shf);
+    float m = block_max_f(fmaxf(fmaxf(m0, m1), fmaxf(m2, m3)), shf);
     m = fmaxf(1e-5f, m);
     const float s = (float)(127.0 / (double)m);
     int sq = 0;
 #pragma unroll
-    for (int j = 0; j < BQ_VEC; ++j) {
+    for (int j = 0; j < NV; ++j) {
         const int f = threadIdx.x + j * PB_THREADS;
         if (f < n4) {
             const float e[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
@@ -1321,8 +1550,50 @@ __device__ void block_quant_i2s(const float* x, const float* __restrict__ nw, fl
     }
     // block_sum_i's barrier also publishes qs to the whole block.
     sq = block_sum_i(sq, shi);
-    s_out = s;
-    sumq_out = sq;
+    return QuantOut{s, sq};
+}
+
+// The persistent kernel's per-phase functions are called, not inlined
+// (PB_NOINLINE 1): one copy of their code serves the four GEMV phases of
+// every layer and stays in the instruction cache; inlined, each phase's
+// straight-line copy is fetched anew per layer. The host may set it.
+#ifndef PB_NOINLINE
+#define PB_NOINLINE 1
+#endif
+#if PB_NOINLINE
+#define PB_CALL __noinline__
+#else
+#define PB_CALL __forceinline__
+#endif
+
+// block_quant_i2s_v with BQ_VEC float4s per thread, or (QUANT_NARROW, where
+// called, not inlined) 3 for inputs of up to 3072 (the 2B model's 2560).
+// A third width (7 for 6912) measured no faster: its code is fetched too.
+#ifndef QUANT_NARROW
+#define QUANT_NARROW 1
+#endif
+__device__ PB_CALL QuantOut block_quant_i2s(const float* x, const float* __restrict__ nw,
+                                            float eps, int K, u8* qs) {
+    __shared__ double shd[32];
+    __shared__ float shf[32];
+    __shared__ int shi[32];
+    if (QUANT_NARROW && PB_NOINLINE && K <= PB_THREADS * 4 * 3)
+        return block_quant_i2s_v<3>(x, nw, eps, K, qs, shd, shf, shi);
+    return block_quant_i2s_v<BQ_VEC>(x, nw, eps, K, qs, shd, shf, shi);
+}
+
+// A single-matrix GEMV phase of the persistent kernel (pair_gemv on the
+// block's quantized input; a 2560 row in one round of 3 chunks per lane,
+// a 6912 row in one of 7).
+__device__ PB_CALL void persist_gemv(const u8* __restrict__ W, const float* __restrict__ ws,
+                                     const float* __restrict__ ps, const u8* __restrict__ qs,
+                                     QuantOut qo, int K, int rows, float* __restrict__ out,
+                                     int mode, int gw, int nwt) {
+    if (K <= 64 * 16 * 3) {
+        pair_gemv<1, PB_FR, 3>(W, 0, ws, ps, 0, 0, qs, qo, K, rows, out, mode, 0, gw, nwt);
+    } else {
+        pair_gemv<1, PB_FR, 7>(W, 0, ws, ps, 0, 0, qs, qo, K, rows, out, mode, 0, gw, nwt);
+    }
 }
 
 // Per-layer device pointers of the persistent kernel, as the host lays
@@ -1366,17 +1637,17 @@ __device__ __forceinline__ void prefetch_matrix(const usize* __restrict__ lp, co
     const usize* L = lp + (usize)(m >> 2) * PL_STRIDE;
     switch (m & 3) {
         case 0:
-            prefetch_rows((const u8*)L[PL_QKV_W], d.q_dim + 2 * d.kv_dim, d.dim, gw, nwt);
+            prefetch_rows((const u8*)L[PL_QKV_W], d.q_dim + 2 * d.kv_dim, d.dim, PB_FR, gw, nwt);
             break;
         case 1:
-            prefetch_rows((const u8*)L[PL_O_W], d.dim, d.q_dim, gw, nwt);
+            prefetch_rows((const u8*)L[PL_O_W], d.dim, d.q_dim, PB_FR, gw, nwt);
             break;
         case 2:
-            prefetch_rows((const u8*)L[PL_GATE_W], d.hidden, d.dim, gw, nwt);
-            prefetch_rows((const u8*)L[PL_UP_W], d.hidden, d.dim, gw, nwt);
+            prefetch_rows((const u8*)L[PL_GATE_W], d.hidden, d.dim, PB_FR_GLU, gw, nwt);
+            prefetch_rows((const u8*)L[PL_UP_W], d.hidden, d.dim, PB_FR_GLU, gw, nwt);
             break;
         default:
-            prefetch_rows((const u8*)L[PL_DOWN_W], d.dim, d.hidden, gw, nwt);
+            prefetch_rows((const u8*)L[PL_DOWN_W], d.dim, d.hidden, PB_FR, gw, nwt);
             break;
     }
 }
@@ -1389,9 +1660,9 @@ __device__ __forceinline__ void prefetch_matrix(const usize* __restrict__ lp, co
 //   C  every block: sub-norm + quantize att; o rows, added to x
 //   D  every block: norm + quantize x; gate|up rows, act(gate) * up -> hb
 //   E  every block: sub-norm + quantize hb; down rows, added to x
-// Rows go to warps as in the GEMV kernels (GEMV_RPW per warp, striding
-// over all warps of the grid); each phase first pulls the matrix PF_AHEAD
-// phases ahead to L2 (bulk prefetch), so the weight stream runs on over
+// Rows go to warps in groups (pair_gemv: PB_FR, PB_FR_GLU per warp, striding
+// over all warps of the grid); the end of matrix m's phase pulls matrix
+// m + PF_AHEAD to L2 (bulk prefetch), so the weight stream runs on over
 // barriers, quantization and attention. The float parts are the
 // per-kernel path's functions (the CPU's bits); nothing depends on timing.
 // lp: n_layers x PL_STRIDE pointers. params[1]: the position. times: see
@@ -1420,31 +1691,34 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
     const int ns = (pos + ATT_CHUNK) / ATT_CHUNK;
     const int ng = (d.hd + ATT_VGROUP - 1) / ATT_VGROUP;
     const int n_vitems = d.n_heads * ng;
-    for (int m = 0; m < PF_AHEAD; ++m) prefetch_matrix(lp, d, m, gw, nwt);
-    float s;
-    int sumq;
+    // Matrix 0 is loaded right away, so only the next ones.
+    for (int m = 1; m < PF_AHEAD; ++m) prefetch_matrix(lp, d, m, gw, nwt);
+    // The prefetch at the end of matrix m's phase.
+#define PF_PHASE(m) \
+    if (PF_AHEAD > 0) prefetch_matrix(lp, d, (m) + PF_AHEAD, gw, nwt)
+    QuantOut qo;
     // Whether this block has rows of a matrix of `rows` rows (blocks
     // without any skip the quantization too; block-uniform).
-#define HAS_ROWS(rows) (blockIdx.x * warps * GEMV_RPW < (rows))
+#define HAS_ROWS(rows, fr) (blockIdx.x * warps * (fr) < (rows))
     for (int l = 0; l < d.n_layers; ++l) {
         const usize* L = lp + (usize)l * PL_STRIDE;
         // A: q|k|v.
-        if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + PF_AHEAD, gw, nwt);
-        if (HAS_ROWS(qkv_rows)) {
-            block_quant_i2s(x, (const float*)L[PL_ATTN_NORM], d.eps, d.dim, qs, s, sumq);
+        if (HAS_ROWS(qkv_rows, PB_FR)) {
+            qo = block_quant_i2s(x, (const float*)L[PL_ATTN_NORM], d.eps, d.dim, qs);
+            phase_stamp(times, slot, 2);
             if (l == 0 && blockIdx.x == 0) {
                 for (int i = threadIdx.x; i < (d.dim >> 7) * QBLOCK_STRIDE; i += PB_THREADS)
                     qact[i] = qs[i];
                 if (threadIdx.x == 0) {
-                    qmeta[0] = __float_as_int(s);
-                    qmeta[1] = sumq;
+                    qmeta[0] = __float_as_int(qo.s);
+                    qmeta[1] = qo.sumq;
                 }
             }
-            i2s_gemv_rows<1, true>((const u8*)L[PL_QKV_W], 0, (const float*)L[PL_QKV_WS],
-                                   (const float*)L[PL_QKV_PS], 0, 0, qs, s, sumq, d.dim,
-                                   qkv_rows, qkv, 0, 0, gw, nwt);
+            persist_gemv((const u8*)L[PL_QKV_W], (const float*)L[PL_QKV_WS],
+                         (const float*)L[PL_QKV_PS], qs, qo, d.dim, qkv_rows, qkv, 0, gw, nwt);
         }
         if (d.stop) return;
+        PF_PHASE(4 * l);
         grid_barrier(bar, times, slot);
         // B: attention. Items 0..n_items: scores (+ the softmax of each
         // head, by its last slice); then n_heads x ng value items (head,
@@ -1461,17 +1735,11 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
                                            it / ns, it % ns, d.n_split, 1, psm);
             } else {
                 const int j = it - n_items, h = j / ng, i0 = (j % ng) * ATT_VGROUP;
-                if (threadIdx.x == 0) {
-                    const volatile int* f = done + d.n_heads + h;
-                    while (*f == 0) {
-                    }
-                    __threadfence();
-                }
-                __syncthreads();
                 attention_values<PB_THREADS>(qkv, (const float*)L[PL_VC], ps, att, d.n_heads,
                                              d.n_kv_heads, d.hd, h, i0,
                                              min(ATT_VGROUP, d.hd - i0),
-                                             min(ATT_VGROUP, d.hd), pos + 1, d.n_split, psm);
+                                             min(ATT_VGROUP, d.hd), pos + 1, d.n_split,
+                                             done + d.n_heads + h, psm);
             }
         }
         grid_barrier(bar, times, slot);
@@ -1480,40 +1748,40 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
         if (blockIdx.x == 0)
             for (int i = threadIdx.x; i < d.n_heads; i += PB_THREADS) done[d.n_heads + i] = 0;
         // C: o, added to the residual.
-        if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + 1 + PF_AHEAD, gw, nwt);
-        if (HAS_ROWS(d.dim)) {
-            block_quant_i2s(att, (const float*)L[PL_ATTN_SUB_NORM], d.eps, d.q_dim, qs, s,
-                            sumq);
-            i2s_gemv_rows<1, true>((const u8*)L[PL_O_W], 0, (const float*)L[PL_O_WS],
-                                   (const float*)L[PL_O_PS], 0, 0, qs, s, sumq, d.q_dim, d.dim,
-                                   x, 1, 0, gw, nwt);
+        if (HAS_ROWS(d.dim, PB_FR)) {
+            qo = block_quant_i2s(att, (const float*)L[PL_ATTN_SUB_NORM], d.eps, d.q_dim, qs);
+            phase_stamp(times, slot, 2);
+            persist_gemv((const u8*)L[PL_O_W], (const float*)L[PL_O_WS],
+                         (const float*)L[PL_O_PS], qs, qo, d.q_dim, d.dim, x, 1, gw, nwt);
         }
+        PF_PHASE(4 * l + 1);
         grid_barrier(bar, times, slot);
         // D: gate|up and the activation.
-        if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + 2 + PF_AHEAD, gw, nwt);
-        if (HAS_ROWS(d.hidden)) {
-            block_quant_i2s(x, (const float*)L[PL_FFN_NORM], d.eps, d.dim, qs, s, sumq);
-            i2s_gemv_rows<2, true>((const u8*)L[PL_GATE_W], (const u8*)L[PL_UP_W],
-                                   (const float*)L[PL_GATE_WS], (const float*)L[PL_GATE_PS],
-                                   (const float*)L[PL_UP_WS], (const float*)L[PL_UP_PS], qs, s,
-                                   sumq, d.dim, d.hidden, hb, 0, d.act, gw, nwt);
+        if (HAS_ROWS(d.hidden, PB_FR_GLU)) {
+            qo = block_quant_i2s(x, (const float*)L[PL_FFN_NORM], d.eps, d.dim, qs);
+            phase_stamp(times, slot, 2);
+            pair_gemv<2, PB_FR_GLU, 3>((const u8*)L[PL_GATE_W], (const u8*)L[PL_UP_W],
+                                       (const float*)L[PL_GATE_WS], (const float*)L[PL_GATE_PS],
+                                       (const float*)L[PL_UP_WS], (const float*)L[PL_UP_PS], qs,
+                                       qo, d.dim, d.hidden, hb, 0, d.act, gw, nwt);
         }
+        PF_PHASE(4 * l + 2);
         grid_barrier(bar, times, slot);
         // E: down, added to the residual.
-        if (PF_AHEAD > 0) prefetch_matrix(lp, d, 4 * l + 3 + PF_AHEAD, gw, nwt);
-        if (HAS_ROWS(d.dim)) {
-            block_quant_i2s(hb, (const float*)L[PL_FFN_SUB_NORM], d.eps, d.hidden, qs, s,
-                            sumq);
-            i2s_gemv_rows<1, true>((const u8*)L[PL_DOWN_W], 0, (const float*)L[PL_DOWN_WS],
-                                   (const float*)L[PL_DOWN_PS], 0, 0, qs, s, sumq, d.hidden,
-                                   d.dim, x, 1, 0, gw, nwt);
+        if (HAS_ROWS(d.dim, PB_FR)) {
+            qo = block_quant_i2s(hb, (const float*)L[PL_FFN_SUB_NORM], d.eps, d.hidden, qs);
+            phase_stamp(times, slot, 2);
+            persist_gemv((const u8*)L[PL_DOWN_W], (const float*)L[PL_DOWN_WS],
+                         (const float*)L[PL_DOWN_PS], qs, qo, d.hidden, d.dim, x, 1, gw, nwt);
         }
+        PF_PHASE(4 * l + 3);
         if (l + 1 < d.n_layers) grid_barrier(bar, times, slot);
     }
     if (PHASE_TIMES) {
         __syncthreads();
         phase_stamp(times, slot, 0);
     }
+#undef PF_PHASE
 #undef HAS_ROWS
 }
 

@@ -474,14 +474,15 @@ mod tests {
         // The default build, the variants the suite times, the measuring
         // build (phase times), and an older architecture (where the
         // sm_90-only instructions compile away).
-        for (arch, rpw, unroll, pf, pt) in [
-            ("compute_90", 2, 2, 0, 0),
-            ("compute_90", 4, 2, 2, 0),
-            ("compute_90", 8, 1, 2, 0),
-            ("compute_90", 2, 4, 2, 0),
-            ("compute_90", 1, 2, 1, 0),
-            ("compute_90", 2, 2, 0, 1),
-            ("compute_80", 4, 2, 2, 0),
+        for (arch, rpw, unroll, pf, acqrel, call, pt) in [
+            ("compute_90", 2, 2, 1, 1, 1, 0),
+            ("compute_90", 2, 2, 0, 1, 0, 0),
+            ("compute_90", 4, 2, 2, 0, 1, 0),
+            ("compute_90", 8, 1, 2, 1, 0, 0),
+            ("compute_90", 2, 4, 2, 1, 1, 0),
+            ("compute_90", 1, 2, 1, 0, 1, 0),
+            ("compute_90", 2, 2, 1, 1, 1, 1),
+            ("compute_80", 4, 2, 2, 1, 1, 0),
         ] {
             let ptx = cudarc::nvrtc::compile_ptx_with_opts(
                 KERNELS_CU,
@@ -495,12 +496,19 @@ mod tests {
                         format!("-DGEMV_RPW={rpw}"),
                         format!("-DGEMV_UNROLL={unroll}"),
                         format!("-DPF_AHEAD={pf}"),
+                        format!("-DSYNC_ACQREL={acqrel}"),
+                        format!("-DPB_NOINLINE={call}"),
                         format!("-DPHASE_TIMES={pt}"),
                     ],
                     ..Default::default()
                 },
             )
-            .unwrap_or_else(|e| panic!("{arch} {rpw} {unroll} {pf} {pt}: {e:?}"));
+            .unwrap_or_else(|e| panic!("{arch} {rpw} {unroll} {pf} {acqrel} {call} {pt}: {e:?}"));
+            assert_eq!(
+                ptx.to_src().contains("atom.add.release.gpu"),
+                acqrel == 1,
+                "{arch} {acqrel}"
+            );
             let text = ptx.to_src();
             for name in KERNEL_NAMES {
                 assert!(

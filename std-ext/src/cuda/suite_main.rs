@@ -721,17 +721,20 @@ fn persist_table(r: &mut String) -> Res<bool> {
         },
         def,
         Tuning {
-            prefetch_ahead: 1,
+            prefetch_ahead: 0,
             ..def
         },
         Tuning {
-            prefetch_ahead: 2,
+            sync_acqrel: false,
             ..def
         },
-        Tuning { gemv_rpw: 4, ..def },
-        Tuning { gemv_rpw: 1, ..def },
         Tuning {
-            persist_bps: 1,
+            call_phases: false,
+            ..def
+        },
+        Tuning { glu_rows: 4, ..def },
+        Tuning {
+            quant_narrow: false,
             ..def
         },
         // The default again: the spread between two runs of one version.
@@ -757,8 +760,21 @@ fn persist_table(r: &mut String) -> Res<bool> {
         let eff = m.gm.tuning();
         let path = match (m.gm.persistent_blocks(), m.gm.persist_note()) {
             (Some(b), _) => format!(
-                "persistent {b} blocks ({}/SM), L2 prefetch {} ahead",
-                eff.persist_bps, eff.prefetch_ahead
+                "persistent {b} blocks ({}/SM), L2 prefetch {} ahead at phase end, {}, phase code {}, gate|up rows/warp {}, quantization {}",
+                eff.persist_bps,
+                eff.prefetch_ahead,
+                if eff.sync_acqrel {
+                    "release/acquire"
+                } else {
+                    "SC fences"
+                },
+                if eff.call_phases { "called" } else { "inlined" },
+                eff.glu_rows,
+                if eff.quant_narrow {
+                    "3 or 8 float4s/thread"
+                } else {
+                    "8 float4s/thread"
+                }
             ),
             (None, Some(why)) => {
                 ok = false;
@@ -805,11 +821,25 @@ fn persist_table(r: &mut String) -> Res<bool> {
 fn phases(r: &mut String) -> Res<()> {
     let synth = synth_model();
     let host = synth.host();
-    let tu = Tuning {
+    let def = Tuning {
         phase_times: true,
         ..Tuning::default()
     };
-    let mut gm = CudaModel::with_tuning(&host, 1024, tu).map_err(|e| e.to_string())?;
+    // The default, and without the L2 prefetch (see `persist`).
+    for tu in [
+        def,
+        Tuning {
+            prefetch_ahead: 0,
+            ..def
+        },
+    ] {
+        phases_of(r, &host, tu)?;
+    }
+    Ok(())
+}
+
+fn phases_of(r: &mut String, host: &HostModel<'_>, tu: Tuning) -> Res<()> {
+    let mut gm = CudaModel::with_tuning(host, 1024, tu).map_err(|e| e.to_string())?;
     let mut cols = Vec::new();
     for (token, pos) in [(1u32, 0usize), (5, 512)] {
         let ms = gm.time_decode(token, pos, 128).map_err(|e| e.to_string())?;
@@ -819,11 +849,22 @@ fn phases(r: &mut String) -> Res<()> {
             .ok_or("no persistent step with phase times")?;
         cols.push((pos + 128, ms / 128.0, phase_split(&pt)));
     }
+    let eff = gm.tuning();
     let _ = writeln!(
         r,
-        "\n## Persistent step, time per phase (us, mean over the layers; synthetic 2B-4T)\n\n\
-         | phase | work, step at pos {} | barrier release | work, step at pos {} | barrier release |\n|---|---|---|---|---|",
-        cols[0].0, cols[1].0
+        "\n## Persistent step, time per phase (us, mean over the layers; synthetic 2B-4T; L2 prefetch {} ahead at phase end, {}, phase code {}, gate|up rows per warp {})\n\n\
+         Work: first exit of the previous barrier to last arrival; quantization / rest: a block's own span from its exit to the end of its quantization, then to its arrival (mean over the blocks with rows).\n\n\
+         | phase | work, step at pos {} | quantization / rest | barrier release | work, step at pos {} | quantization / rest | barrier release |\n|---|---|---|---|---|---|---|",
+        eff.prefetch_ahead,
+        if eff.sync_acqrel {
+            "release/acquire"
+        } else {
+            "SC fences"
+        },
+        if eff.call_phases { "called" } else { "inlined" },
+        eff.glu_rows,
+        cols[0].0,
+        cols[1].0
     );
     let names = [
         "q|k|v",
@@ -835,13 +876,20 @@ fn phases(r: &mut String) -> Res<()> {
     for (k, name) in names.iter().enumerate() {
         let _ = writeln!(
             r,
-            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            cols[0].2[k].0, cols[0].2[k].1, cols[1].2[k].0, cols[1].2[k].1
+            "| {name} | {:.2} | {:.2} / {:.2} | {:.2} | {:.2} | {:.2} / {:.2} | {:.2} |",
+            cols[0].2[k].0,
+            cols[0].2[k].2,
+            cols[0].2[k].3,
+            cols[0].2[k].1,
+            cols[1].2[k].0,
+            cols[1].2[k].2,
+            cols[1].2[k].3,
+            cols[1].2[k].1
         );
     }
     let _ = writeln!(
         r,
-        "| whole persistent kernel (ms) / whole step (ms/token, graph) | {:.4} / {:.4} | | {:.4} / {:.4} | |",
+        "| whole persistent kernel (ms) / whole step (ms/token, graph) | {:.4} / {:.4} | | | {:.4} / {:.4} | | |",
         cols[0].2[5].0 / 1e3,
         cols[0].1,
         cols[1].2[5].0 / 1e3,
@@ -850,22 +898,26 @@ fn phases(r: &mut String) -> Res<()> {
     Ok(())
 }
 
-/// Per phase kind (5), the mean (work us, barrier release us); a sixth
-/// entry holds the whole kernel's us.
-fn phase_split(pt: &PhaseTimes) -> Vec<(f64, f64)> {
+/// Per phase kind (5), the mean (work us, barrier release us, quantization
+/// us, rest us); a sixth entry holds the whole kernel's us. Quantization:
+/// the mean over the blocks that quantized of the span from their exit of
+/// the previous barrier to the end of their quantization; rest: from there
+/// to their arrival (0 for attention).
+fn phase_split(pt: &PhaseTimes) -> Vec<(f64, f64, f64, f64)> {
     let b = pt.blocks;
     let at = |slot: usize, which: usize| -> Vec<u64> {
         (0..b)
-            .map(|blk| pt.stamps[(slot * b + blk) * 2 + which])
+            .map(|blk| pt.stamps[(slot * b + blk) * 3 + which])
             .collect()
     };
     let max = |v: &[u64]| v.iter().copied().max().unwrap_or(0);
     let min = |v: &[u64]| v.iter().copied().min().unwrap_or(0);
     let last = 5 * pt.layers;
-    let mut sums = [(0.0f64, 0.0f64, 0usize); 5];
+    let mut sums = [(0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize, 0usize); 5];
     for slot in 1..=last {
         let prev_exit = at(slot - 1, 1);
         let arr = at(slot, 0);
+        let mid = at(slot, 2);
         let work = max(&arr).saturating_sub(min(&prev_exit)) as f64 / 1e3;
         let release = if slot < last {
             max(&at(slot, 1)).saturating_sub(max(&arr)) as f64 / 1e3
@@ -875,13 +927,26 @@ fn phase_split(pt: &PhaseTimes) -> Vec<(f64, f64)> {
         let k = (slot - 1) % 5;
         sums[k].0 += work;
         sums[k].1 += release;
-        sums[k].2 += 1;
+        sums[k].4 += 1;
+        for blk in 0..b {
+            // Stamps of an earlier launch stay where a block quantized
+            // nothing this time: only spans inside this phase count.
+            if mid[blk] > prev_exit[blk] && mid[blk] <= arr[blk] {
+                sums[k].2 += (mid[blk] - prev_exit[blk]) as f64 / 1e3;
+                sums[k].3 += (arr[blk] - mid[blk]) as f64 / 1e3;
+                sums[k].5 += 1;
+            }
+        }
     }
-    let mut out: Vec<(f64, f64)> = sums
+    let mut out: Vec<(f64, f64, f64, f64)> = sums
         .iter()
-        .map(|&(w, rl, n)| (w / n.max(1) as f64, rl / n.max(1) as f64))
+        .map(|&(w, rl, q, g, n, nq)| {
+            let n = n.max(1) as f64;
+            let nq = nq.max(1) as f64;
+            (w / n, rl / n, q / nq, g / nq)
+        })
         .collect();
     let total = max(&at(last, 0)).saturating_sub(min(&at(0, 1))) as f64 / 1e3;
-    out.push((total, 0.0));
+    out.push((total, 0.0, 0.0, 0.0));
     out
 }
