@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bitnet_core::kernels::{Isa, Platform};
 use bitnet_core::quant::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
-use bitnet_core::quant::tl::{TL_TABLE_BYTES, TlKind, TlMatrix, tl_build_tables};
+use bitnet_core::quant::tl::{TL_VARIANTS, TlMatrix};
 use bitnet_core::quant::tq1_0::BlockTq1_0;
 use bitnet_core::quant::tq2_0::BlockTq2_0;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -132,15 +132,15 @@ fn tl_gemv_gemm(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("tl_gemv_{m}x{k}"));
         let mut seen = std::collections::HashSet::new();
         g.throughput(Throughput::Bytes(bytes as u64));
-        for kind in [TlKind::Tl1, TlKind::Tl2] {
+        for (kind, layout) in TL_VARIANTS {
             let packed: Vec<TlMatrix> = (0..copies)
                 .map(|i| {
                     let mut w = data(bytes, i as u64);
                     w.extend_from_slice(&[0; 32]);
-                    TlMatrix::from_i2s(&w, m, k, kind).unwrap()
+                    TlMatrix::from_i2s(&w, m, k, kind, layout).unwrap()
                 })
                 .collect();
-            let mut tables = vec![0i8; kind.groups(k) * TL_TABLE_BYTES];
+            let mut tables = vec![0i8; packed[0].table_bytes()];
             for p in Platform::available() {
                 let mut i = 0;
                 let id = p.tl_gemm(&packed[0], 0..m, &tables, &mut out).unwrap();
@@ -151,7 +151,7 @@ fn tl_gemv_gemm(c: &mut Criterion) {
                 g.bench_function(id, |b| {
                     b.iter(|| {
                         i = (i + 1) % copies;
-                        tl_build_tables(kind, &q, &mut tables).unwrap();
+                        packed[i].build_tables(&q, &mut tables).unwrap();
                         p.tl_gemm(black_box(&packed[i]), 0..m, &tables, &mut out)
                             .unwrap();
                         black_box(&out);
@@ -169,9 +169,9 @@ fn tl_gemv_gemm(c: &mut Criterion) {
     let mut g = c.benchmark_group(format!("tl_gemm_{m}x{k}_batch{batch}"));
     let mut seen = std::collections::HashSet::new();
     g.throughput(Throughput::Elements((m * k * batch) as u64));
-    for kind in [TlKind::Tl1, TlKind::Tl2] {
-        let packed = TlMatrix::from_i2s(&w, m, k, kind).unwrap();
-        let per = kind.groups(k) * TL_TABLE_BYTES;
+    for (kind, layout) in TL_VARIANTS {
+        let packed = TlMatrix::from_i2s(&w, m, k, kind, layout).unwrap();
+        let per = packed.table_bytes();
         let mut tables = vec![0i8; batch * per];
         for p in Platform::available() {
             let id = p.tl_gemm(&packed, 0..m, &tables, &mut out).unwrap();
@@ -181,7 +181,7 @@ fn tl_gemv_gemm(c: &mut Criterion) {
             g.bench_function(id, |b| {
                 b.iter(|| {
                     for (qt, t) in q.chunks_exact(k).zip(tables.chunks_exact_mut(per)) {
-                        tl_build_tables(kind, qt, t).unwrap();
+                        packed.build_tables(qt, t).unwrap();
                     }
                     p.tl_gemm(black_box(&packed), 0..m, &tables, &mut out)
                         .unwrap();

@@ -17,7 +17,7 @@ use bitnet_core::quant::f16::dot_f16_f32;
 use bitnet_core::quant::i2s::{i2s_dot_i32, quantize_act_i2s, quantize_i2s};
 use bitnet_core::quant::q8_head::Q8Rows;
 use bitnet_core::quant::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
-use bitnet_core::quant::tl::{TL_TABLE_BYTES, TlKind, TlMatrix, tl_build_tables};
+use bitnet_core::quant::tl::{TL_VARIANTS, TlKind, TlLayout, TlMatrix};
 use bitnet_core::quant::tl_tq::TlBlocks;
 use bitnet_core::quant::tq1_0::{BlockTq1_0, vec_dot_tq1_0_q8_k};
 use bitnet_core::quant::tq2_0::{BlockTq2_0, vec_dot_tq2_0_q8_k};
@@ -719,23 +719,40 @@ fn detection_and_choice() {
 type TlKernel =
     fn(Platform, &TlMatrix, Range<usize>, &[i8], &mut [i32]) -> Result<&'static str, QuantError>;
 
-/// Runs the TL kernel of `p` for `kind` on `rows` of the I2_S tensor `w`
-/// (repacked) against the readable I2_S reference, with `q` (`batch x k`).
-fn check_tl(p: Platform, kind: TlKind, w: &[u8], m: usize, k: usize, rows: Range<usize>, q: &[i8]) {
+/// Runs the TL kernel of `p` for `kind` in `layout` on `rows` of the I2_S
+/// tensor `w` (repacked) against the readable I2_S reference, with `q`
+/// (`batch x k`).
+fn check_tl(
+    p: Platform,
+    (kind, layout): (TlKind, TlLayout),
+    w: &[u8],
+    m: usize,
+    k: usize,
+    rows: Range<usize>,
+    q: &[i8],
+) {
     let kernel: TlKernel = Platform::tl_gemm;
-    let packed = TlMatrix::from_i2s(w, m, k, kind).unwrap();
+    let packed = TlMatrix::from_i2s(w, m, k, kind, layout).unwrap();
     let batch = q.len() / k;
-    let per = kind.groups(k) * TL_TABLE_BYTES;
+    let per = packed.table_bytes();
     let mut tables = vec![0i8; batch * per];
     for (qt, t) in q.chunks_exact(k).zip(tables.chunks_exact_mut(per)) {
-        tl_build_tables(kind, qt, t).unwrap();
+        packed.build_tables(qt, t).unwrap();
     }
     let mut out = vec![i32::MIN; rows.len() * batch];
     let id = kernel(p, &packed, rows.clone(), &tables, &mut out).unwrap();
     assert!(id.starts_with(kind.name()), "{id}");
-    // wasm has no TL kernels: its TL path is the portable one.
-    if !matches!(p.isa(), Isa::Scalar | Isa::Simd128) {
+    // wasm has no TL kernels: its TL path is the portable one; the wide
+    // layout has SIMD kernels only where the tier prefers it.
+    if !matches!(p.isa(), Isa::Scalar | Isa::Simd128) && p.tl_layout(kind) == layout {
         assert!(!id.ends_with("scalar"), "{id} on {p:?}");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if layout == TlLayout::Wide
+        && p.isa() == Isa::Avx512
+        && std::is_x86_feature_detected!("avx512vbmi")
+    {
+        assert!(id.ends_with("avx512vbmi"), "{id} on {p:?}");
     }
     for (i, r) in rows.clone().enumerate() {
         let row = &w[r * k / 4..(r + 1) * k / 4];
@@ -753,17 +770,17 @@ fn check_tl(p: Platform, kind: TlKind, w: &[u8], m: usize, k: usize, rows: Range
 fn tl_gemv_gemm_every_tier_equals_i2s() {
     let mut rng = Rng(16);
     for k in I2S_KS {
-        for m in ROWS.into_iter().chain([64, 65, 97]) {
+        for m in ROWS.into_iter().chain([64, 65, 97, 128, 191]) {
             // Random bytes: every code including the unused 3.
             let mut w = rng.bytes(m * k / 4);
             w.extend_from_slice(&[0; 32]);
             for batch in [1, 2, 3, 4, 5, 9] {
                 let q = rng.i8s(batch * k);
                 for p in platforms() {
-                    for kind in [TlKind::Tl1, TlKind::Tl2] {
-                        check_tl(p, kind, &w, m, k, 0..m, &q);
-                        check_tl(p, kind, &w, m, k, m / 3..m, &q);
-                        check_tl(p, kind, &w, m, k, m / 2..m / 2 + 1, &q);
+                    for case in TL_VARIANTS {
+                        check_tl(p, case, &w, m, k, 0..m, &q);
+                        check_tl(p, case, &w, m, k, m / 3..m, &q);
+                        check_tl(p, case, &w, m, k, m / 2..m / 2 + 1, &q);
                     }
                 }
             }
@@ -782,9 +799,9 @@ fn tl_extreme_values_every_tier() {
             for v in [-128i8, 127, -1] {
                 let q = vec![v; 4 * k];
                 for p in platforms() {
-                    for kind in [TlKind::Tl1, TlKind::Tl2] {
-                        check_tl(p, kind, &w, 33, k, 0..33, &q);
-                        check_tl(p, kind, &w, 33, k, 0..33, &q[..k]);
+                    for case in TL_VARIANTS {
+                        check_tl(p, case, &w, 33, k, 0..33, &q);
+                        check_tl(p, case, &w, 33, k, 0..33, &q[..k]);
                     }
                 }
             }
@@ -793,18 +810,48 @@ fn tl_extreme_values_every_tier() {
 }
 
 #[test]
+fn tl_layout_follows_the_cpu() {
+    // The wide TL2 layout where its VBMI kernel runs, the tiles elsewhere
+    // (and always for TL1).
+    for p in platforms() {
+        #[cfg(target_arch = "x86_64")]
+        let vbmi = p.isa() == Isa::Avx512 && std::is_x86_feature_detected!("avx512vbmi");
+        #[cfg(not(target_arch = "x86_64"))]
+        let vbmi = false;
+        let want = if vbmi {
+            TlLayout::Wide
+        } else {
+            TlLayout::Tiles
+        };
+        assert_eq!(p.tl_layout(TlKind::Tl2), want, "{p:?}");
+        assert_eq!(p.tl_layout(TlKind::Tl1), TlLayout::Tiles, "{p:?}");
+    }
+}
+
+#[test]
 fn tl_rejects_bad_shapes() {
     let w = [0u8; 64];
-    assert!(TlMatrix::from_i2s(&w, 1, 100, TlKind::Tl2).is_err());
-    assert!(TlMatrix::from_i2s(&w[..63], 1, 128, TlKind::Tl1).is_err());
-    let packed = TlMatrix::from_i2s(&w, 1, 128, TlKind::Tl2).unwrap();
-    let t = vec![0i8; TlKind::Tl2.groups(128) * TL_TABLE_BYTES];
-    for p in platforms() {
-        assert!(p.tl_gemm(&packed, 0..2, &t, &mut [0; 2]).is_err());
-        assert!(p.tl_gemm(&packed, 0..1, &t[..32], &mut [0; 1]).is_err());
-        assert!(p.tl_gemm(&packed, 0..1, &t, &mut [0; 2]).is_err());
-        assert!(p.tl_gemm(&packed, 0..1, &[], &mut []).is_err());
+    for (kind, layout) in TL_VARIANTS {
+        assert!(TlMatrix::from_i2s(&w, 1, 100, kind, layout).is_err());
+        assert!(TlMatrix::from_i2s(&w[..63], 1, 128, kind, layout).is_err());
+        let packed = TlMatrix::from_i2s(&w, 1, 128, kind, layout).unwrap();
+        let t = vec![0i8; packed.table_bytes()];
+        assert!(packed.build_tables(&[0; 127], &mut t.clone()).is_err());
+        assert!(
+            packed
+                .build_tables(&[0; 128], &mut t[1..].to_vec())
+                .is_err()
+        );
+        for p in platforms() {
+            assert!(p.tl_gemm(&packed, 0..2, &t, &mut [0; 2]).is_err());
+            assert!(p.tl_gemm(&packed, 0..1, &t[..32], &mut [0; 1]).is_err());
+            assert!(p.tl_gemm(&packed, 0..1, &t, &mut [0; 2]).is_err());
+            assert!(p.tl_gemm(&packed, 0..1, &[], &mut []).is_err());
+        }
     }
+    // The wide layout is TL2's.
+    let err = TlMatrix::from_i2s(&w, 1, 128, TlKind::Tl1, TlLayout::Wide).unwrap_err();
+    assert!(err.to_string().contains("wide"), "{err}");
 }
 
 /// F16 weights that a bit-level conversion can get wrong: signed zeros,
@@ -992,9 +1039,10 @@ fn tl_from_tq_extreme_values_and_linear() {
         let (m, k) = (67, 512);
         let w = tq_weights(&mut rng, qtype, m, k);
         let plain = QuantizedLinear::new(&w, qtype, m, k).unwrap();
-        for kind in [TlKind::Tl1, TlKind::Tl2] {
+        // A TQ matrix keeps the tiles whatever layout is asked for.
+        for (kind, layout) in TL_VARIANTS {
             let mut tl = plain.clone();
-            assert!(tl.repack_tl(kind).unwrap());
+            assert!(tl.repack_tl(kind, layout).unwrap());
             for batch in [1, 3] {
                 let x: Vec<f32> = (0..batch * k).map(|_| rng.unit() * 5.0).collect();
                 let mut want = vec![0.0f32; batch * m];

@@ -8,7 +8,7 @@ mod common;
 use bitnet_core::gguf::Gguf;
 use bitnet_core::kernels::Platform;
 use bitnet_core::model::{Generator, Logits, Model};
-use bitnet_core::quant::tl::TlKind;
+use bitnet_core::quant::tl::TL_VARIANTS;
 use bitnet_core::sample::{Sampler, SamplerParams};
 
 /// Logits of `tokens` and a 32-token greedy continuation with `platform`.
@@ -46,16 +46,19 @@ fn tl_matches_the_native_kernels(fixture: &str, native: &str) {
     let tokens: Vec<u32> = (0..24u32).map(|i| (i * 7919 + 3) % vocab).collect();
     let (want, greedy, ids) = logits_and_greedy(&model, Platform::portable(), &tokens);
     assert!(ids.iter().any(|id| id.starts_with(native)), "{ids:?}");
-    for kind in [TlKind::Tl1, TlKind::Tl2] {
+    for (kind, layout) in TL_VARIANTS {
         let mut tl = Model::from_gguf(&g).unwrap();
-        let n = tl.weights.repack_tl(kind).unwrap();
+        let n = tl.weights.repack_tl(kind, layout).unwrap();
         assert_eq!(n, 7 * tl.config.n_layers, "{fixture}");
         for p in Platform::available() {
             let (got, got_greedy, ids) = logits_and_greedy(&tl, p, &tokens);
             assert!(ids.iter().any(|id| id.starts_with(kind.name())), "{ids:?}");
             assert!(!ids.iter().any(|id| id.starts_with(native)), "{ids:?}");
-            assert_eq!(got, want, "{fixture} {kind:?} {p:?}: logits");
-            assert_eq!(got_greedy, greedy, "{fixture} {kind:?} {p:?}: greedy");
+            assert_eq!(got, want, "{fixture} {kind:?} {layout:?} {p:?}: logits");
+            assert_eq!(
+                got_greedy, greedy,
+                "{fixture} {kind:?} {layout:?} {p:?}: greedy"
+            );
         }
     }
 }

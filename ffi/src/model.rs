@@ -310,7 +310,8 @@ fn load(
         if let Some(kind) = choice.lut() {
             // TL1 / TL2: repack the ternary projections once, as the CLI's
             // `--kernel tl1|tl2` does.
-            model.weights.repack_tl(kind)?;
+            let layout = Platform::detect().tl_layout(kind);
+            model.weights.repack_tl(kind, layout)?;
         }
         extra = Some((tokenizer, metadata));
         Ok(model)

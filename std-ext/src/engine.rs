@@ -118,7 +118,10 @@ pub fn platform(choice: KernelChoice) -> Result<Platform, Error> {
 /// stay identical). Returns the number of matrices repacked.
 pub fn prepare(model: &mut Model<'_>, choice: KernelChoice) -> Result<usize, Error> {
     match choice.lut() {
-        Some(kind) => Ok(model.weights.repack_tl(kind)?),
+        Some(kind) => {
+            let layout = platform(choice)?.tl_layout(kind);
+            Ok(model.weights.repack_tl(kind, layout)?)
+        }
         None => Ok(0),
     }
 }

@@ -818,3 +818,76 @@ pub(super) unsafe fn tl2_tile_dot(
         _ => {}
     }
 }
+
+/// Wide TL2 dot of one 64-row tile with one token (contract of
+/// `crate::quant::tl::tl2_wide_tile_dot`). Per 4-group block, one
+/// `vpermi2b` per table half looks up the signed sums of a record's 64
+/// (row, group) positions at `32 j + 16 sign + magnitude` (the sign added
+/// under the record's sign bits as a `k` mask), and `vpdpbusd` against ones
+/// sums a row's four groups into its i32 lane.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI/VBMI and AVX2. `tile` holds
+/// whole 160-byte blocks and `tables` one token's 256-byte block tables,
+/// as many as `tile` has blocks (checked by the dispatch).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2")]
+pub(super) unsafe fn tl2_wide_tile_dot(tile: &[u8], tables: &[i8], out: &mut [i32; 64]) {
+    let (blocks, _) = tile.as_chunks::<160>();
+    let (tabs, _) = tables.as_chunks::<256>();
+    let ones = _mm512_set1_epi8(1);
+    let nibble = _mm512_set1_epi8(0x0F);
+    // Byte j of every dword (group j of the row) indexes the table of
+    // group j: + 32 j.
+    let group_base = _mm512_set1_epi32(0x6040_2000);
+    let sixteen = _mm512_set1_epi8(16);
+    // Bit offsets for `vpmultishiftqb` over the record's 32 nibble bytes
+    // in both halves: output byte p < 32 starts at bit 0 of byte p (its low
+    // nibble), byte 32 + p at bit 4 of byte p (its high nibble).
+    let shifts = _mm512_set_epi64(
+        0x3c34_2c24_1c14_0c04,
+        0x3c34_2c24_1c14_0c04,
+        0x3c34_2c24_1c14_0c04,
+        0x3c34_2c24_1c14_0c04,
+        0x3830_2820_1810_0800,
+        0x3830_2820_1810_0800,
+        0x3830_2820_1810_0800,
+        0x3830_2820_1810_0800,
+    );
+    let mut lo = [_mm512_setzero_si512(); 4];
+    let mut hi = [_mm512_setzero_si512(); 4];
+    for (block, t) in blocks.iter().zip(tabs) {
+        // SAFETY: `t` is 256 readable bytes; `loadu` has no alignment
+        // requirement.
+        let [la, lb, ha, hb] =
+            [0, 64, 128, 192].map(|o| unsafe { _mm512_loadu_si512(t.as_ptr().add(o).cast()) });
+        // Software prefetch PREFETCH_BYTES ahead, every cache line of the
+        // 160-byte blocks. A prefetch never faults; `wrapping_add` keeps
+        // the address defined past the slice's end.
+        for o in [0, 64, 128] {
+            _mm_prefetch::<_MM_HINT_T0>(block.as_ptr().wrapping_add(PREFETCH_BYTES + o).cast());
+        }
+        let (recs, _) = block.as_chunks::<40>();
+        for ((rec, l), h) in recs.iter().zip(&mut lo).zip(&mut hi) {
+            // SAFETY: `rec` is 40 readable bytes, so its first 32 are.
+            let v = _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(rec.as_ptr().cast()) });
+            // (nibble of position p) | 32 j.
+            let m = _mm512_ternarylogic_epi32::<0xEA>(
+                _mm512_multishift_epi64_epi8(shifts, v),
+                nibble,
+                group_base,
+            );
+            let mut sb = [0u8; 8];
+            sb.copy_from_slice(&rec[32..]);
+            let idx = _mm512_mask_add_epi8(m, u64::from_le_bytes(sb), m, sixteen);
+            *l = _mm512_dpbusd_epi32(*l, ones, _mm512_permutex2var_epi8(la, idx, lb));
+            *h = _mm512_dpbusd_epi32(*h, ones, _mm512_permutex2var_epi8(ha, idx, hb));
+        }
+    }
+    let (outs, _) = out.as_chunks_mut::<16>();
+    for ((o, &l), &h) in outs.iter_mut().zip(&lo).zip(&hi) {
+        let r = _mm512_add_epi32(l, _mm512_slli_epi32::<4>(h));
+        // SAFETY: `o` is 16 writable i32; `storeu` has no alignment
+        // requirement.
+        unsafe { _mm512_storeu_si512(o.as_mut_ptr().cast(), r) };
+    }
+}

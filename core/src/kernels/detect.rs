@@ -2,7 +2,7 @@
 //!
 //! Bits from the Intel SDM vol. 2A, CPUID leaves 1 and 7: leaf 1 ECX bit 27
 //! OSXSAVE, 28 AVX, 29 F16C; leaf 7 EBX bit 5 AVX2, 16 AVX512F, 30 AVX512BW,
-//! 31 AVX512VL; leaf 7 ECX bit 11 AVX512_VNNI. XCR0 bits 1-2 (SSE, AVX state)
+//! 31 AVX512VL; leaf 7 ECX bit 1 AVX512_VBMI, 11 AVX512_VNNI. XCR0 bits 1-2 (SSE, AVX state)
 //! and 5-7 (opmask, ZMM state) say the OS saves the registers.
 
 use core::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv};
@@ -37,4 +37,11 @@ pub(super) fn best_isa() -> Isa {
     } else {
         Isa::Scalar
     }
+}
+
+/// `true` when the CPU has AVX-512 VBMI (CPUID leaf 7 ECX bit 1). Only
+/// meaningful once [`best_isa`] returned `Isa::Avx512` (which checked the
+/// OS state of the ZMM registers).
+pub(super) fn has_avx512_vbmi() -> bool {
+    __cpuid(0).eax >= 7 && bit(__cpuid_count(7, 0).ecx, 1)
 }

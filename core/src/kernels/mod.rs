@@ -49,7 +49,10 @@ use crate::quant::f16::dot_f16_f32;
 use crate::quant::i2s::{I2S_BLOCK_BYTES, I2S_BLOCK_LEN, I2S_MAX_K, i2s_dot_i32, quantize_act_i2s};
 use crate::quant::q8_head::{Q8Rows, q8_dot_i32};
 use crate::quant::q8_k::{BlockQ8K, QK_K};
-use crate::quant::tl::{TL_TABLE_BYTES, TL_TILE_ROWS, TlKind, TlMatrix, check_tables, tl_tile_dot};
+use crate::quant::tl::{
+    TL_TILE_ROWS, TL2_WIDE_TILE_ROWS, TlKind, TlLayout, TlMatrix, check_tables, tl_tile_dot,
+    tl2_wide_tile_dot,
+};
 use crate::quant::tq1_0::{BlockTq1_0, vec_dot_tq1_0_q8_k};
 use crate::quant::tq2_0::{BlockTq2_0, vec_dot_tq2_0_q8_k};
 
@@ -172,6 +175,13 @@ pub mod ids {
     pub const TL2_GEMV_AVX512: &str = "tl2_gemv_avx512";
     /// AVX-512 TL2 GEMM (4 tokens per tile pass).
     pub const TL2_GEMM_AVX512: &str = "tl2_gemm_avx512";
+    /// Portable wide-layout TL2 (look-ups in a scalar loop).
+    pub const TL2_WIDE_GEMV_SCALAR: &str = "tl2_wide_gemv_scalar";
+    /// AVX-512 VBMI wide-layout TL2 GEMV (`vpermi2b` look-ups, `vpdpbusd`
+    /// sums).
+    pub const TL2_GEMV_AVX512VBMI: &str = "tl2_gemv_avx512vbmi";
+    /// AVX-512 VBMI wide-layout TL2 GEMM (the GEMV per token and tile).
+    pub const TL2_GEMM_AVX512VBMI: &str = "tl2_gemm_avx512vbmi";
     /// Portable int8 LM head (`--lm-head q8`, changes numerics).
     pub const Q8_HEAD_GEMV_SCALAR: &str = "q8_head_gemv_scalar";
     /// AVX2 int8 LM head (`--lm-head q8`, changes numerics).
@@ -281,6 +291,10 @@ pub struct Platform {
 
 /// Detected tier cache: `u8::MAX` = not yet detected, else `Isa as u8`.
 static DETECTED: AtomicU8 = AtomicU8::new(u8::MAX);
+
+/// AVX-512 VBMI cache: `u8::MAX` = not yet detected, else 0 or 1.
+#[cfg(target_arch = "x86_64")]
+static VBMI: AtomicU8 = AtomicU8::new(u8::MAX);
 
 /// Runs CPUID once and applies the test-only `no_avx512` / `no_avx2` caps.
 fn detect_uncached() -> Isa {
@@ -796,8 +810,7 @@ impl Platform {
         tables: &[i8],
         out: &mut [i32],
     ) -> Result<&'static str, QuantError> {
-        let groups = check_tables(w, tables.len())?;
-        let per_token = groups * TL_TABLE_BYTES;
+        let per_token = check_tables(w, tables.len())?;
         let batch = tables.len() / per_token;
         if rows.start > rows.end || rows.end > w.rows() {
             return Err(QuantError::LengthMismatch {
@@ -807,6 +820,9 @@ impl Platform {
             });
         }
         check_eq("outputs for the row range", rows.len() * batch, out.len())?;
+        if w.layout() == TlLayout::Wide {
+            return Ok(self.tl2_wide_gemm(w, rows, tables, per_token, out));
+        }
         let tile_bytes = w.tile_bytes();
         let id = match (w.kind(), self.isa, batch == 1) {
             (TlKind::Tl1, Isa::Scalar, _) => ids::TL1_GEMV_SCALAR,
@@ -838,13 +854,15 @@ impl Platform {
                         // SAFETY: Avx512 platform => AVX-512 F/BW/VL and AVX2
                         // detected; the tile, tables and outputs have the
                         // shapes checked above (TlMatrix built them).
-                        unsafe { avx512::tl2_tile_dot(td, groups, tt, o) };
+                        unsafe { avx512::tl2_tile_dot(td, w.groups(), tt, o) };
                     }
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx2 | Isa::Avx512 => {
                         // SAFETY: Avx2 and Avx512 platforms => AVX2
                         // detected; shapes as checked above.
-                        unsafe { avx2::tl_tile_dot(w.kind() == TlKind::Tl2, td, groups, tt, o) };
+                        unsafe {
+                            avx2::tl_tile_dot(w.kind() == TlKind::Tl2, td, w.groups(), tt, o)
+                        };
                     }
                     #[cfg(target_arch = "aarch64")]
                     Isa::Neon => {
@@ -852,7 +870,7 @@ impl Platform {
                             // SAFETY: NEON is always present on AArch64;
                             // shapes as checked above.
                             unsafe {
-                                neon::tl_tile_dot(w.kind() == TlKind::Tl2, td, groups, tab, ot)
+                                neon::tl_tile_dot(w.kind() == TlKind::Tl2, td, w.groups(), tab, ot)
                             };
                         }
                     }
@@ -871,6 +889,75 @@ impl Platform {
             }
         }
         Ok(id)
+    }
+
+    /// The layout [`tl_gemm`](Self::tl_gemm) runs fastest on here for
+    /// `kind`: the wide TL2 layout on AVX-512 with VBMI, else the tiles.
+    pub fn tl_layout(self, kind: TlKind) -> TlLayout {
+        if kind == TlKind::Tl2 && self.has_vbmi() {
+            TlLayout::Wide
+        } else {
+            TlLayout::Tiles
+        }
+    }
+
+    /// `true` on the AVX-512 tier of a CPU with AVX-512 VBMI.
+    fn has_vbmi(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            let cached = VBMI.load(Ordering::Relaxed);
+            if cached != u8::MAX {
+                return cached == 1;
+            }
+            let has = detect::has_avx512_vbmi();
+            VBMI.store(u8::from(has), Ordering::Relaxed);
+            return has;
+        }
+        false
+    }
+
+    /// [`tl_gemm`](Self::tl_gemm) on a wide TL2 matrix (shapes checked
+    /// there): tile by tile, each token's dot through the AVX-512 VBMI
+    /// kernel or the portable one.
+    fn tl2_wide_gemm(
+        self,
+        w: &TlMatrix,
+        rows: Range<usize>,
+        tables: &[i8],
+        per_token: usize,
+        out: &mut [i32],
+    ) -> &'static str {
+        let batch = tables.len() / per_token;
+        let vbmi = self.has_vbmi();
+        let tile_bytes = w.tile_bytes();
+        let mut buf = [0i32; TL2_WIDE_TILE_ROWS];
+        for tile in rows.start / TL2_WIDE_TILE_ROWS..rows.end.div_ceil(TL2_WIDE_TILE_ROWS) {
+            let td = &w.data()[tile * tile_bytes..(tile + 1) * tile_bytes];
+            let r0 = tile * TL2_WIDE_TILE_ROWS;
+            let (lo, hi) = (rows.start.max(r0), rows.end.min(r0 + TL2_WIDE_TILE_ROWS));
+            for (t, tab) in tables.chunks_exact(per_token).enumerate() {
+                #[cfg(target_arch = "x86_64")]
+                if vbmi {
+                    // SAFETY: `vbmi` => an Avx512 platform (AVX-512
+                    // F/BW/VL/VNNI and AVX2 detected) on a CPU with VBMI;
+                    // the tile and one token's tables have the shapes
+                    // `check_tables` and the TlMatrix guarantee.
+                    unsafe { avx512::tl2_wide_tile_dot(td, tab, &mut buf) };
+                } else {
+                    tl2_wide_tile_dot(td, tab, &mut buf);
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                tl2_wide_tile_dot(td, tab, &mut buf);
+                for r in lo..hi {
+                    out[(r - rows.start) * batch + t] = buf[r - r0];
+                }
+            }
+        }
+        match (vbmi, batch == 1) {
+            (true, true) => ids::TL2_GEMV_AVX512VBMI,
+            (true, false) => ids::TL2_GEMM_AVX512VBMI,
+            (false, _) => ids::TL2_WIDE_GEMV_SCALAR,
+        }
     }
 
     /// Int8 LM-head GEMV on a row range (`--lm-head q8`): `out[i]` is the

@@ -292,8 +292,14 @@ impl Weights<'_> {
     /// lookup-table layout (owned buffers; see
     /// [`QuantizedLinear::repack_tl`]) so that the matmuls run the TL
     /// kernels with identical results. Other formats (and the LM head) stay
-    /// as they are. Returns how many matrices were repacked.
-    pub fn repack_tl(&mut self, kind: crate::quant::tl::TlKind) -> Result<usize, ModelError> {
+    /// as they are. `layout` is the I2_S matrices' byte arrangement
+    /// ([`crate::kernels::Platform::tl_layout`] gives the fastest here).
+    /// Returns how many matrices were repacked.
+    pub fn repack_tl(
+        &mut self,
+        kind: crate::quant::tl::TlKind,
+        layout: crate::quant::tl::TlLayout,
+    ) -> Result<usize, ModelError> {
         let mut n = 0;
         for l in &mut self.layers {
             for lin in [
@@ -308,7 +314,7 @@ impl Weights<'_> {
                 let name = lin.name;
                 if lin
                     .matrix
-                    .repack_tl(kind)
+                    .repack_tl(kind, layout)
                     .map_err(|source| ModelError::Quant {
                         name: name.to_string(),
                         source,

@@ -10,7 +10,7 @@ use super::i2s::{I2S_MAX_K, i2s_output, i2s_scale};
 use super::q8_0::{BlockQ8_0, QK8_0, quantize_row_q8_0, vec_dot_q8_0_q8_0};
 use super::q8_head::Q8Rows;
 use super::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
-use super::tl::{TL_TABLE_BYTES, TlKind, TlMatrix, tl_build_tables};
+use super::tl::{TlKind, TlLayout, TlMatrix};
 use super::tl_tq::TlBlocks;
 use super::{QuantError, QuantType, blocks_of, check_len, mul_size};
 use crate::kernels::Platform;
@@ -240,11 +240,12 @@ impl<'a> QuantizedLinear<'a> {
     /// bytes, plus the block scales for TQ) so that the matmul runs the TL
     /// kernels; outputs stay bit-identical. Returns `false` (and changes
     /// nothing) for other formats; a TQ2_0 matrix holding the non-ternary
-    /// code 3 is refused ([`QuantError::NotTernary`]).
-    pub fn repack_tl(&mut self, kind: TlKind) -> Result<bool, QuantError> {
+    /// code 3 is refused ([`QuantError::NotTernary`]). `layout` applies to
+    /// I2_S matrices (a TQ matrix's 256-column blocks keep the tiles).
+    pub fn repack_tl(&mut self, kind: TlKind, layout: TlLayout) -> Result<bool, QuantError> {
         match self.qtype {
             QuantType::I2S => {
-                let packed = TlMatrix::from_i2s(self.weight, self.rows, self.cols, kind)?;
+                let packed = TlMatrix::from_i2s(self.weight, self.rows, self.cols, kind, layout)?;
                 self.tl = Some(Arc::new(packed));
             }
             QuantType::TQ1_0 | QuantType::TQ2_0 => {
@@ -425,14 +426,14 @@ impl<'a> QuantizedLinear<'a> {
                 }
                 let dots = grow(&mut scratch.dots, batch * self.rows, 0)?;
                 let id = if let Some(tl) = self.tl.as_deref() {
-                    let per = mul_size("TL tables", tl.groups(), TL_TABLE_BYTES)?;
+                    let per = tl.table_bytes();
                     let tables = grow(
                         &mut scratch.tl_tables,
                         mul_size("TL tables", per, batch)?,
                         0,
                     )?;
                     for (qt, t) in q.chunks_exact(k).zip(tables.chunks_exact_mut(per)) {
-                        tl_build_tables(tl.kind(), qt, t)?;
+                        tl.build_tables(qt, t)?;
                     }
                     let tables = &*tables;
                     run_rows::<J, _, _>(dots, self.rows, batch, |rows, d| {

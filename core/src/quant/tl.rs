@@ -53,6 +53,28 @@
 //! indices 0. The group's sum is `lo[i] + 16 * hi[i]`, negated for a TL2
 //! sign bit. Both halves fit a `pshufb` table and survive a byte negation,
 //! so the SIMD kernels combine them with one `pmaddubsw` by `(1, 16)`.
+//!
+//! # The wide TL2 layout ([`TlLayout::Wide`], AVX-512 VBMI)
+//!
+//! The same 5 bits per triple, arranged for `vpermi2b` (a 128-entry byte
+//! table from two registers) and `vpdpbusd`. Rows are grouped into tiles of
+//! [`TL2_WIDE_TILE_ROWS`] = 64 (padded with zero rows), groups into blocks
+//! of 4 (padded with zero groups). A tile is, block after block, four
+//! [`TL2_WIDE_RECORD_BYTES`] = 40-byte records, record `s` covering tile
+//! rows `16 s .. 16 s + 16`. In a record, position `p` in `0..64` is tile
+//! row `16 s + p / 4` and group `4 b + p % 4` of the block `b`:
+//!
+//! * bytes `0..32`: the magnitude of position `p < 32` in bits 3..0 of byte
+//!   `p`, that of position `32 + p` in bits 7..4;
+//! * bytes `32..40`: a little-endian u64 whose bit `p` is the sign.
+//!
+//! So 4 adjacent positions are one row's 4 groups: `vpdpbusd` against ones
+//! sums them into the row's i32 lane. Per token and block, a
+//! [`TL2_WIDE_TABLE_BYTES`] = 256-byte table holds the signed sums: byte
+//! `32 j + 16 s + m` of the first half is the low-part sum of group `4 b + j`
+//! for magnitude `m`, negated when `s = 1` (byte `128 + ...` the high part),
+//! so the index `32 j + 16 sign + m` reads a position's signed value with no
+//! sign arithmetic. Groups past the row's end have all-zero tables.
 
 use alloc::vec::Vec;
 
@@ -67,6 +89,33 @@ pub const TL_TABLE_BYTES: usize = 32;
 pub const TL_INDEX_BYTES: usize = 16;
 /// Bytes of one group's TL2 sign record in a tile.
 pub const TL2_SIGN_BYTES: usize = 4;
+/// Rows per tile of the wide TL2 layout.
+pub const TL2_WIDE_TILE_ROWS: usize = 64;
+/// Groups per block of the wide TL2 layout.
+pub const TL2_WIDE_BLOCK_GROUPS: usize = 4;
+/// Bytes of one wide record (16 rows x 4 groups: magnitudes, then signs).
+pub const TL2_WIDE_RECORD_BYTES: usize = 40;
+/// Bytes of one block of a wide tile (four records).
+pub const TL2_WIDE_BLOCK_BYTES: usize = 4 * TL2_WIDE_RECORD_BYTES;
+/// Bytes of one block's activation tables (one token) in the wide layout.
+pub const TL2_WIDE_TABLE_BYTES: usize = 256;
+
+/// Every family and layout a [`TlMatrix`] can have: TL1 and TL2 in tiles,
+/// TL2 wide (for tests and benchmarks).
+pub const TL_VARIANTS: [(TlKind, TlLayout); 3] = [
+    (TlKind::Tl1, TlLayout::Tiles),
+    (TlKind::Tl2, TlLayout::Tiles),
+    (TlKind::Tl2, TlLayout::Wide),
+];
+
+/// How the bytes of a [`TlMatrix`] are arranged (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlLayout {
+    /// 32-row tiles of per-group records: the kernels of every tier.
+    Tiles,
+    /// TL2 only: 64-row tiles of 4-group blocks, for AVX-512 VBMI.
+    Wide,
+}
 
 /// Which lookup-table family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -137,6 +186,7 @@ pub const fn group_weights(kind: TlKind, idx: u8) -> Option<[i8; 3]> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlMatrix {
     kind: TlKind,
+    layout: TlLayout,
     rows: usize,
     cols: usize,
     data: Vec<u8>,
@@ -144,13 +194,14 @@ pub struct TlMatrix {
 
 impl TlMatrix {
     /// Repacks a complete I2_S tensor (`rows x cols`, with its tail) into
-    /// `kind`'s layout. Code 3 becomes weight 0, as in
+    /// `kind`'s `layout`. Code 3 becomes weight 0, as in
     /// [`crate::quant::i2s::i2s_dot_i32`].
     pub fn from_i2s(
         tensor: &[u8],
         rows: usize,
         cols: usize,
         kind: TlKind,
+        layout: TlLayout,
     ) -> Result<Self, QuantError> {
         if rows == 0 || cols == 0 {
             return Err(QuantError::EmptyShape { rows, cols });
@@ -166,7 +217,7 @@ impl TlMatrix {
         i2s_scale(tensor, rows, cols)?;
         let blocks = blocks_of("I2_S row length", cols, I2S_BLOCK_LEN)?;
         let row_bytes = blocks * I2S_BLOCK_BYTES;
-        let mut m = Self::zeroed(kind, rows, cols)?;
+        let mut m = Self::zeroed(kind, layout, rows, cols)?;
         let mut w = Vec::new();
         w.try_reserve_exact(cols)
             .map_err(|_| QuantError::AllocFailed { bytes: cols })?;
@@ -188,19 +239,34 @@ impl TlMatrix {
     }
 
     /// An all-zero-weight matrix of `rows x cols` (rows then set by
-    /// [`pack_row`](Self::pack_row)).
-    pub(crate) fn zeroed(kind: TlKind, rows: usize, cols: usize) -> Result<Self, QuantError> {
+    /// [`pack_row`](Self::pack_row)). The wide layout is TL2's only.
+    pub(crate) fn zeroed(
+        kind: TlKind,
+        layout: TlLayout,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, QuantError> {
         if rows == 0 || cols == 0 {
             return Err(QuantError::EmptyShape { rows, cols });
         }
-        let tiles = rows.div_ceil(TL_TILE_ROWS);
-        let total = mul_size("TL matrix bytes", tiles, kind.tile_bytes(cols))?;
+        if layout == TlLayout::Wide && kind != TlKind::Tl2 {
+            return Err(QuantError::UnsupportedType {
+                name: "the wide lookup-table layout with TL1 (it is TL2's)",
+            });
+        }
+        let tiles = rows.div_ceil(layout_tile_rows(layout));
+        let total = mul_size(
+            "TL matrix bytes",
+            tiles,
+            layout_tile_bytes(kind, layout, cols)?,
+        )?;
         let mut data = Vec::new();
         data.try_reserve_exact(total)
             .map_err(|_| QuantError::AllocFailed { bytes: total })?;
         data.resize(total, 0);
         Ok(Self {
             kind,
+            layout,
             rows,
             cols,
             data,
@@ -211,6 +277,10 @@ impl TlMatrix {
     /// (each -1, 0 or +1; the caller guarantees it). Weights past `cols` in
     /// the last group are 0.
     pub(crate) fn pack_row(&mut self, r: usize, w: &[i8]) {
+        if self.layout == TlLayout::Wide {
+            self.pack_row_wide(r, w);
+            return;
+        }
         let (kind, groups, glen) = (self.kind, self.groups(), self.kind.group_len());
         let tile_bytes = self.tile_bytes();
         let tile = &mut self.data[(r / TL_TILE_ROWS) * tile_bytes..][..tile_bytes];
@@ -235,9 +305,63 @@ impl TlMatrix {
         }
     }
 
+    /// Row `r` of a wide matrix (module docs).
+    fn pack_row_wide(&mut self, r: usize, w: &[i8]) {
+        let tile_bytes = self.tile_bytes();
+        let tile = &mut self.data[(r / TL2_WIDE_TILE_ROWS) * tile_bytes..][..tile_bytes];
+        let (sub, row) = ((r % TL2_WIDE_TILE_ROWS) / 16, r % 16);
+        for (g, wg) in w.chunks(3).enumerate() {
+            let mut ws = [0i8; 3];
+            ws[..wg.len()].copy_from_slice(wg);
+            let v = 9 * ws[0] + 3 * ws[1] + ws[2];
+            let (b, p) = (
+                g / TL2_WIDE_BLOCK_GROUPS,
+                4 * row + g % TL2_WIDE_BLOCK_GROUPS,
+            );
+            let rec = &mut tile[b * TL2_WIDE_BLOCK_BYTES + sub * TL2_WIDE_RECORD_BYTES..]
+                [..TL2_WIDE_RECORD_BYTES];
+            rec[p % 32] |= v.unsigned_abs() << (4 * (p / 32));
+            if v < 0 {
+                rec[32 + p / 8] |= 1 << (p % 8);
+            }
+        }
+    }
+
     /// The family.
     pub fn kind(&self) -> TlKind {
         self.kind
+    }
+
+    /// The byte arrangement.
+    pub fn layout(&self) -> TlLayout {
+        self.layout
+    }
+
+    /// Rows per tile (32, or 64 for the wide layout).
+    pub fn tile_rows(&self) -> usize {
+        layout_tile_rows(self.layout)
+    }
+
+    /// Bytes of one token's activation tables
+    /// ([`build_tables`](Self::build_tables)).
+    pub fn table_bytes(&self) -> usize {
+        // Cannot overflow: at most 256 bytes per 12 columns of a matrix
+        // whose column count fits its (larger) packed bytes.
+        match self.layout {
+            TlLayout::Tiles => self.groups() * TL_TABLE_BYTES,
+            TlLayout::Wide => wide_blocks(self.cols) * TL2_WIDE_TABLE_BYTES,
+        }
+    }
+
+    /// Builds one token's activation tables for this matrix: `q` holds its
+    /// `cols` int8 activations, `tables` [`table_bytes`](Self::table_bytes)
+    /// bytes (module docs).
+    pub fn build_tables(&self, q: &[i8], tables: &mut [i8]) -> Result<(), QuantError> {
+        check_len("TL activations", self.cols, q.len())?;
+        match self.layout {
+            TlLayout::Tiles => tl_build_tables(self.kind, q, tables),
+            TlLayout::Wide => tl2_wide_tables(q, tables),
+        }
     }
 
     /// Output features M.
@@ -262,8 +386,32 @@ impl TlMatrix {
 
     /// Bytes of one tile.
     pub fn tile_bytes(&self) -> usize {
-        self.kind.tile_bytes(self.cols)
+        match self.layout {
+            TlLayout::Tiles => self.kind.tile_bytes(self.cols),
+            TlLayout::Wide => wide_blocks(self.cols) * TL2_WIDE_BLOCK_BYTES,
+        }
     }
+}
+
+/// Rows per tile of `layout`.
+const fn layout_tile_rows(layout: TlLayout) -> usize {
+    match layout {
+        TlLayout::Tiles => TL_TILE_ROWS,
+        TlLayout::Wide => TL2_WIDE_TILE_ROWS,
+    }
+}
+
+/// Bytes per tile of `kind` in `layout` for rows of `cols` weights.
+fn layout_tile_bytes(kind: TlKind, layout: TlLayout, cols: usize) -> Result<usize, QuantError> {
+    match layout {
+        TlLayout::Tiles => mul_size("TL tile bytes", kind.groups(cols), kind.record_bytes()),
+        TlLayout::Wide => mul_size("TL tile bytes", wide_blocks(cols), TL2_WIDE_BLOCK_BYTES),
+    }
+}
+
+/// 4-group blocks of a wide row of `cols` weights.
+const fn wide_blocks(cols: usize) -> usize {
+    TlKind::Tl2.groups(cols).div_ceil(TL2_WIDE_BLOCK_GROUPS)
 }
 
 /// The weights of every index of `kind` (unused indices all zero), low
@@ -331,6 +479,64 @@ fn fill_table(weights: &[[i8; 3]; 16], a: [i8; 3], t: &mut [i8]) {
     }
 }
 
+/// Builds one token's wide TL2 tables (module docs): `q` holds `K` int8
+/// activations, `tables` receives `ceil(ceil(K / 3) / 4) * 256` bytes.
+pub fn tl2_wide_tables(q: &[i8], tables: &mut [i8]) -> Result<(), QuantError> {
+    let groups = TlKind::Tl2.groups(q.len());
+    check_len(
+        "wide TL2 activation tables",
+        mul_size(
+            "wide TL2 tables",
+            groups.div_ceil(TL2_WIDE_BLOCK_GROUPS),
+            TL2_WIDE_TABLE_BYTES,
+        )?,
+        tables.len(),
+    )?;
+    for (b, t) in tables.chunks_exact_mut(TL2_WIDE_TABLE_BYTES).enumerate() {
+        let (lo, hi) = t.split_at_mut(TL2_WIDE_TABLE_BYTES / 2);
+        for j in 0..TL2_WIDE_BLOCK_GROUPS {
+            let g = TL2_WIDE_BLOCK_GROUPS * b + j;
+            let mut a = [0i8; 3];
+            for (i, v) in a.iter_mut().enumerate() {
+                *v = q.get(3 * g + i).copied().unwrap_or(0);
+            }
+            let mut narrow = [0i8; TL_TABLE_BYTES];
+            fill_table(&TL2_WEIGHTS, a, &mut narrow);
+            let (nl, nh) = narrow.split_at(16);
+            for (half, n) in [(&mut *lo, nl), (&mut *hi, nh)] {
+                let (pos, neg) = half[32 * j..32 * j + 32].split_at_mut(16);
+                for ((p, m), &v) in pos.iter_mut().zip(neg.iter_mut()).zip(n) {
+                    // |v| <= 45 (module docs): negation cannot overflow.
+                    *p = v;
+                    *m = -v;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Portable dot of one wide TL2 tile: `out[r]` = the integer dot of tile
+/// row `r` with the token whose wide tables are `tables`.
+pub(crate) fn tl2_wide_tile_dot(tile: &[u8], tables: &[i8], out: &mut [i32; TL2_WIDE_TILE_ROWS]) {
+    *out = [0; TL2_WIDE_TILE_ROWS];
+    for (block, t) in tile
+        .chunks_exact(TL2_WIDE_BLOCK_BYTES)
+        .zip(tables.chunks_exact(TL2_WIDE_TABLE_BYTES))
+    {
+        for (sub, rec) in block.chunks_exact(TL2_WIDE_RECORD_BYTES).enumerate() {
+            let mut sb = [0u8; 8];
+            sb.copy_from_slice(&rec[32..]);
+            let signs = u64::from_le_bytes(sb);
+            for p in 0..64 {
+                let mag = usize::from((rec[p % 32] >> (4 * (p / 32))) & 15);
+                let idx = 32 * (p % 4) + 16 * ((signs >> p) & 1) as usize + mag;
+                out[16 * sub + p / 4] += i32::from(t[idx]) + 16 * i32::from(t[128 + idx]);
+            }
+        }
+    }
+}
+
 /// Portable TL dot of one tile: `out[r]` = the integer dot of tile row `r`
 /// with the token whose tables are `tables`, by table look-ups.
 pub(crate) fn tl_tile_dot(kind: TlKind, tile: &[u8], tables: &[i8], out: &mut [i32; 32]) {
@@ -354,10 +560,10 @@ pub(crate) fn tl_tile_dot(kind: TlKind, tile: &[u8], tables: &[i8], out: &mut [i
     }
 }
 
-/// Checks `tables` (one token) against `w` and returns the group count.
+/// Checks `tables` (whole tokens) against `w` and returns the bytes per
+/// token.
 pub(crate) fn check_tables(w: &TlMatrix, tables_len: usize) -> Result<usize, QuantError> {
-    let groups = w.groups();
-    let per_token = mul_size("TL tables", groups, TL_TABLE_BYTES)?;
+    let per_token = w.table_bytes();
     if tables_len == 0 || per_token == 0 || !tables_len.is_multiple_of(per_token) {
         return Err(QuantError::NotBlockMultiple {
             what: "TL activation tables",
@@ -365,7 +571,7 @@ pub(crate) fn check_tables(w: &TlMatrix, tables_len: usize) -> Result<usize, Qua
             block: per_token,
         });
     }
-    Ok(groups)
+    Ok(per_token)
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use super::q8_k::{BlockQ8K, QK_K};
-use super::tl::{TL_TABLE_BYTES, TlKind, TlMatrix, tl_build_tables};
+use super::tl::{TL_TABLE_BYTES, TlKind, TlLayout, TlMatrix, tl_build_tables};
 use super::tq1_0::BlockTq1_0;
 use super::tq2_0::BlockTq2_0;
 use super::{QuantError, QuantType, blocks_of, check_len, f16_le, mul_size};
@@ -80,7 +80,7 @@ impl TlBlocks {
             .try_reserve_exact(nb)
             .map_err(|_| QuantError::AllocFailed { bytes: nb })?;
         for _ in 0..nb {
-            blocks.push(TlMatrix::zeroed(kind, rows, QK_K)?);
+            blocks.push(TlMatrix::zeroed(kind, TlLayout::Tiles, rows, QK_K)?);
         }
         let n_scales = mul_size("TQ block scales", rows, nb)?;
         let mut scales = Vec::new();

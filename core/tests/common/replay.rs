@@ -7,7 +7,7 @@
 use bitnet_core::gguf::Gguf;
 use bitnet_core::kernels::Platform;
 use bitnet_core::model::{Logits, Model};
-use bitnet_core::quant::tl::TlKind;
+use bitnet_core::quant::tl::TL_VARIANTS;
 use bitnet_core::receipt::{self, Policy};
 use bitnet_core::tokenizer::{DecodeOptions, EncodeOptions, Tokenizer};
 use bitnet_core::validate::{Mode, ValidationConfig, apply_to_weights, validate};
@@ -96,10 +96,14 @@ pub fn model_load(data: &[u8]) -> Result<Vec<u32>, String> {
             "kernel tiers disagree: {p:?} vs {first:?}"
         );
     }
-    for kind in [TlKind::Tl1, TlKind::Tl2] {
+    for (kind, layout) in TL_VARIANTS {
         let mut tl = model.clone();
-        if tl.weights.repack_tl(kind).is_ok_and(|n| n > 0) {
-            assert_eq!(step(&tl, first), want, "{kind:?} repack changes the logits");
+        if tl.weights.repack_tl(kind, layout).is_ok_and(|n| n > 0) {
+            assert_eq!(
+                step(&tl, first),
+                want,
+                "{kind:?} {layout:?} repack changes the logits"
+            );
         }
     }
     let mut q8 = model.clone();
