@@ -218,24 +218,50 @@ impl TlMatrix {
         let blocks = blocks_of("I2_S row length", cols, I2S_BLOCK_LEN)?;
         let row_bytes = blocks * I2S_BLOCK_BYTES;
         let mut m = Self::zeroed(kind, layout, rows, cols)?;
-        let mut w = Vec::new();
-        w.try_reserve_exact(cols)
-            .map_err(|_| QuantError::AllocFailed { bytes: cols })?;
-        for r in 0..rows {
-            w.clear();
-            let row = &tensor[r * row_bytes..(r + 1) * row_bytes];
-            for block in row.chunks_exact(I2S_BLOCK_BYTES) {
-                for j in 0..4 {
-                    let shift = 6 - 2 * j;
-                    for &byte in block {
-                        let code = (byte >> shift) & 3;
-                        w.push(if code == 3 { 0 } else { code as i8 - 1 });
-                    }
-                }
-            }
+        if layout == TlLayout::Wide {
+            m.fill_wide_from_i2s(tensor, row_bytes)?;
+            return Ok(m);
+        }
+        let mut w = zeroed_i8(cols)?;
+        for (r, row) in tensor.chunks_exact(row_bytes).take(rows).enumerate() {
+            i2s_row_weights(row, &mut w);
             m.pack_row(r, &w);
         }
         Ok(m)
+    }
+
+    /// Fills a zeroed wide matrix from its I2_S tensor, a tile at a time:
+    /// the tile's rows decoded into one buffer (rows past the last and
+    /// weights past `cols` zero), then every 40-byte record written in
+    /// order.
+    fn fill_wide_from_i2s(&mut self, tensor: &[u8], row_bytes: usize) -> Result<(), QuantError> {
+        // The padded row: whole 4-group blocks of triples.
+        let kp = 3 * TL2_WIDE_BLOCK_GROUPS * wide_blocks(self.cols);
+        let mut w = zeroed_i8(mul_size("TL2 repack buffer", TL2_WIDE_TILE_ROWS, kp)?)?;
+        let (rows, cols, tile_bytes) = (self.rows, self.cols, self.tile_bytes());
+        for (t, tile) in self.data.chunks_exact_mut(tile_bytes).enumerate() {
+            for (i, wr) in w.chunks_exact_mut(kp).enumerate() {
+                let r = t * TL2_WIDE_TILE_ROWS + i;
+                if r < rows {
+                    i2s_row_weights(&tensor[r * row_bytes..(r + 1) * row_bytes], &mut wr[..cols]);
+                } else {
+                    wr[..cols].fill(0);
+                }
+            }
+            for (b, block) in tile.chunks_exact_mut(TL2_WIDE_BLOCK_BYTES).enumerate() {
+                for (s, rec) in block.chunks_exact_mut(TL2_WIDE_RECORD_BYTES).enumerate() {
+                    let mut signs = 0u64;
+                    for p in 0..64 {
+                        let o = (16 * s + p / 4) * kp + 3 * (TL2_WIDE_BLOCK_GROUPS * b + p % 4);
+                        let v = 9 * w[o] + 3 * w[o + 1] + w[o + 2];
+                        rec[p % 32] |= v.unsigned_abs() << (4 * (p / 32));
+                        signs |= u64::from(v < 0) << p;
+                    }
+                    rec[32..].copy_from_slice(&signs.to_le_bytes());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// An all-zero-weight matrix of `rows x cols` (rows then set by
@@ -273,14 +299,12 @@ impl TlMatrix {
         })
     }
 
-    /// Writes row `r` (zero so far) from its `cols` ternary weights `w`
-    /// (each -1, 0 or +1; the caller guarantees it). Weights past `cols` in
-    /// the last group are 0.
+    /// Writes row `r` (zero so far) of a matrix in tiles from its `cols`
+    /// ternary weights `w` (each -1, 0 or +1; the caller guarantees it).
+    /// Weights past `cols` in the last group are 0. (A wide matrix is
+    /// filled by [`from_i2s`](Self::from_i2s).)
     pub(crate) fn pack_row(&mut self, r: usize, w: &[i8]) {
-        if self.layout == TlLayout::Wide {
-            self.pack_row_wide(r, w);
-            return;
-        }
+        debug_assert_eq!(self.layout, TlLayout::Tiles);
         let (kind, groups, glen) = (self.kind, self.groups(), self.kind.group_len());
         let tile_bytes = self.tile_bytes();
         let tile = &mut self.data[(r / TL_TILE_ROWS) * tile_bytes..][..tile_bytes];
@@ -301,28 +325,6 @@ impl TlMatrix {
             if neg {
                 let bit = r % TL_TILE_ROWS;
                 rec[TL_INDEX_BYTES + bit / 8] |= 1 << (bit % 8);
-            }
-        }
-    }
-
-    /// Row `r` of a wide matrix (module docs).
-    fn pack_row_wide(&mut self, r: usize, w: &[i8]) {
-        let tile_bytes = self.tile_bytes();
-        let tile = &mut self.data[(r / TL2_WIDE_TILE_ROWS) * tile_bytes..][..tile_bytes];
-        let (sub, row) = ((r % TL2_WIDE_TILE_ROWS) / 16, r % 16);
-        for (g, wg) in w.chunks(3).enumerate() {
-            let mut ws = [0i8; 3];
-            ws[..wg.len()].copy_from_slice(wg);
-            let v = 9 * ws[0] + 3 * ws[1] + ws[2];
-            let (b, p) = (
-                g / TL2_WIDE_BLOCK_GROUPS,
-                4 * row + g % TL2_WIDE_BLOCK_GROUPS,
-            );
-            let rec = &mut tile[b * TL2_WIDE_BLOCK_BYTES + sub * TL2_WIDE_RECORD_BYTES..]
-                [..TL2_WIDE_RECORD_BYTES];
-            rec[p % 32] |= v.unsigned_abs() << (4 * (p / 32));
-            if v < 0 {
-                rec[32 + p / 8] |= 1 << (p % 8);
             }
         }
     }
@@ -389,6 +391,33 @@ impl TlMatrix {
         match self.layout {
             TlLayout::Tiles => self.kind.tile_bytes(self.cols),
             TlLayout::Wide => wide_blocks(self.cols) * TL2_WIDE_BLOCK_BYTES,
+        }
+    }
+}
+
+/// A zero-filled buffer of `n` int8 values (allocation failure an error).
+fn zeroed_i8(n: usize) -> Result<Vec<i8>, QuantError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| QuantError::AllocFailed { bytes: n })?;
+    v.resize(n, 0);
+    Ok(v)
+}
+
+/// The ternary weights of one I2_S row (`w.len()` = its length), code 3
+/// read as 0 as in [`crate::quant::i2s::i2s_dot_i32`]: weight `32 j + i`
+/// of a 128-weight block is bits `7 - 2 j ..= 6 - 2 j` of its byte `i`.
+fn i2s_row_weights(row: &[u8], w: &mut [i8]) {
+    const WEIGHT: [i8; 4] = [-1, 0, 1, 0];
+    for (block, wb) in row
+        .chunks_exact(I2S_BLOCK_BYTES)
+        .zip(w.chunks_exact_mut(I2S_BLOCK_LEN))
+    {
+        for (j, wj) in wb.chunks_exact_mut(I2S_BLOCK_BYTES).enumerate() {
+            let shift = 6 - 2 * j;
+            for (v, &byte) in wj.iter_mut().zip(block) {
+                *v = WEIGHT[usize::from((byte >> shift) & 3)];
+            }
         }
     }
 }
