@@ -7,26 +7,38 @@ mod common;
 
 use bitnet_core::gguf::Gguf;
 use bitnet_core::kernels::Platform;
-use bitnet_core::model::{Generator, Logits, Model};
+use bitnet_core::model::{Generator, Logits, Model, RunState};
 use bitnet_core::quant::tl::TL_VARIANTS;
 use bitnet_core::sample::{Sampler, SamplerParams};
 
-/// Logits of `tokens` and a 32-token greedy continuation with `platform`.
-fn logits_and_greedy(
-    model: &Model<'_>,
-    platform: Platform,
-    tokens: &[u32],
-) -> (Vec<u32>, Vec<u32>, Vec<String>) {
-    let mut state = model.new_state(32, 128).unwrap();
-    state.set_platform(platform);
-    let logits = model.forward(&mut state, tokens, 0, Logits::All).unwrap();
-    let bits = logits.iter().map(|v| v.to_bits()).collect();
-    let ids = state
+/// The ids of the kernels `state` ran.
+fn kernel_ids(state: &RunState) -> Vec<String> {
+    state
         .counters()
         .kernels()
         .iter()
         .map(|k| k.id.to_string())
-        .collect();
+        .collect()
+}
+
+/// Logits of `tokens` and a 32-token greedy continuation with `platform`,
+/// and the kernel ids of the batch of `tokens` and of one token.
+fn logits_and_greedy(
+    model: &Model<'_>,
+    platform: Platform,
+    tokens: &[u32],
+) -> (Vec<u32>, Vec<u32>, [Vec<String>; 2]) {
+    let mut state = model.new_state(32, 128).unwrap();
+    state.set_platform(platform);
+    let logits = model.forward(&mut state, tokens, 0, Logits::All).unwrap();
+    let bits = logits.iter().map(|v| v.to_bits()).collect();
+    let batch_ids = kernel_ids(&state);
+    let mut state = model.new_state(8, 128).unwrap();
+    state.set_platform(platform);
+    model
+        .forward(&mut state, &tokens[..1], 0, Logits::Last)
+        .unwrap();
+    let ids = [batch_ids, kernel_ids(&state)];
     let mut state = model.new_state(8, 128).unwrap();
     state.set_platform(platform);
     let mut sampler = Sampler::new(SamplerParams::greedy());
@@ -38,22 +50,43 @@ fn logits_and_greedy(
 
 /// `fixture` repacked as TL1 and as TL2 gives the logits bits and greedy
 /// tokens of its own kernels (whose ids start with `native`) on every tier.
+/// One token runs the TL kernels everywhere; a batch runs them except for
+/// I2_S matrices on tiers whose I2_S GEMM is faster.
 fn tl_matches_the_native_kernels(fixture: &str, native: &str) {
     let bytes = common::fixture(fixture);
     let g = Gguf::parse(&bytes).unwrap();
     let model = Model::from_gguf(&g).unwrap();
     let vocab = model.config.vocab_size as u32;
     let tokens: Vec<u32> = (0..24u32).map(|i| (i * 7919 + 3) % vocab).collect();
-    let (want, greedy, ids) = logits_and_greedy(&model, Platform::portable(), &tokens);
+    let (want, greedy, [ids, _]) = logits_and_greedy(&model, Platform::portable(), &tokens);
     assert!(ids.iter().any(|id| id.starts_with(native)), "{ids:?}");
     for (kind, layout) in TL_VARIANTS {
         let mut tl = Model::from_gguf(&g).unwrap();
         let n = tl.weights.repack_tl(kind, layout).unwrap();
         assert_eq!(n, 7 * tl.config.n_layers, "{fixture}");
         for p in Platform::available() {
-            let (got, got_greedy, ids) = logits_and_greedy(&tl, p, &tokens);
+            let (got, got_greedy, [batch_ids, ids]) = logits_and_greedy(&tl, p, &tokens);
             assert!(ids.iter().any(|id| id.starts_with(kind.name())), "{ids:?}");
             assert!(!ids.iter().any(|id| id.starts_with(native)), "{ids:?}");
+            if native.starts_with("i2s") && p.batch_prefers_i2s() {
+                assert!(
+                    batch_ids.iter().any(|id| id.starts_with("i2s_gemm")),
+                    "{batch_ids:?}"
+                );
+                assert!(
+                    !batch_ids.iter().any(|id| id.starts_with(kind.name())),
+                    "{batch_ids:?}"
+                );
+            } else {
+                assert!(
+                    batch_ids.iter().any(|id| id.starts_with(kind.name())),
+                    "{batch_ids:?}"
+                );
+                assert!(
+                    !batch_ids.iter().any(|id| id.starts_with(native)),
+                    "{batch_ids:?}"
+                );
+            }
             assert_eq!(got, want, "{fixture} {kind:?} {layout:?} {p:?}: logits");
             assert_eq!(
                 got_greedy, greedy,
@@ -115,7 +148,7 @@ fn q8_head_greedy_agreement_on_the_fixtures() {
                 tf_total += 1;
             }
             for p in Platform::available() {
-                let (_, got, ids) = logits_and_greedy(&q8, p, &tokens);
+                let (_, got, [ids, _]) = logits_and_greedy(&q8, p, &tokens);
                 assert!(ids.iter().any(|id| id.starts_with("q8_head_")), "{ids:?}");
                 // Same integers on every tier: identical tokens.
                 if p == Platform::detect() {

@@ -675,13 +675,13 @@ impl Report<'_> {
             );
             let _ = writeln!(
                 s,
-                "- TL2 with the exact F16 head: {:.2}x llama.cpp in tg{ng}; TL2 pp{np} {:.2}x the I2_S VNNI GEMM's ({})",
+                "- TL2 with the exact F16 head: {:.2}x llama.cpp in tg{ng}; pp{np} in TL2 mode {:.2}x the I2_S mode's ({})",
                 mean_sd(&tl2.tg).0 / lt,
                 mean_sd(&tl2.pp).0 / pp,
-                if mean_sd(&tl2.pp).0 > pp {
-                    "TL2 beats VNNI for prefill"
+                if Platform::detect().batch_prefers_i2s() {
+                    "TL mode runs prefill on the I2_S GEMM here, faster than the TL GEMM"
                 } else {
-                    "VNNI stays the prefill kernel"
+                    "TL mode runs prefill on the TL GEMM here"
                 }
             );
         }

@@ -891,6 +891,15 @@ impl Platform {
         Ok(id)
     }
 
+    /// Whether a batch (prefill) through an I2_S matrix that also has a
+    /// TL repacking runs on the I2_S GEMM rather than the TL one: on the
+    /// x86 tiers, whose 4-token I2_S GEMMs measured 2.1-2.5x the TL GEMMs
+    /// (docs/perf.md). One token always takes the TL GEMV. Both give the
+    /// same integers.
+    pub const fn batch_prefers_i2s(self) -> bool {
+        matches!(self.isa, Isa::Avx2 | Isa::Avx512)
+    }
+
     /// The layout [`tl_gemm`](Self::tl_gemm) runs fastest on here for
     /// `kind`: the wide TL2 layout on AVX-512 with VBMI, else the tiles.
     pub fn tl_layout(self, kind: TlKind) -> TlLayout {

@@ -425,7 +425,11 @@ impl<'a> QuantizedLinear<'a> {
                     *s = platform.i2s_quantize_act(xt, qt)?.0;
                 }
                 let dots = grow(&mut scratch.dots, batch * self.rows, 0)?;
-                let id = if let Some(tl) = self.tl.as_deref() {
+                let tl = self
+                    .tl
+                    .as_deref()
+                    .filter(|_| batch == 1 || !platform.batch_prefers_i2s());
+                let id = if let Some(tl) = tl {
                     let per = tl.table_bytes();
                     let tables = grow(
                         &mut scratch.tl_tables,
