@@ -479,6 +479,27 @@ pub struct Tuning {
     pub phase_times: bool,
 }
 
+impl Tuning {
+    /// How blocks publish data to each other, for reports.
+    pub fn sync_name(&self) -> &'static str {
+        if self.sync_acqrel {
+            "release/acquire"
+        } else {
+            "SC fences"
+        }
+    }
+
+    /// Whether the persistent kernel calls or inlines its phase code, for
+    /// reports.
+    pub fn phase_code_name(&self) -> &'static str {
+        if self.call_phases {
+            "called"
+        } else {
+            "inlined"
+        }
+    }
+}
+
 impl Default for Tuning {
     fn default() -> Self {
         Self {

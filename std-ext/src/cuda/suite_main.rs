@@ -763,12 +763,8 @@ fn persist_table(r: &mut String) -> Res<bool> {
                 "persistent {b} blocks ({}/SM), L2 prefetch {} ahead at phase end, {}, phase code {}, gate|up rows/warp {}, quantization {}",
                 eff.persist_bps,
                 eff.prefetch_ahead,
-                if eff.sync_acqrel {
-                    "release/acquire"
-                } else {
-                    "SC fences"
-                },
-                if eff.call_phases { "called" } else { "inlined" },
+                eff.sync_name(),
+                eff.phase_code_name(),
                 eff.glu_rows,
                 if eff.quant_narrow {
                     "3 or 8 float4s/thread"
@@ -856,12 +852,8 @@ fn phases_of(r: &mut String, host: &HostModel<'_>, tu: Tuning) -> Res<()> {
          Work: first exit of the previous barrier to last arrival; quantization / rest: a block's own span from its exit to the end of its quantization, then to its arrival (mean over the blocks with rows).\n\n\
          | phase | work, step at pos {} | quantization / rest | barrier release | work, step at pos {} | quantization / rest | barrier release |\n|---|---|---|---|---|---|---|",
         eff.prefetch_ahead,
-        if eff.sync_acqrel {
-            "release/acquire"
-        } else {
-            "SC fences"
-        },
-        if eff.call_phases { "called" } else { "inlined" },
+        eff.sync_name(),
+        eff.phase_code_name(),
         eff.glu_rows,
         cols[0].0,
         cols[1].0
