@@ -810,6 +810,32 @@ fn tl_extreme_values_every_tier() {
 }
 
 #[test]
+fn tl_tables_every_tier_equal_the_portable_ones() {
+    // I2_S row lengths whose last TL2 group holds 1, 2 or 3 weights and
+    // whose last wide block 0, 1 or 2 padding groups; random and extreme
+    // activations.
+    let mut rng = Rng(19);
+    for k in [128, 256, 384, 512, 640, 2560, 6912] {
+        // A shape-only matrix of the row length (one row of zeros).
+        let w = vec![0u8; k / 4 + 32];
+        for (kind, layout) in TL_VARIANTS {
+            let m = TlMatrix::from_i2s(&w, 1, k, kind, layout).unwrap();
+            for q in [rng.i8s(k), vec![-128; k], vec![127; k]] {
+                let mut want = vec![0i8; m.table_bytes()];
+                m.build_tables(&q, &mut want).unwrap();
+                for p in platforms() {
+                    let mut got = vec![1i8; m.table_bytes()];
+                    p.tl_build_tables(&m, &q, &mut got).unwrap();
+                    assert_eq!(got, want, "{kind:?} {layout:?} k={k} {p:?}");
+                    assert!(p.tl_build_tables(&m, &q[1..], &mut got).is_err());
+                    assert!(p.tl_build_tables(&m, &q, &mut got[1..]).is_err());
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn tl_layout_follows_the_cpu() {
     // The wide TL2 layout where its VBMI kernel runs, the tiles elsewhere
     // (and always for TL1).

@@ -15,6 +15,7 @@ use half::f16;
 use super::avx2::{TL_CHUNK, tl_store, tl_widen};
 use super::{PREFETCH_BYTES, act_scale, sum_i8};
 use crate::quant::q8_k::BlockQ8K;
+use crate::quant::tl::TL2_WEIGHTS;
 use crate::quant::tq1_0::BlockTq1_0;
 use crate::quant::tq2_0::BlockTq2_0;
 
@@ -819,21 +820,26 @@ pub(super) unsafe fn tl2_tile_dot(
     }
 }
 
-/// Wide TL2 dot of one 64-row tile with one token (contract of
-/// `crate::quant::tl::tl2_wide_tile_dot`). Per 4-group block, one
+/// Wide TL2 dots of `N` 64-row tiles with one token (contract of
+/// `crate::quant::tl::tl2_wide_tile_dot` per tile). Per 4-group block, one
 /// `vpermi2b` per table half looks up the signed sums of a record's 64
 /// (row, group) positions at `32 j + 16 sign + magnitude` (the sign added
 /// under the record's sign bits as a `k` mask), and `vpdpbusd` against ones
-/// sums a row's four groups into its i32 lane.
+/// sums a row's four groups into its i32 lane. Two tiles at once share
+/// each table load and keep two weight streams in flight.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F/BW/VL/VNNI/VBMI and AVX2. `tile` holds
-/// whole 160-byte blocks and `tables` one token's 256-byte block tables,
-/// as many as `tile` has blocks (checked by the dispatch).
+/// The CPU must support AVX-512 F/BW/VL/VNNI/VBMI and AVX2. Each tile
+/// holds whole 160-byte blocks and `tables` one token's 256-byte block
+/// tables, as many as a tile has blocks (checked by the dispatch).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2")]
-pub(super) unsafe fn tl2_wide_tile_dot(tile: &[u8], tables: &[i8], out: &mut [i32; 64]) {
-    let (blocks, _) = tile.as_chunks::<160>();
+pub(super) unsafe fn tl2_wide_tiles_dot<const N: usize>(
+    tiles: [&[u8]; N],
+    tables: &[i8],
+    out: [&mut [i32; 64]; N],
+) {
     let (tabs, _) = tables.as_chunks::<256>();
+    let blocks = tiles.map(|t| t.as_chunks::<160>().0);
     let ones = _mm512_set1_epi8(1);
     let nibble = _mm512_set1_epi8(0x0F);
     // Byte j of every dword (group j of the row) indexes the table of
@@ -853,41 +859,146 @@ pub(super) unsafe fn tl2_wide_tile_dot(tile: &[u8], tables: &[i8], out: &mut [i3
         0x3830_2820_1810_0800,
         0x3830_2820_1810_0800,
     );
-    let mut lo = [_mm512_setzero_si512(); 4];
-    let mut hi = [_mm512_setzero_si512(); 4];
-    for (block, t) in blocks.iter().zip(tabs) {
+    let mut lo = [[_mm512_setzero_si512(); 4]; N];
+    let mut hi = [[_mm512_setzero_si512(); 4]; N];
+    for (b, t) in tabs.iter().enumerate() {
         // SAFETY: `t` is 256 readable bytes; `loadu` has no alignment
         // requirement.
         let [la, lb, ha, hb] =
             [0, 64, 128, 192].map(|o| unsafe { _mm512_loadu_si512(t.as_ptr().add(o).cast()) });
-        // Software prefetch PREFETCH_BYTES ahead, every cache line of the
-        // 160-byte blocks. A prefetch never faults; `wrapping_add` keeps
-        // the address defined past the slice's end.
-        for o in [0, 64, 128] {
-            _mm_prefetch::<_MM_HINT_T0>(block.as_ptr().wrapping_add(PREFETCH_BYTES + o).cast());
-        }
-        let (recs, _) = block.as_chunks::<40>();
-        for ((rec, l), h) in recs.iter().zip(&mut lo).zip(&mut hi) {
-            // SAFETY: `rec` is 40 readable bytes, so its first 32 are.
-            let v = _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(rec.as_ptr().cast()) });
-            // (nibble of position p) | 32 j.
-            let m = _mm512_ternarylogic_epi32::<0xEA>(
-                _mm512_multishift_epi64_epi8(shifts, v),
-                nibble,
-                group_base,
-            );
-            let mut sb = [0u8; 8];
-            sb.copy_from_slice(&rec[32..]);
-            let idx = _mm512_mask_add_epi8(m, u64::from_le_bytes(sb), m, sixteen);
-            *l = _mm512_dpbusd_epi32(*l, ones, _mm512_permutex2var_epi8(la, idx, lb));
-            *h = _mm512_dpbusd_epi32(*h, ones, _mm512_permutex2var_epi8(ha, idx, hb));
+        for ((tile, lo), hi) in blocks.iter().zip(&mut lo).zip(&mut hi) {
+            let Some(block) = tile.get(b) else { continue };
+            // Software prefetch PREFETCH_BYTES ahead, every cache line of
+            // the 160-byte blocks. A prefetch never faults; `wrapping_add`
+            // keeps the address defined past the slice's end.
+            for o in [0, 64, 128] {
+                _mm_prefetch::<_MM_HINT_T0>(block.as_ptr().wrapping_add(PREFETCH_BYTES + o).cast());
+            }
+            let (recs, _) = block.as_chunks::<40>();
+            for ((rec, l), h) in recs.iter().zip(lo.iter_mut()).zip(hi.iter_mut()) {
+                // SAFETY: `rec` is 40 readable bytes, so its first 32 are.
+                let v = _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(rec.as_ptr().cast()) });
+                // (nibble of position p) | 32 j.
+                let m = _mm512_ternarylogic_epi32::<0xEA>(
+                    _mm512_multishift_epi64_epi8(shifts, v),
+                    nibble,
+                    group_base,
+                );
+                let mut sb = [0u8; 8];
+                sb.copy_from_slice(&rec[32..]);
+                let idx = _mm512_mask_add_epi8(m, u64::from_le_bytes(sb), m, sixteen);
+                *l = _mm512_dpbusd_epi32(*l, ones, _mm512_permutex2var_epi8(la, idx, lb));
+                *h = _mm512_dpbusd_epi32(*h, ones, _mm512_permutex2var_epi8(ha, idx, hb));
+            }
         }
     }
-    let (outs, _) = out.as_chunks_mut::<16>();
-    for ((o, &l), &h) in outs.iter_mut().zip(&lo).zip(&hi) {
-        let r = _mm512_add_epi32(l, _mm512_slli_epi32::<4>(h));
-        // SAFETY: `o` is 16 writable i32; `storeu` has no alignment
-        // requirement.
-        unsafe { _mm512_storeu_si512(o.as_mut_ptr().cast(), r) };
+    for ((o, lo), hi) in out.into_iter().zip(&lo).zip(&hi) {
+        let (outs, _) = o.as_chunks_mut::<16>();
+        for ((o, &l), &h) in outs.iter_mut().zip(lo).zip(hi) {
+            let r = _mm512_add_epi32(l, _mm512_slli_epi32::<4>(h));
+            // SAFETY: `o` is 16 writable i32; `storeu` has no alignment
+            // requirement.
+            unsafe { _mm512_storeu_si512(o.as_mut_ptr().cast(), r) };
+        }
+    }
+}
+
+/// Byte masks of the wide TL2 tables for activation `i` of a group: bit
+/// `e` of `.0` (`.1`) is set where table byte `e` of a 64-byte half (two
+/// groups of 16 positive then 16 negated entries) adds (subtracts) that
+/// activation; magnitudes 14 and 15 are unused and stay 0.
+const fn wide_table_masks(i: usize) -> (u64, u64) {
+    let (mut pos, mut neg) = (0u64, 0u64);
+    let mut e = 0;
+    while e < 64 {
+        let (sign, m) = ((e % 32) / 16, e % 16);
+        let w = TL2_WEIGHTS[m][i] * if sign == 1 { -1 } else { 1 };
+        if w == 1 {
+            pos |= 1 << e;
+        } else if w == -1 {
+            neg |= 1 << e;
+        }
+        e += 1;
+    }
+    (pos, neg)
+}
+
+/// `vpermb` indices that spread activation `i` of groups `2 h` and
+/// `2 h + 1` (bytes `3 g + i` of a block's 12 activations) over the two
+/// 32-byte halves of a table register.
+const fn wide_table_spread(h: usize, i: usize) -> [u8; 64] {
+    let mut idx = [0u8; 64];
+    let mut e = 0;
+    while e < 64 {
+        idx[e] = (3 * (2 * h + e / 32) + i) as u8;
+        e += 1;
+    }
+    idx
+}
+
+/// The wide TL2 tables of one token (contract of
+/// `crate::quant::tl::tl2_wide_tables`): per 4-group block, the 12
+/// activations split into their low and high parts, each spread over the
+/// table bytes with `vpermb` and added or subtracted under constant byte
+/// masks.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VBMI. `tables.len()` is 256 per
+/// 4-group block of `q` (`ceil(ceil(K / 3) / 4)` blocks; checked by the
+/// dispatch).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2")]
+pub(super) unsafe fn tl2_wide_tables(q: &[i8], tables: &mut [i8]) {
+    const MASKS: [(u64, u64); 3] = [
+        wide_table_masks(0),
+        wide_table_masks(1),
+        wide_table_masks(2),
+    ];
+    const SPREAD: [[[u8; 64]; 3]; 2] = [
+        [
+            wide_table_spread(0, 0),
+            wide_table_spread(0, 1),
+            wide_table_spread(0, 2),
+        ],
+        [
+            wide_table_spread(1, 0),
+            wide_table_spread(1, 1),
+            wide_table_spread(1, 2),
+        ],
+    ];
+    // SAFETY: each `SPREAD` entry is 64 readable bytes; unaligned loads.
+    let spread = SPREAD.map(|h| h.map(|s| unsafe { _mm512_loadu_si512(s.as_ptr().cast()) }));
+    let low4 = _mm_set1_epi8(0x0F);
+    let eight = _mm_set1_epi8(8);
+    let (blocks, _) = tables.as_chunks_mut::<256>();
+    for (b, t) in blocks.iter_mut().enumerate() {
+        // The block's activations, zero past K (masked bytes are not read).
+        let avail = q.len().saturating_sub(12 * b).min(12);
+        let a = if avail == 0 {
+            _mm_setzero_si128()
+        } else {
+            // SAFETY: `12 b < q.len()`, so the pointer is in bounds, and
+            // the mask keeps the load to the `avail` bytes that follow.
+            unsafe { _mm_maskz_loadu_epi8((1 << avail) - 1, q.as_ptr().add(12 * b)) }
+        };
+        // q = 16 * hi + lo, lo = q & 15 in 0..16, hi = q >> 4 in -8..8.
+        let lo = _mm_and_si128(a, low4);
+        let hi = _mm_sub_epi8(
+            _mm_xor_si128(_mm_and_si128(_mm_srli_epi16::<4>(a), low4), eight),
+            eight,
+        );
+        for (p, part) in [lo, hi].into_iter().enumerate() {
+            let part = _mm512_zextsi128_si512(part);
+            for (h, sp) in spread.iter().enumerate() {
+                let mut acc = _mm512_setzero_si512();
+                for (&(pos, neg), &s) in MASKS.iter().zip(sp) {
+                    let v = _mm512_permutexvar_epi8(s, part);
+                    acc = _mm512_mask_add_epi8(acc, pos, acc, v);
+                    acc = _mm512_mask_sub_epi8(acc, neg, acc, v);
+                }
+                // SAFETY: `128 p + 64 h + 64 <= 256` bytes of `t`;
+                // unaligned store.
+                unsafe { _mm512_storeu_si512(t.as_mut_ptr().add(128 * p + 64 * h).cast(), acc) };
+            }
+        }
     }
 }

@@ -910,6 +910,28 @@ impl Platform {
         }
     }
 
+    /// Builds one token's activation tables for `w` like
+    /// [`TlMatrix::build_tables`] (the same bytes): with AVX-512 VBMI for
+    /// the wide layout, else the portable builder.
+    pub fn tl_build_tables(
+        self,
+        w: &TlMatrix,
+        q: &[i8],
+        tables: &mut [i8],
+    ) -> Result<(), QuantError> {
+        #[cfg(target_arch = "x86_64")]
+        if w.layout() == TlLayout::Wide && self.has_vbmi() {
+            check_eq("TL activations", w.cols(), q.len())?;
+            check_eq("wide TL2 activation tables", w.table_bytes(), tables.len())?;
+            // SAFETY: `has_vbmi` => AVX-512 F/BW/VL/VBMI detected; the
+            // tables are the 256 bytes per block of `q` the matrix's row
+            // length gives (checked above).
+            unsafe { avx512::tl2_wide_tables(q, tables) };
+            return Ok(());
+        }
+        w.build_tables(q, tables)
+    }
+
     /// `true` on the AVX-512 tier of a CPU with AVX-512 VBMI.
     fn has_vbmi(self) -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -939,28 +961,41 @@ impl Platform {
         let batch = tables.len() / per_token;
         let vbmi = self.has_vbmi();
         let tile_bytes = w.tile_bytes();
-        let mut buf = [0i32; TL2_WIDE_TILE_ROWS];
-        for tile in rows.start / TL2_WIDE_TILE_ROWS..rows.end.div_ceil(TL2_WIDE_TILE_ROWS) {
-            let td = &w.data()[tile * tile_bytes..(tile + 1) * tile_bytes];
-            let r0 = tile * TL2_WIDE_TILE_ROWS;
-            let (lo, hi) = (rows.start.max(r0), rows.end.min(r0 + TL2_WIDE_TILE_ROWS));
+        let mut bufs = [[0i32; TL2_WIDE_TILE_ROWS]; 2];
+        let tiles = rows.start / TL2_WIDE_TILE_ROWS..rows.end.div_ceil(TL2_WIDE_TILE_ROWS);
+        let mut tile = tiles.start;
+        while tile < tiles.end {
+            // Tiles in pairs where the VBMI kernel runs.
+            let n = if vbmi && tile + 1 < tiles.end { 2 } else { 1 };
+            let td = &w.data()[tile * tile_bytes..(tile + n) * tile_bytes];
             for (t, tab) in tables.chunks_exact(per_token).enumerate() {
                 #[cfg(target_arch = "x86_64")]
                 if vbmi {
-                    // SAFETY: `vbmi` => an Avx512 platform (AVX-512
-                    // F/BW/VL/VNNI and AVX2 detected) on a CPU with VBMI;
-                    // the tile and one token's tables have the shapes
-                    // `check_tables` and the TlMatrix guarantee.
-                    unsafe { avx512::tl2_wide_tile_dot(td, tab, &mut buf) };
+                    let [b0, b1] = &mut bufs;
+                    if n == 2 {
+                        let (ta, tb) = td.split_at(tile_bytes);
+                        // SAFETY: `vbmi` => an Avx512 platform (AVX-512
+                        // F/BW/VL/VNNI and AVX2 detected) on a CPU with
+                        // VBMI; the tiles and one token's tables have the
+                        // shapes `check_tables` and the TlMatrix guarantee.
+                        unsafe { avx512::tl2_wide_tiles_dot::<2>([ta, tb], tab, [b0, b1]) };
+                    } else {
+                        // SAFETY: as above, one tile.
+                        unsafe { avx512::tl2_wide_tiles_dot::<1>([td], tab, [b0]) };
+                    }
                 } else {
-                    tl2_wide_tile_dot(td, tab, &mut buf);
+                    tl2_wide_tile_dot(td, tab, &mut bufs[0]);
                 }
                 #[cfg(not(target_arch = "x86_64"))]
-                tl2_wide_tile_dot(td, tab, &mut buf);
-                for r in lo..hi {
-                    out[(r - rows.start) * batch + t] = buf[r - r0];
+                tl2_wide_tile_dot(td, tab, &mut bufs[0]);
+                for (k, buf) in bufs.iter().enumerate().take(n) {
+                    let r0 = (tile + k) * TL2_WIDE_TILE_ROWS;
+                    for r in rows.start.max(r0)..rows.end.min(r0 + TL2_WIDE_TILE_ROWS) {
+                        out[(r - rows.start) * batch + t] = buf[r - r0];
+                    }
                 }
             }
+            tile += n;
         }
         match (vbmi, batch == 1) {
             (true, true) => ids::TL2_GEMV_AVX512VBMI,

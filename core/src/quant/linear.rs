@@ -10,7 +10,7 @@ use super::i2s::{I2S_MAX_K, i2s_output, i2s_scale};
 use super::q8_0::{BlockQ8_0, QK8_0, quantize_row_q8_0, vec_dot_q8_0_q8_0};
 use super::q8_head::Q8Rows;
 use super::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
-use super::tl::{TlKind, TlLayout, TlMatrix};
+use super::tl::{TL2_WIDE_TILE_ROWS, TlKind, TlLayout, TlMatrix};
 use super::tl_tq::TlBlocks;
 use super::{QuantError, QuantType, blocks_of, check_len, mul_size};
 use crate::kernels::Platform;
@@ -88,6 +88,22 @@ where
     } else {
         ROWS_PER_TASK
     };
+    run_rows_in::<J, T, F>(out, m, per_row, task_rows, f)
+}
+
+/// [`run_rows`] in tasks of `task_rows` rows.
+fn run_rows_in<J, T, F>(
+    out: &mut [T],
+    m: usize,
+    per_row: usize,
+    task_rows: usize,
+    f: F,
+) -> Result<&'static str, QuantError>
+where
+    J: Join,
+    T: Send,
+    F: Fn(core::ops::Range<usize>, &mut [T]) -> Result<&'static str, QuantError> + Sync,
+{
     if !J::PARALLEL || m <= task_rows {
         return f(0..m, out);
     }
@@ -125,6 +141,14 @@ pub struct ActScratch {
     dots: Vec<i32>,
     /// TL1 / TL2: activation tables, `batch x groups x 32`.
     tl_tables: Vec<i8>,
+    /// What `tl_tables` holds when an I2_S matmul built them: the
+    /// family, layout and row length, and the activations they were built
+    /// from (`batch x K`). A matmul whose activations and layout are the
+    /// same (Q, K and V of one input; gate and up) reuses them: tables are
+    /// a function of the activations alone.
+    tl_key: Option<(TlKind, TlLayout, usize)>,
+    /// The activations of `tl_key`.
+    tl_src: Vec<i8>,
     /// I2_S and TQ batches: outputs in the layout of `dots` (row-major by
     /// weight row), before the transpose.
     outs: Vec<f32>,
@@ -140,6 +164,8 @@ impl ActScratch {
             q8_0: Vec::new(),
             dots: Vec::new(),
             tl_tables: Vec::new(),
+            tl_key: None,
+            tl_src: Vec::new(),
             outs: Vec::new(),
         }
     }
@@ -431,16 +457,30 @@ impl<'a> QuantizedLinear<'a> {
                     .filter(|_| batch == 1 || !platform.batch_prefers_i2s());
                 let id = if let Some(tl) = tl {
                     let per = tl.table_bytes();
-                    let tables = grow(
-                        &mut scratch.tl_tables,
-                        mul_size("TL tables", per, batch)?,
-                        0,
-                    )?;
-                    for (qt, t) in q.chunks_exact(k).zip(tables.chunks_exact_mut(per)) {
-                        tl.build_tables(qt, t)?;
+                    let key = Some((tl.kind(), tl.layout(), k));
+                    let n = mul_size("TL tables", per, batch)?;
+                    let reuse = scratch.tl_key == key
+                        && scratch.tl_src.as_slice() == &*q
+                        && scratch.tl_tables.len() >= n;
+                    if !reuse {
+                        scratch.tl_key = None;
+                        let tables = grow(&mut scratch.tl_tables, n, 0)?;
+                        for (qt, t) in q.chunks_exact(k).zip(tables.chunks_exact_mut(per)) {
+                            platform.tl_build_tables(tl, qt, t)?;
+                        }
+                        scratch.tl_src.clear();
+                        grow(&mut scratch.tl_src, q.len(), 0)?.copy_from_slice(q);
+                        scratch.tl_key = key;
                     }
-                    let tables = &*tables;
-                    run_rows::<J, _, _>(dots, self.rows, batch, |rows, d| {
+                    let tables = &scratch.tl_tables[..n];
+                    // Two wide tiles per task: the wide kernel runs tiles
+                    // in pairs (one table load for both).
+                    let task_rows = match tl.layout() {
+                        TlLayout::Wide => 2 * TL2_WIDE_TILE_ROWS,
+                        TlLayout::Tiles if batch > 1 => BATCH_ROWS_PER_TASK,
+                        TlLayout::Tiles => ROWS_PER_TASK,
+                    };
+                    run_rows_in::<J, _, _>(dots, self.rows, batch, task_rows, |rows, d| {
                         platform.tl_gemm(tl, rows, tables, d)
                     })?
                 } else {
@@ -477,6 +517,7 @@ impl<'a> QuantizedLinear<'a> {
                 quantize_row_q8_k(x, act)?;
                 let mut id = self.qtype.scalar_kernel_id();
                 if let Some(tl) = self.tl_tq.as_deref() {
+                    scratch.tl_key = None;
                     let tables = grow(&mut scratch.tl_tables, tl.tables_len(), 0)?;
                     for (ab, ob) in act.chunks_exact(nb).zip(out.chunks_exact_mut(self.rows)) {
                         tl.build_tables(ab, tables)?;

@@ -457,8 +457,10 @@ const fn weight_table(kind: TlKind) -> [[i8; 3]; 16] {
     t
 }
 
+/// TL1 index weights (`weight_table`).
 const TL1_WEIGHTS: [[i8; 3]; 16] = weight_table(TlKind::Tl1);
-const TL2_WEIGHTS: [[i8; 3]; 16] = weight_table(TlKind::Tl2);
+/// TL2 magnitude weights (`weight_table`), also the SIMD table builders' constants.
+pub(crate) const TL2_WEIGHTS: [[i8; 3]; 16] = weight_table(TlKind::Tl2);
 
 /// Builds the activation tables of one token: `q` holds `K` int8
 /// activations, `tables` receives `groups(K) * 32` bytes (module docs).
