@@ -261,6 +261,28 @@ __device__ __forceinline__ float silu_mul_cpu(float t, float u) {
     return __fmul_rn(__fdiv_rn(t, __fadd_rn(1.0f, expf_cpu(-t))), u);
 }
 
+// A GEMV's store of output row r from its dot t: with two matrices (NM ==
+// 2, gate|up) the gated activation of t and the up row's u (act 0:
+// relu(t)^2 * u, else silu(t) * u); with one, t added to the row's old
+// value (mode 1, the residual) or stored as is.
+template <int NM>
+__device__ __forceinline__ void gemv_store(float* out, int r, float t, float u, float old,
+                                           int act, int mode) {
+    if (NM == 2) {
+        if (act == 0) {
+            const float g = fmaxf(t, 0.0f);
+            t = g * g * u;
+        } else {
+            t = silu_mul_cpu(t, u);
+        }
+        out[r] = t;
+    } else if (mode == 1) {
+        out[r] = old + t;
+    } else {
+        out[r] = t;
+    }
+}
+
 // Order-free stand-ins for the CPU's sequential f64 sums. The CPU adds n
 // non-negative f64 terms in index order and uses only f(sum), f monotone
 // (RMSNorm: the f32 mean (float)(sum / K); softmax: (float)(1 / sum)).
@@ -599,23 +621,8 @@ __device__ __forceinline__ void i2s_gemv_rows(
 #pragma unroll
             for (int j = 0; j < GEMV_RPW; ++j) {
                 const int r = r0 + j;
-                if (r < rows) {
-                    float t = y[j];
-                    if (NM == 2) {
-                        const float u = y[(NM - 1) * GEMV_RPW + j];
-                        if (act == 0) {
-                            const float g = fmaxf(t, 0.0f);
-                            t = g * g * u;
-                        } else {
-                            t = silu_mul_cpu(t, u);
-                        }
-                        out[r] = t;
-                    } else if (mode == 1) {
-                        out[r] = old[j] + t;
-                    } else {
-                        out[r] = t;
-                    }
-                }
+                if (r < rows)
+                    gemv_store<NM>(out, r, y[j], y[(NM - 1) * GEMV_RPW + j], old[j], act, mode);
             }
         }
     }
@@ -1447,23 +1454,7 @@ __device__ __forceinline__ void pair_gemv(
 #pragma unroll
             for (int p = 0; p < HP; ++p) {
                 const int r = r0 + 2 * p + half;
-                if (r < rows) {
-                    float t = y[p];
-                    if (NM == 2) {
-                        const float u = y[HP + p];
-                        if (act == 0) {
-                            const float g = fmaxf(t, 0.0f);
-                            t = g * g * u;
-                        } else {
-                            t = silu_mul_cpu(t, u);
-                        }
-                        out[r] = t;
-                    } else if (mode == 1) {
-                        out[r] = old[p] + t;
-                    } else {
-                        out[r] = t;
-                    }
-                }
+                if (r < rows) gemv_store<NM>(out, r, y[p], y[(NM - 1) * HP + p], old[p], act, mode);
             }
         }
     }
