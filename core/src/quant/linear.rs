@@ -68,14 +68,16 @@ where
 
 /// Runs `f(rows, out_rows)` over `0..m` weight rows, where `out` holds
 /// `per_row` outputs per weight row: in one call when `J` is serial or the
-/// matrix is small, else in tasks of [`ROWS_PER_TASK`] rows (one output per
-/// row) or [`BATCH_ROWS_PER_TASK`] rows (a batch) through `J`. Every
-/// output is computed by the same kernel code whatever the split, so results
-/// do not depend on the thread count. Returns the kernel id.
+/// matrix is small, else in tasks of `task_rows` rows, by default
+/// [`ROWS_PER_TASK`] (one output per row) or [`BATCH_ROWS_PER_TASK`] (a
+/// batch), through `J`. Every output is computed by the same kernel code
+/// whatever the split, so results do not depend on the thread count.
+/// Returns the kernel id.
 fn run_rows<J, T, F>(
     out: &mut [T],
     m: usize,
     per_row: usize,
+    task_rows: Option<usize>,
     f: F,
 ) -> Result<&'static str, QuantError>
 where
@@ -83,27 +85,11 @@ where
     T: Send,
     F: Fn(core::ops::Range<usize>, &mut [T]) -> Result<&'static str, QuantError> + Sync,
 {
-    let task_rows = if per_row > 1 {
+    let task_rows = task_rows.unwrap_or(if per_row > 1 {
         BATCH_ROWS_PER_TASK
     } else {
         ROWS_PER_TASK
-    };
-    run_rows_in::<J, T, F>(out, m, per_row, task_rows, f)
-}
-
-/// [`run_rows`] in tasks of `task_rows` rows.
-fn run_rows_in<J, T, F>(
-    out: &mut [T],
-    m: usize,
-    per_row: usize,
-    task_rows: usize,
-    f: F,
-) -> Result<&'static str, QuantError>
-where
-    J: Join,
-    T: Send,
-    F: Fn(core::ops::Range<usize>, &mut [T]) -> Result<&'static str, QuantError> + Sync,
-{
+    });
     if !J::PARALLEL || m <= task_rows {
         return f(0..m, out);
     }
@@ -430,7 +416,7 @@ impl<'a> QuantizedLinear<'a> {
             {
                 *s = platform.i2s_quantize_act(xt, qt)?.0;
                 let qt = &*qt;
-                id = run_rows::<J, _, _>(dots, self.rows, 1, |rows, d| {
+                id = run_rows::<J, _, _>(dots, self.rows, 1, None, |rows, d| {
                     platform.q8_head_gemv(h, rows, qt, d)
                 })?;
                 for ((o, &dot), &d) in ot.iter_mut().zip(dots.iter()).zip(h.scales()) {
@@ -476,16 +462,15 @@ impl<'a> QuantizedLinear<'a> {
                     // Two wide tiles per task: the wide kernel runs tiles
                     // in pairs (one table load for both).
                     let task_rows = match tl.layout() {
-                        TlLayout::Wide => 2 * TL2_WIDE_TILE_ROWS,
-                        TlLayout::Tiles if batch > 1 => BATCH_ROWS_PER_TASK,
-                        TlLayout::Tiles => ROWS_PER_TASK,
+                        TlLayout::Wide => Some(2 * TL2_WIDE_TILE_ROWS),
+                        TlLayout::Tiles => None,
                     };
-                    run_rows_in::<J, _, _>(dots, self.rows, batch, task_rows, |rows, d| {
+                    run_rows::<J, _, _>(dots, self.rows, batch, task_rows, |rows, d| {
                         platform.tl_gemm(tl, rows, tables, d)
                     })?
                 } else {
                     let (w, q) = (self.weight, &*q);
-                    run_rows::<J, _, _>(dots, self.rows, batch, |rows, d| {
+                    run_rows::<J, _, _>(dots, self.rows, batch, None, |rows, d| {
                         if batch == 1 {
                             platform.i2s_gemv(w, k, rows, q, d)
                         } else {
@@ -522,7 +507,7 @@ impl<'a> QuantizedLinear<'a> {
                     for (ab, ob) in act.chunks_exact(nb).zip(out.chunks_exact_mut(self.rows)) {
                         tl.build_tables(ab, tables)?;
                         let tables = &*tables;
-                        id = run_rows::<J, _, _>(ob, self.rows, 1, |rows, o| {
+                        id = run_rows::<J, _, _>(ob, self.rows, 1, None, |rows, o| {
                             tl.gemv(platform, rows, ab, tables, o)
                         })?;
                     }
@@ -533,7 +518,7 @@ impl<'a> QuantizedLinear<'a> {
                     return Ok(id);
                 }
                 if batch == 1 {
-                    return run_rows::<J, _, _>(out, self.rows, 1, |rows, o| match qtype {
+                    return run_rows::<J, _, _>(out, self.rows, 1, None, |rows, o| match qtype {
                         QuantType::TQ1_0 => platform.tq1_0_gemv(w, k, rows, act, o),
                         _ => platform.tq2_0_gemv(w, k, rows, act, o),
                     });
@@ -542,10 +527,11 @@ impl<'a> QuantizedLinear<'a> {
                 // of tokens) into the row-major layout, then transposed to
                 // token-major as for I2_S.
                 let outs = grow(&mut scratch.outs, batch * self.rows, 0.0)?;
-                let id = run_rows::<J, _, _>(outs, self.rows, batch, |rows, o| match qtype {
-                    QuantType::TQ1_0 => platform.tq1_0_gemm(w, k, rows, act, o),
-                    _ => platform.tq2_0_gemm(w, k, rows, act, o),
-                })?;
+                let id =
+                    run_rows::<J, _, _>(outs, self.rows, batch, None, |rows, o| match qtype {
+                        QuantType::TQ1_0 => platform.tq1_0_gemm(w, k, rows, act, o),
+                        _ => platform.tq2_0_gemm(w, k, rows, act, o),
+                    })?;
                 transpose_map::<J, _, _>(&*outs, self.rows, batch, out, |v, _| v);
                 return Ok(id);
             }
@@ -553,7 +539,7 @@ impl<'a> QuantizedLinear<'a> {
                 let mut id = self.qtype.scalar_kernel_id();
                 let w = self.weight;
                 for (xb, ob) in x.chunks_exact(k).zip(out.chunks_exact_mut(self.rows)) {
-                    id = run_rows::<J, _, _>(ob, self.rows, 1, |rows, o| {
+                    id = run_rows::<J, _, _>(ob, self.rows, 1, None, |rows, o| {
                         platform.f16_gemv(w, k, rows, xb, o)
                     })?;
                 }

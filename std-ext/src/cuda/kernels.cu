@@ -769,23 +769,10 @@ __device__ __forceinline__ void tq2_gemv_body(
         __syncwarp();
         if (lane < GEMV_RPW) {
             const int r = r0 + lane;
-            if (r < rows) {
-                float t = __int_as_float(sums[wib][lane][0]);
-                if (NM == 2) {
-                    const float u = __int_as_float(sums[wib][(NM - 1) * GEMV_RPW + lane][0]);
-                    if (act == 0) {
-                        const float g = fmaxf(t, 0.0f);
-                        t = g * g * u;
-                    } else {
-                        t = silu_mul_cpu(t, u);
-                    }
-                    out[r] = t;
-                } else if (mode == 1) {
-                    out[r] = out[r] + t;
-                } else {
-                    out[r] = t;
-                }
-            }
+            if (r < rows)
+                gemv_store<NM>(out, r, __int_as_float(sums[wib][lane][0]),
+                               __int_as_float(sums[wib][(NM - 1) * GEMV_RPW + lane][0]),
+                               (mode == 1) ? out[r] : 0.0f, act, mode);
         }
         __syncwarp();
     }
@@ -876,23 +863,9 @@ __device__ __forceinline__ void f32_gemv_body(const float* __restrict__ W,
 #pragma unroll
             for (int j = 0; j < GEMV_RPW; ++j) {
                 const int r = r0 + j;
-                if (r < rows) {
-                    float t = y[j];
-                    if (NM == 2) {
-                        const float u = y[(NM - 1) * GEMV_RPW + j];
-                        if (act == 0) {
-                            const float g = fmaxf(t, 0.0f);
-                            t = g * g * u;
-                        } else {
-                            t = silu_mul_cpu(t, u);
-                        }
-                        out[r] = t;
-                    } else if (mode == 1) {
-                        out[r] = out[r] + t;
-                    } else {
-                        out[r] = t;
-                    }
-                }
+                if (r < rows)
+                    gemv_store<NM>(out, r, y[j], y[(NM - 1) * GEMV_RPW + j],
+                                   (mode == 1) ? out[r] : 0.0f, act, mode);
             }
         }
     }
