@@ -194,6 +194,40 @@ fn matmul<J: Join>(
     Ok(())
 }
 
+/// [`matmul`] of `N` linears of one input (Q, K and V; gate and up)
+/// through [`Linear::forward_many_in`] (one parallel region where the
+/// kernels allow), recording each projection.
+#[allow(clippy::too_many_arguments)]
+fn matmul_many<J: Join, const N: usize>(
+    lins: [(&Linear<'_>, Projections); N],
+    x: &[f32],
+    outs: [&mut [f32]; N],
+    batch: usize,
+    platform: Platform,
+    scratch: &mut ActScratch,
+    counters: &mut KernelCounters,
+    layer: usize,
+) -> Result<(), ModelError> {
+    let k = lins.first().map_or(0, |(l, _)| l.matrix.cols());
+    let mut i = 0;
+    let outs = outs.map(|o| {
+        let m = lins[i].0.matrix.rows();
+        i += 1;
+        &mut o[..batch * m]
+    });
+    let ids = Linear::forward_many_in::<J, N>(
+        platform,
+        lins.map(|(l, _)| l),
+        &x[..batch * k],
+        outs,
+        scratch,
+    )?;
+    for ((l, p), id) in lins.iter().zip(ids) {
+        counters.record_projection(layer, *p, id, l.matrix.weight_bytes() as u64);
+    }
+    Ok(())
+}
+
 impl<'a> Model<'a> {
     /// Loads a model from a parsed GGUF file, borrowing its tensor bytes.
     pub fn from_gguf(g: &Gguf<'a>) -> Result<Self, ModelError> {
@@ -355,35 +389,19 @@ impl<'a> Model<'a> {
         for (l, lw) in w.layers.iter().enumerate() {
             // Attention: n(x) -> q, k, v.
             rmsnorm_rows::<J>(xb, x, &lw.attn_norm, c.norm_eps, dim, nb);
-            matmul::<J>(
-                &lw.wq,
+            matmul_many::<J, 3>(
+                [
+                    (&lw.wq, Projections::Q),
+                    (&lw.wk, Projections::K),
+                    (&lw.wv, Projections::V),
+                ],
                 xb,
-                q,
+                [&mut **q, &mut **k, &mut **v],
                 nb,
                 platform,
                 scratch,
                 counters,
-                Some((l, Projections::Q)),
-            )?;
-            matmul::<J>(
-                &lw.wk,
-                xb,
-                k,
-                nb,
-                platform,
-                scratch,
-                counters,
-                Some((l, Projections::K)),
-            )?;
-            matmul::<J>(
-                &lw.wv,
-                xb,
-                v,
-                nb,
-                platform,
-                scratch,
-                counters,
-                Some((l, Projections::V)),
+                l,
             )?;
 
             for b in 0..nb {
@@ -457,25 +475,15 @@ impl<'a> Model<'a> {
 
             // Feed-forward: x += Wdown(subnorm(act(Wgate n(x)) * Wup n(x))).
             rmsnorm_rows::<J>(xb, x, &lw.ffn_norm, c.norm_eps, dim, nb);
-            matmul::<J>(
-                &lw.w_gate,
+            matmul_many::<J, 2>(
+                [(&lw.w_gate, Projections::GATE), (&lw.w_up, Projections::UP)],
                 xb,
-                hb,
+                [&mut **hb, &mut **hb2],
                 nb,
                 platform,
                 scratch,
                 counters,
-                Some((l, Projections::GATE)),
-            )?;
-            matmul::<J>(
-                &lw.w_up,
-                xb,
-                hb2,
-                nb,
-                platform,
-                scratch,
-                counters,
-                Some((l, Projections::UP)),
+                l,
             )?;
             match c.arch.ffn_activation() {
                 FfnActivation::Silu => {

@@ -55,12 +55,46 @@ impl Linear<'_> {
                 name: self.name.to_string(),
                 source,
             })?;
+        self.apply_scale(out);
+        Ok(id)
+    }
+
+    /// `N` linears of one input `x` (Q, K and V; gate and up), as
+    /// [`forward_in`](Self::forward_in) on each, with one parallel region
+    /// for all where the kernels allow
+    /// ([`QuantizedLinear::forward_many_in`]); returns the kernel ids.
+    pub fn forward_many_in<J: Join, const N: usize>(
+        platform: Platform,
+        lins: [&Self; N],
+        x: &[f32],
+        mut outs: [&mut [f32]; N],
+        scratch: &mut ActScratch,
+    ) -> Result<[&'static str; N], ModelError> {
+        let matrices = lins.map(|l| &l.matrix);
+        let ids = QuantizedLinear::forward_many_in::<J, N>(
+            platform,
+            matrices,
+            x,
+            outs.each_mut().map(|o| &mut **o),
+            scratch,
+        )
+        .map_err(|source| ModelError::Quant {
+            name: lins.map(|l| l.name).join(", "),
+            source,
+        })?;
+        for (l, o) in lins.iter().zip(outs) {
+            l.apply_scale(o);
+        }
+        Ok(ids)
+    }
+
+    /// Multiplies `out` by the `.scale` tensor's value, if any.
+    fn apply_scale(&self, out: &mut [f32]) {
         if let Some(s) = self.scale {
             for o in out.iter_mut() {
                 *o *= s;
             }
         }
-        Ok(id)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use super::bf16::dot_bf16_f32;
 use super::f32::dot_f32;
@@ -34,31 +35,41 @@ const TRANSPOSE_TILE: usize = 16;
 /// Tokens per parallel task of [`transpose_map`].
 const TOKENS_PER_TASK: usize = 16;
 
-/// `out[t * rows + r] = f(src[r * batch + t], t)` (`src` is `rows x batch`,
-/// row-major by weight row as the GEMMs write it; `out` token-major), in
-/// square tiles so both sides touch whole cache lines, with the tokens
-/// split over threads through `J`. One pass instead of a scaling pass and
-/// a serial transpose: in a 2B-4T prefill those two ran on one thread
-/// while the other waited (~5 % of pp512). Each output is `f` of one input,
-/// so the split does not change any bit.
+/// `out[t * rows + r] = map(src[r * batch + t], t)` (`src` is `rows x
+/// batch`, row-major by weight row as the GEMMs write it; `out`
+/// token-major), in square tiles so both sides touch whole cache lines,
+/// with the tokens split over threads through `J`. `f(seg, t, dst)` maps a
+/// run of one row's outputs for tokens `t..t + seg.len()` into `dst`
+/// (same length): contiguous on both sides, so its divisions vectorize
+/// (the transpose is a copy out of a tile on the stack). One pass instead
+/// of a scaling pass and a serial transpose: in a 2B-4T prefill those two
+/// ran on one thread while the other waited (~5 % of pp512), and a map
+/// per element in the transposed order kept the divisions scalar (~8 %).
+/// Each output is the map of one input, so the split does not change any
+/// bit.
 fn transpose_map<J, T, F>(src: &[T], rows: usize, batch: usize, out: &mut [f32], f: F)
 where
     J: Join,
     T: Copy + Sync,
-    F: Fn(T, usize) -> f32 + Sync,
+    F: Fn(&[T], usize, &mut [f32]) + Sync,
 {
     let out = &mut out[..rows * batch];
     for_each_chunk_mut::<J, _, _>(out, TOKENS_PER_TASK * rows, rows, &|start, chunk| {
         let t0 = start / rows;
         let tokens = chunk.len() / rows;
+        let mut tile = [[0.0f32; TRANSPOSE_TILE]; TRANSPOSE_TILE];
         for r0 in (0..rows).step_by(TRANSPOSE_TILE) {
             let r1 = (r0 + TRANSPOSE_TILE).min(rows);
             for c0 in (0..tokens).step_by(TRANSPOSE_TILE) {
-                for c in c0..(c0 + TRANSPOSE_TILE).min(tokens) {
-                    let t = t0 + c;
-                    let o = &mut chunk[c * rows + r0..c * rows + r1];
-                    for (r, o) in (r0..r1).zip(o) {
-                        *o = f(src[r * batch + t], t);
+                let n = (tokens - c0).min(TRANSPOSE_TILE);
+                let t = t0 + c0;
+                for (r, row) in (r0..r1).zip(&mut tile) {
+                    f(&src[r * batch + t..][..n], t, &mut row[..n]);
+                }
+                for c in 0..n {
+                    let o = &mut chunk[(c0 + c) * rows + r0..(c0 + c) * rows + r1];
+                    for (o, row) in o.iter_mut().zip(&tile) {
+                        *o = row[c];
                     }
                 }
             }
@@ -109,6 +120,16 @@ where
     Ok(id)
 }
 
+/// Rows per parallel task of a TL matmul: two wide tiles where the layout
+/// is wide (the wide kernel runs tiles in pairs, one table load for both),
+/// else [`run_rows`]'s default.
+fn tl_task_rows(tl: &TlMatrix) -> Option<usize> {
+    match tl.layout() {
+        TlLayout::Wide => Some(2 * TL2_WIDE_TILE_ROWS),
+        TlLayout::Tiles => None,
+    }
+}
+
 /// Reusable buffers for the quantized activations of one matmul input.
 ///
 /// They grow to the largest batch seen and are then reused, so a decode loop
@@ -141,6 +162,34 @@ pub struct ActScratch {
 }
 
 impl ActScratch {
+    /// Makes `tl_tables` hold the tables of `tl`'s family and layout for
+    /// the `batch x k` activations in `i8s` (built unless they already are:
+    /// Q, K and V of one input, gate and up); returns their length.
+    fn prepare_tl(
+        &mut self,
+        platform: Platform,
+        tl: &TlMatrix,
+        k: usize,
+        batch: usize,
+    ) -> Result<usize, QuantError> {
+        let per = tl.table_bytes();
+        let key = Some((tl.kind(), tl.layout(), k));
+        let n = mul_size("TL tables", per, batch)?;
+        let q = &self.i8s[..batch * k];
+        if self.tl_key == key && self.tl_src.as_slice() == q && self.tl_tables.len() >= n {
+            return Ok(n);
+        }
+        self.tl_key = None;
+        let tables = grow(&mut self.tl_tables, n, 0)?;
+        for (qt, t) in q.chunks_exact(k).zip(tables.chunks_exact_mut(per)) {
+            platform.tl_build_tables(tl, qt, t)?;
+        }
+        self.tl_src.clear();
+        grow(&mut self.tl_src, q.len(), 0)?.copy_from_slice(q);
+        self.tl_key = key;
+        Ok(n)
+    }
+
     /// Empty scratch; buffers grow on first use.
     pub const fn new() -> Self {
         Self {
@@ -391,6 +440,87 @@ impl<'a> QuantizedLinear<'a> {
         self.forward_in::<SerialJoin>(platform, x, out, scratch)
     }
 
+    /// `N` matmuls of one input `x` (Q, K and V; gate and up): the same
+    /// bits as [`forward_in`](Self::forward_in) on each in turn. One token
+    /// through I2_S matrices of the same width and kernel family (the
+    /// decode's case) is quantized once and runs the row tasks of all `N`
+    /// in one parallel region, one fork-join instead of `N`; anything else
+    /// runs them in turn.
+    pub fn forward_many_in<J: Join, const N: usize>(
+        platform: Platform,
+        lins: [&Self; N],
+        x: &[f32],
+        outs: [&mut [f32]; N],
+        scratch: &mut ActScratch,
+    ) -> Result<[&'static str; N], QuantError> {
+        let k = lins.first().map_or(0, |l| l.cols);
+        let tl = lins.map(|l| l.tl.as_deref());
+        let key = |t: Option<&TlMatrix>| t.map(|t| (t.kind(), t.layout()));
+        let fused = x.len() == k
+            && lins.iter().zip(tl).all(|(l, t)| {
+                l.qtype == QuantType::I2S && l.q8.is_none() && l.cols == k && key(t) == key(tl[0])
+            });
+        if !fused {
+            let mut ids = [""; N];
+            for ((l, o), id) in lins.iter().zip(outs).zip(&mut ids) {
+                *id = l.forward_in::<J>(platform, x, o, scratch)?;
+            }
+            return Ok(ids);
+        }
+        for (l, o) in lins.iter().zip(&outs) {
+            check_len("output", l.rows, o.len())?;
+        }
+        let s = platform
+            .i2s_quantize_act(x, grow(&mut scratch.i8s, k, 0)?)?
+            .0;
+        let n_tables = match tl[0] {
+            Some(t) => scratch.prepare_tl(platform, t, k, 1)?,
+            None => 0,
+        };
+        let total = lins.iter().map(|l| l.rows).sum();
+        grow(&mut scratch.dots, total, 0)?;
+        let (q, tables) = (&scratch.i8s[..k], &scratch.tl_tables[..n_tables]);
+        // Row tasks of every matrix: (matrix, rows, their dots, result).
+        type Task<'d> = (
+            usize,
+            Range<usize>,
+            &'d mut [i32],
+            Result<&'static str, QuantError>,
+        );
+        let mut tasks: Vec<Task<'_>> = Vec::new();
+        let mut rest = &mut scratch.dots[..total];
+        for (i, (l, t)) in lins.iter().zip(tl).enumerate() {
+            let (dots, tail) = core::mem::take(&mut rest).split_at_mut(l.rows);
+            rest = tail;
+            let step = t.and_then(tl_task_rows).unwrap_or(ROWS_PER_TASK);
+            for (c, d) in dots.chunks_mut(step).enumerate() {
+                tasks.push((i, c * step..c * step + d.len(), d, Ok("")));
+            }
+        }
+        for_each_chunk_mut::<J, _, _>(&mut tasks, 1, 1, &|_, items| {
+            for (i, rows, d, res) in items.iter_mut() {
+                let rows = rows.clone();
+                *res = match tl[*i] {
+                    Some(t) => platform.tl_gemm(t, rows, tables, d),
+                    None => platform.i2s_gemv(lins[*i].weight, k, rows, q, d),
+                };
+            }
+        });
+        let mut ids = [""; N];
+        for (i, _, _, res) in tasks {
+            ids[i] = res?;
+        }
+        let mut dots = &scratch.dots[..total];
+        for (l, o) in lins.iter().zip(outs) {
+            let (d, tail) = dots.split_at(l.rows);
+            dots = tail;
+            for (o, &dot) in o.iter_mut().zip(d) {
+                *o = i2s_output(dot, s, l.i2s_scale);
+            }
+        }
+        Ok(ids)
+    }
+
     /// [`forward_with`](Self::forward_with) with the weight rows of the
     /// I2_S, TQ and F16 kernels split over threads through `J`. Outputs are
     /// identical for any `J` and thread count.
@@ -436,40 +566,21 @@ impl<'a> QuantizedLinear<'a> {
                 {
                     *s = platform.i2s_quantize_act(xt, qt)?.0;
                 }
-                let dots = grow(&mut scratch.dots, batch * self.rows, 0)?;
+                grow(&mut scratch.dots, batch * self.rows, 0)?;
                 let tl = self
                     .tl
                     .as_deref()
                     .filter(|_| batch == 1 || !platform.batch_prefers_i2s());
                 let id = if let Some(tl) = tl {
-                    let per = tl.table_bytes();
-                    let key = Some((tl.kind(), tl.layout(), k));
-                    let n = mul_size("TL tables", per, batch)?;
-                    let reuse = scratch.tl_key == key
-                        && scratch.tl_src.as_slice() == &*q
-                        && scratch.tl_tables.len() >= n;
-                    if !reuse {
-                        scratch.tl_key = None;
-                        let tables = grow(&mut scratch.tl_tables, n, 0)?;
-                        for (qt, t) in q.chunks_exact(k).zip(tables.chunks_exact_mut(per)) {
-                            platform.tl_build_tables(tl, qt, t)?;
-                        }
-                        scratch.tl_src.clear();
-                        grow(&mut scratch.tl_src, q.len(), 0)?.copy_from_slice(q);
-                        scratch.tl_key = key;
-                    }
+                    let n = scratch.prepare_tl(platform, tl, k, batch)?;
                     let tables = &scratch.tl_tables[..n];
-                    // Two wide tiles per task: the wide kernel runs tiles
-                    // in pairs (one table load for both).
-                    let task_rows = match tl.layout() {
-                        TlLayout::Wide => Some(2 * TL2_WIDE_TILE_ROWS),
-                        TlLayout::Tiles => None,
-                    };
-                    run_rows::<J, _, _>(dots, self.rows, batch, task_rows, |rows, d| {
+                    let dots = &mut scratch.dots[..batch * self.rows];
+                    run_rows::<J, _, _>(dots, self.rows, batch, tl_task_rows(tl), |rows, d| {
                         platform.tl_gemm(tl, rows, tables, d)
                     })?
                 } else {
-                    let (w, q) = (self.weight, &*q);
+                    let (w, q) = (self.weight, &scratch.i8s[..batch * k]);
+                    let dots = &mut scratch.dots[..batch * self.rows];
                     run_rows::<J, _, _>(dots, self.rows, batch, None, |rows, d| {
                         if batch == 1 {
                             platform.i2s_gemv(w, k, rows, q, d)
@@ -478,11 +589,11 @@ impl<'a> QuantizedLinear<'a> {
                         }
                     })?
                 };
-                // Scale in the dots' row-major layout (contiguous, so the
-                // divisions vectorize), then transpose to token-major. One
-                // token has a loop of its own: the general one's inner loop
-                // is one element long then and stays scalar.
+                // Scale runs of each row's dots (contiguous, so the
+                // divisions vectorize) while transposing to token-major.
+                // One token has a loop of its own (no transpose).
                 let ws = self.i2s_scale;
+                let (dots, scales) = (&scratch.dots[..batch * self.rows], &scratch.scales[..batch]);
                 if batch == 1 {
                     let s = scales[0];
                     for (o, &dot) in out.iter_mut().zip(dots.iter()) {
@@ -490,9 +601,10 @@ impl<'a> QuantizedLinear<'a> {
                     }
                     return Ok(id);
                 }
-                let (dots, scales) = (&*dots, &*scales);
-                transpose_map::<J, _, _>(dots, self.rows, batch, out, |dot, t| {
-                    i2s_output(dot, scales[t], ws)
+                transpose_map::<J, _, _>(dots, self.rows, batch, out, |seg, t, dst| {
+                    for ((o, &dot), &s) in dst.iter_mut().zip(seg).zip(&scales[t..]) {
+                        *o = i2s_output(dot, s, ws);
+                    }
                 });
                 return Ok(id);
             }
@@ -532,7 +644,9 @@ impl<'a> QuantizedLinear<'a> {
                         QuantType::TQ1_0 => platform.tq1_0_gemm(w, k, rows, act, o),
                         _ => platform.tq2_0_gemm(w, k, rows, act, o),
                     })?;
-                transpose_map::<J, _, _>(&*outs, self.rows, batch, out, |v, _| v);
+                transpose_map::<J, _, _>(&*outs, self.rows, batch, out, |seg, _, dst| {
+                    dst.copy_from_slice(seg);
+                });
                 return Ok(id);
             }
             QuantType::F16 => {
@@ -601,6 +715,137 @@ mod tests {
         assert_eq!(lin.weight_bytes(), 8 * 64 + 4 * 8);
     }
 
+    /// A [`Join`] that splits work as a parallel one would, on one thread.
+    struct SplitJoin;
+
+    impl Join for SplitJoin {
+        fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+        where
+            A: FnOnce() -> RA + Send,
+            B: FnOnce() -> RB + Send,
+            RA: Send,
+            RB: Send,
+        {
+            (a(), b())
+        }
+    }
+
+    /// An I2_S tensor of `rows x cols` with seeded codes 0..=2 and scale
+    /// `scale`.
+    fn i2s_tensor(rows: usize, cols: usize, seed: u64, scale: f32) -> Vec<u8> {
+        let mut x = seed;
+        let mut w: Vec<u8> = (0..rows * cols / 4)
+            .map(|_| {
+                (0..4).fold(0u8, |b, i| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    b | (((x >> 33) % 3) as u8) << (2 * i)
+                })
+            })
+            .collect();
+        w.extend_from_slice(&scale.to_le_bytes());
+        w.resize(rows * cols / 4 + 32, 0);
+        w
+    }
+
+    #[test]
+    fn many_matmuls_of_one_input_equal_each_matmul_alone() {
+        // Q/K/V-like shapes (rows not multiples of a task or a tile), with
+        // the I2_S kernels and both TL2 layouts, one token (fused) and a
+        // batch of two (in turn), serial and split.
+        let k = 384;
+        let shapes = [(200usize, 0.5f32), (70, 1.25), (131, 2.0)];
+        let tensors: Vec<Vec<u8>> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, &(m, sc))| i2s_tensor(m, k, 7 + i as u64, sc))
+            .collect();
+        let x: Vec<f32> = (0..2 * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let platform = Platform::detect();
+        for tl in [None, Some(TlLayout::Tiles), Some(TlLayout::Wide)] {
+            let mut lins: Vec<QuantizedLinear<'_>> = tensors
+                .iter()
+                .zip(shapes)
+                .map(|(t, (m, _))| QuantizedLinear::new(t, QuantType::I2S, m, k).unwrap())
+                .collect();
+            if let Some(layout) = tl {
+                for l in &mut lins {
+                    assert!(l.repack_tl(TlKind::Tl2, layout).unwrap());
+                }
+            }
+            for batch in [1, 2] {
+                let x = &x[..batch * k];
+                let mut scratch = ActScratch::new();
+                let mut want: Vec<Vec<f32>> = Vec::new();
+                let mut want_ids = Vec::new();
+                for l in &lins {
+                    let mut o = vec![0.0; batch * l.rows];
+                    want_ids.push(
+                        l.forward_in::<SerialJoin>(platform, x, &mut o, &mut scratch)
+                            .unwrap(),
+                    );
+                    want.push(o);
+                }
+                for split in [false, true] {
+                    let mut got: Vec<Vec<f32>> = lins
+                        .iter()
+                        .map(|l| vec![f32::NAN; batch * l.rows])
+                        .collect();
+                    let [a, b, c] = &mut got[..] else {
+                        unreachable!()
+                    };
+                    let lins3 = [&lins[0], &lins[1], &lins[2]];
+                    let outs = [&mut a[..], &mut b[..], &mut c[..]];
+                    let mut scratch = ActScratch::new();
+                    let ids = if split {
+                        QuantizedLinear::forward_many_in::<SplitJoin, 3>(
+                            platform,
+                            lins3,
+                            x,
+                            outs,
+                            &mut scratch,
+                        )
+                    } else {
+                        QuantizedLinear::forward_many_in::<SerialJoin, 3>(
+                            platform,
+                            lins3,
+                            x,
+                            outs,
+                            &mut scratch,
+                        )
+                    }
+                    .unwrap();
+                    assert_eq!(ids.to_vec(), want_ids, "{tl:?} batch {batch} split {split}");
+                    for (g, w) in got.iter().zip(&want) {
+                        let (g, w): (Vec<u32>, Vec<u32>) = (
+                            g.iter().map(|v| v.to_bits()).collect(),
+                            w.iter().map(|v| v.to_bits()).collect(),
+                        );
+                        assert_eq!(g, w, "{tl:?} batch {batch} split {split}");
+                    }
+                }
+            }
+        }
+        // A wrong output length is an error, not a panic.
+        let lins: Vec<QuantizedLinear<'_>> = tensors
+            .iter()
+            .zip(shapes)
+            .map(|(t, (m, _))| QuantizedLinear::new(t, QuantType::I2S, m, k).unwrap())
+            .collect();
+        let (mut a, mut b) = (vec![0.0; 200], vec![0.0; 69]);
+        let err = QuantizedLinear::forward_many_in::<SerialJoin, 2>(
+            platform,
+            [&lins[0], &lins[1]],
+            &x[..k],
+            [&mut a, &mut b],
+            &mut ActScratch::new(),
+        );
+        assert!(err.is_err());
+    }
+
     #[test]
     fn transpose_map_matches_the_plain_loop_on_edge_shapes() {
         for (rows, cols) in [
@@ -614,8 +859,10 @@ mod tests {
         ] {
             let src: Vec<i32> = (0..rows * cols).map(|i| i as i32).collect();
             let mut out = vec![f32::NAN; rows * cols];
-            transpose_map::<SerialJoin, _, _>(&src, rows, cols, &mut out, |v, t| {
-                v as f32 + 0.5 * t as f32
+            transpose_map::<SerialJoin, _, _>(&src, rows, cols, &mut out, |seg, t, dst| {
+                for (i, (o, &v)) in dst.iter_mut().zip(seg).enumerate() {
+                    *o = v as f32 + 0.5 * (t + i) as f32;
+                }
             });
             for r in 0..rows {
                 for c in 0..cols {
