@@ -883,3 +883,97 @@ pub(super) unsafe fn q8_head_gemv(w: &[i8], k: usize, q: &[i8], out: &mut [i32])
         *o = hsum_i32(acc) + tail;
     }
 }
+
+/// Keys scored together by [`attention_scores`]: one lane each of a
+/// 256-bit vector.
+const SCORE_KEYS: usize = 8;
+
+/// Attention scores of one query, bit-identical to the portable loop
+/// (`model::attention::scores`): `out[t] = dot(q, key t) * scale`, each dot
+/// one sum over `d` in index order from zero (a multiply, then an add:
+/// no FMA), with key `t` at `keys[t * stride..][..q.len()]`. Eight keys
+/// share a vector, one lane each, so every lane runs the portable
+/// operations; their elements reach the lanes by 8x8 transposes of
+/// contiguous loads (the portable loop loads them one at a time). Keys past
+/// the last group of eight, and the last `q.len() % 8` elements, go one by
+/// one in the same order.
+///
+/// # Safety
+/// The CPU must support AVX2. Slices are indexed with bounds checks:
+/// `keys` must hold every key (`(out.len() - 1) * stride + q.len()`
+/// values) or this panics.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn attention_scores(
+    q: &[f32],
+    keys: &[f32],
+    stride: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let hd = q.len();
+    let (q8, qt) = q.as_chunks::<8>();
+    let done = 8 * q8.len();
+    let mut groups = out.chunks_exact_mut(SCORE_KEYS);
+    let mut t0 = 0;
+    for o in &mut groups {
+        let rows: [&[f32]; SCORE_KEYS] =
+            core::array::from_fn(|j| &keys[(t0 + j) * stride..(t0 + j) * stride + hd]);
+        let mut acc = _mm256_setzero_ps();
+        for (i, qv) in q8.iter().enumerate() {
+            // SAFETY: every row holds `hd >= 8 i + 8` values; unaligned
+            // loads.
+            let r: [__m256; 8] =
+                core::array::from_fn(|j| unsafe { _mm256_loadu_ps(rows[j][8 * i..].as_ptr()) });
+            // Lane j of `cols[k]`: key j, element 8 i + k.
+            let t: [__m256; 8] = core::array::from_fn(|j| {
+                let (a, b) = (r[j & !1], r[j | 1]);
+                if j % 2 == 0 {
+                    _mm256_unpacklo_ps(a, b)
+                } else {
+                    _mm256_unpackhi_ps(a, b)
+                }
+            });
+            let u = [
+                _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+                _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+                _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+                _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+                _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+                _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+                _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+                _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+            ];
+            let cols = [
+                _mm256_permute2f128_ps::<0x20>(u[0], u[4]),
+                _mm256_permute2f128_ps::<0x20>(u[1], u[5]),
+                _mm256_permute2f128_ps::<0x20>(u[2], u[6]),
+                _mm256_permute2f128_ps::<0x20>(u[3], u[7]),
+                _mm256_permute2f128_ps::<0x31>(u[0], u[4]),
+                _mm256_permute2f128_ps::<0x31>(u[1], u[5]),
+                _mm256_permute2f128_ps::<0x31>(u[2], u[6]),
+                _mm256_permute2f128_ps::<0x31>(u[3], u[7]),
+            ];
+            for (&qd, col) in qv.iter().zip(cols) {
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(qd), col));
+            }
+        }
+        for (d, &qd) in (done..).zip(qt) {
+            let col: [f32; SCORE_KEYS] = core::array::from_fn(|j| rows[j][d]);
+            // SAFETY: `col` is 8 readable f32.
+            let col = unsafe { _mm256_loadu_ps(col.as_ptr()) };
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(qd), col));
+        }
+        let v = _mm256_mul_ps(acc, _mm256_set1_ps(scale));
+        // SAFETY: `o` is SCORE_KEYS = 8 writable f32; unaligned store.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), v) };
+        t0 += SCORE_KEYS;
+    }
+    for (i, o) in groups.into_remainder().iter_mut().enumerate() {
+        let key = &keys[(t0 + i) * stride..(t0 + i) * stride + hd];
+        let mut sum = 0.0f32;
+        for (&x, &y) in q.iter().zip(key) {
+            sum += x * y;
+        }
+        *o = sum * scale;
+    }
+}

@@ -59,6 +59,8 @@ use crate::quant::tq2_0::{BlockTq2_0, vec_dot_tq2_0_q8_k};
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::attention_scores as attention_scores_avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod detect;

@@ -409,7 +409,10 @@ fn head_simd128(
     head_scored(score, h, q, keys, values, nb, pos, s, sc, out);
 }
 
-/// Defines `$name`: [`head`] built with the target features `$features`.
+/// Defines `$name`: [`head`] built with the target features `$features`
+/// (both include AVX2), with the decode scores of the AVX2 kernel
+/// ([`crate::kernels::attention_scores_avx2`], the same bits as [`scores`]:
+/// LLVM leaves the portable loop's eight key loads scalar).
 macro_rules! head_built_with {
     ($name:ident, $features:literal) => {
         #[doc = concat!("[`head`] built with `", $features, "`.")]
@@ -427,7 +430,13 @@ macro_rules! head_built_with {
             sc: &mut [f32],
             out: &mut [f32],
         ) {
-            head(h, q, keys, values, nb, pos, s, sc, out);
+            let score = |q: &[f32], k: &[f32], stride: usize, scale: f32, o: &mut [f32]| {
+                // SAFETY: `$features` include AVX2 (this function's
+                // callers checked them), and `k` holds every key `o` asks
+                // for, as for the portable `scores`.
+                unsafe { crate::kernels::attention_scores_avx2(q, k, stride, scale, o) }
+            };
+            head_scored(score, h, q, keys, values, nb, pos, s, sc, out);
         }
     };
 }
@@ -494,6 +503,7 @@ mod tests {
         let batches = [
             (1usize, 0usize),
             (1, 17),
+            (1, 44),
             (5, 0),
             (9, 3),
             (16, 8),
