@@ -26,6 +26,9 @@ use bitnet_core::quant::{ActScratch, QuantError, QuantType, QuantizedLinear};
 /// I2_S row lengths: block multiples, BitNet-2B's hidden (2560) and FFN
 /// (6912) sizes.
 const I2S_KS: [usize; 5] = [128, 256, 384, 2560, 6912];
+/// I2_S row lengths past one segment of the AVX-512 decode kernel (65536)
+/// and past the 2^19 where its scaled sums would overflow an i32 unsplit.
+const I2S_LONG_KS: [usize; 2] = [65536 + 384, (1 << 19) + 128];
 /// TQ row lengths (multiples of 256).
 const TQ_KS: [usize; 5] = [256, 512, 768, 2560, 6912];
 /// Row counts 1..=67 hitting every unroll tail.
@@ -204,7 +207,7 @@ fn i2s_gemv_gemm_every_tier() {
 #[test]
 fn i2s_extreme_values_every_tier() {
     // All +1 / all -1 / all code 3 against -128 and 127: the largest sums.
-    for k in I2S_KS {
+    for k in I2S_KS.into_iter().chain(I2S_LONG_KS) {
         for byte in [0x00u8, 0xaa, 0xff, 0x55, 0xe4] {
             let w = vec![byte; k / 4];
             for v in [-128i8, 127, -1] {
