@@ -15,7 +15,7 @@ use core::ops::Range;
 use bitnet_core::kernels::{Isa, KernelChoice, Platform, ids};
 use bitnet_core::quant::f16::dot_f16_f32;
 use bitnet_core::quant::i2s::{i2s_dot_i32, quantize_act_i2s, quantize_i2s};
-use bitnet_core::quant::q8_head::Q8Rows;
+use bitnet_core::quant::q8_head::{Q8_HEAD_MAX_K, Q8Rows};
 use bitnet_core::quant::q8_k::{BlockQ8K, QK_K, quantize_row_q8_k};
 use bitnet_core::quant::tl::{TL_VARIANTS, TlKind, TlLayout, TlMatrix};
 use bitnet_core::quant::tl_tq::TlBlocks;
@@ -961,6 +961,28 @@ fn q8_head_gemv_every_tier() {
                     }
                 }
             }
+        }
+    }
+    // The longest rows, all +127 and all -127, against all 127 and all
+    // -128: the largest dots (the VNNI kernel's offset sums wrap past 2^32
+    // on the way; the dot itself fits).
+    let k = Q8_HEAD_MAX_K;
+    let wf: Vec<u8> = [1.0f32, -1.0]
+        .iter()
+        .flat_map(|&v| (0..k).flat_map(move |_| half::f16::from_f32(v).to_bits().to_le_bytes()))
+        .collect();
+    let w = Q8Rows::from_float(&wf, QuantType::F16, 2, k).unwrap();
+    assert_eq!((w.qs()[0], w.qs()[k]), (127, -127));
+    for v in [127i8, -128] {
+        let q = vec![v; k];
+        for p in platforms() {
+            let mut out = [0i32; 2];
+            let id = p.q8_head_gemv(&w, 0..2, &q, &mut out).unwrap();
+            let want = [
+                127 * i64::from(v) * k as i64,
+                -127 * i64::from(v) * k as i64,
+            ];
+            assert_eq!(out.map(i64::from), want, "{id} q={v}");
         }
     }
 }
