@@ -933,26 +933,25 @@ pub(crate) unsafe fn attention_scores(
                     _mm256_unpackhi_ps(a, b)
                 }
             });
-            let u = [
-                _mm256_shuffle_ps::<0x44>(t[0], t[2]),
-                _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
-                _mm256_shuffle_ps::<0x44>(t[1], t[3]),
-                _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
-                _mm256_shuffle_ps::<0x44>(t[4], t[6]),
-                _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
-                _mm256_shuffle_ps::<0x44>(t[5], t[7]),
-                _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
-            ];
-            let cols = [
-                _mm256_permute2f128_ps::<0x20>(u[0], u[4]),
-                _mm256_permute2f128_ps::<0x20>(u[1], u[5]),
-                _mm256_permute2f128_ps::<0x20>(u[2], u[6]),
-                _mm256_permute2f128_ps::<0x20>(u[3], u[7]),
-                _mm256_permute2f128_ps::<0x31>(u[0], u[4]),
-                _mm256_permute2f128_ps::<0x31>(u[1], u[5]),
-                _mm256_permute2f128_ps::<0x31>(u[2], u[6]),
-                _mm256_permute2f128_ps::<0x31>(u[3], u[7]),
-            ];
+            // `u[n]`: keys 4 (n / 4) .. 4 (n / 4) + 4, element 8 i + n % 4
+            // in the low 128-bit half and 8 i + n % 4 + 4 in the high one.
+            let u: [__m256; 8] = core::array::from_fn(|n| {
+                let m = n / 2;
+                let (a, b) = (t[(m / 2) * 4 + m % 2], t[(m / 2) * 4 + m % 2 + 2]);
+                if n % 2 == 0 {
+                    _mm256_shuffle_ps::<0x44>(a, b)
+                } else {
+                    _mm256_shuffle_ps::<0xEE>(a, b)
+                }
+            });
+            let cols: [__m256; 8] = core::array::from_fn(|k| {
+                let (a, b) = (u[k % 4], u[k % 4 + 4]);
+                if k < 4 {
+                    _mm256_permute2f128_ps::<0x20>(a, b)
+                } else {
+                    _mm256_permute2f128_ps::<0x31>(a, b)
+                }
+            });
             for (&qd, col) in qv.iter().zip(cols) {
                 acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(qd), col));
             }

@@ -715,21 +715,6 @@ mod tests {
         assert_eq!(lin.weight_bytes(), 8 * 64 + 4 * 8);
     }
 
-    /// A [`Join`] that splits work as a parallel one would, on one thread.
-    struct SplitJoin;
-
-    impl Join for SplitJoin {
-        fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
-        where
-            A: FnOnce() -> RA + Send,
-            B: FnOnce() -> RB + Send,
-            RA: Send,
-            RB: Send,
-        {
-            (a(), b())
-        }
-    }
-
     /// An I2_S tensor of `rows x cols` with seeded codes 0..=2 and scale
     /// `scale`.
     fn i2s_tensor(rows: usize, cols: usize, seed: u64, scale: f32) -> Vec<u8> {
@@ -753,7 +738,7 @@ mod tests {
     fn many_matmuls_of_one_input_equal_each_matmul_alone() {
         // Q/K/V-like shapes (rows not multiples of a task or a tile), with
         // the I2_S kernels and both TL2 layouts, one token (fused) and a
-        // batch of two (in turn), serial and split.
+        // batch of two (in turn).
         let k = 384;
         let shapes = [(200usize, 0.5f32), (70, 1.25), (131, 2.0)];
         let tensors: Vec<Vec<u8>> = shapes
@@ -789,43 +774,27 @@ mod tests {
                     );
                     want.push(o);
                 }
-                for split in [false, true] {
-                    let mut got: Vec<Vec<f32>> = lins
-                        .iter()
-                        .map(|l| vec![f32::NAN; batch * l.rows])
-                        .collect();
-                    let [a, b, c] = &mut got[..] else {
-                        unreachable!()
-                    };
-                    let lins3 = [&lins[0], &lins[1], &lins[2]];
-                    let outs = [&mut a[..], &mut b[..], &mut c[..]];
-                    let mut scratch = ActScratch::new();
-                    let ids = if split {
-                        QuantizedLinear::forward_many_in::<SplitJoin, 3>(
-                            platform,
-                            lins3,
-                            x,
-                            outs,
-                            &mut scratch,
-                        )
-                    } else {
-                        QuantizedLinear::forward_many_in::<SerialJoin, 3>(
-                            platform,
-                            lins3,
-                            x,
-                            outs,
-                            &mut scratch,
-                        )
-                    }
-                    .unwrap();
-                    assert_eq!(ids.to_vec(), want_ids, "{tl:?} batch {batch} split {split}");
-                    for (g, w) in got.iter().zip(&want) {
-                        let (g, w): (Vec<u32>, Vec<u32>) = (
-                            g.iter().map(|v| v.to_bits()).collect(),
-                            w.iter().map(|v| v.to_bits()).collect(),
-                        );
-                        assert_eq!(g, w, "{tl:?} batch {batch} split {split}");
-                    }
+                // The fused path splits rows into tasks whatever the
+                // join (SerialJoin runs them in turn).
+                let mut got: Vec<Vec<f32>> = lins
+                    .iter()
+                    .map(|l| vec![f32::NAN; batch * l.rows])
+                    .collect();
+                let [a, b, c] = &mut got[..] else {
+                    unreachable!()
+                };
+                let ids = QuantizedLinear::forward_many_in::<SerialJoin, 3>(
+                    platform,
+                    [&lins[0], &lins[1], &lins[2]],
+                    x,
+                    [&mut a[..], &mut b[..], &mut c[..]],
+                    &mut ActScratch::new(),
+                )
+                .unwrap();
+                assert_eq!(ids.to_vec(), want_ids, "{tl:?} batch {batch}");
+                for (g, w) in got.iter().zip(&want) {
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(g), bits(w), "{tl:?} batch {batch}");
                 }
             }
         }
