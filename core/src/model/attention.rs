@@ -451,7 +451,8 @@ mod tests {
     use alloc::vec;
 
     /// The plain loop the forward pass ran before heads were split: one
-    /// `dot` per key, softmax, values in key order; batch-major output.
+    /// `dot` per key, softmax (libm's `expf`), values in key order;
+    /// batch-major output.
     fn reference(
         q: &[f32],
         keys: &[f32],
@@ -470,7 +471,16 @@ mod tests {
                 let mut sc: Vec<f32> = (0..n_seen)
                     .map(|t| dot(qh, &keys[t * s.kv_dim + kvh..t * s.kv_dim + kvh + hd]) * s.scale)
                     .collect();
-                softmax(&mut sc);
+                // ggml's softmax, written out with libm's `expf`.
+                let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0.0f64;
+                for v in sc.iter_mut() {
+                    *v = libm::expf(*v - max);
+                    sum += f64::from(*v);
+                }
+                for v in sc.iter_mut() {
+                    *v *= (1.0 / sum) as f32;
+                }
                 let o = &mut out[b * s.q_dim + h * hd..b * s.q_dim + (h + 1) * hd];
                 for (t, &p) in sc.iter().enumerate() {
                     let vt = &values[t * s.kv_dim + kvh..t * s.kv_dim + kvh + hd];

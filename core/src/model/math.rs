@@ -81,16 +81,90 @@ pub fn exp_f32(x: f32) -> f32 {
     libm::expf(x)
 }
 
+/// `ln 2` in two parts, `1 / ln 2` and the rational approximation's
+/// coefficients of libm's `expf` (FreeBSD `e_expf.c`), for [`exp_lane`].
+const LN2_HI: f32 = f32::from_bits(0x3f31_7200);
+const LN2_LO: f32 = f32::from_bits(0x35bf_be8e);
+const INV_LN2: f32 = f32::from_bits(0x3fb8_aa3b);
+const EXP_P1: f32 = f32::from_bits(0x3e2a_aa8f);
+const EXP_P2: f32 = f32::from_bits(0xbb35_5215);
+
+/// `|x|` bits from which libm's `expf` leaves its main path (overflow,
+/// a two-step `scalbnf`, NaN): `|x| >= 87.33655`.
+const EXP_SLOW_BITS: u32 = 0x42ae_ac50;
+
+/// Lanes of [`exp_shifted`]'s branch-free chunks: one 512-bit vector.
+const EXP_LANES: usize = 16;
+
+/// [`exp_f32`] for `|x| < 87.33655` (bits below [`EXP_SLOW_BITS`]),
+/// without branches: libm's three argument reductions (`|x| > 1.5 ln 2`:
+/// `k = trunc(x / ln 2 +- 1/2)`; `> 0.5 ln 2`: `k = +-1`; else `k = 0`,
+/// where libm's `hi = x, lo = 0` are what `x - 0 * LN2_HI` and
+/// `0 * LN2_LO` give), the same rational approximation, and `scalbnf` as
+/// one multiplication by `2^k` (`k` stays within `-126..=126` here, where
+/// libm multiplies once too; `2^0 = 1` leaves `y` as libm's `k == 0`
+/// return does). `|x| <= 2^-14` returns `1 + x` as libm. Every step is
+/// the same IEEE operation in the same order, so the bits are libm's,
+/// and a chunk of lanes vectorizes.
+#[inline(always)]
+fn exp_lane(x: f32) -> f32 {
+    let hx = x.to_bits() & 0x7fff_ffff;
+    let neg = x.to_bits() >> 31 != 0;
+    let k = if hx > 0x3f85_1592 {
+        (INV_LN2 * x + if neg { -0.5 } else { 0.5 }) as i32
+    } else if hx > 0x3eb1_7218 {
+        if neg { -1 } else { 1 }
+    } else {
+        0
+    };
+    let kf = k as f32;
+    let hi = x - kf * LN2_HI;
+    let lo = kf * LN2_LO;
+    let r = hi - lo;
+    let rr = r * r;
+    let c = r - rr * (EXP_P1 + rr * EXP_P2);
+    let y = 1.0 + (r * c / (2.0 - c) - lo + hi);
+    let scaled = y * f32::from_bits(((0x7f + k) as u32) << 23);
+    if hx > 0x3900_0000 { scaled } else { 1.0 + x }
+}
+
+/// `x[i] = exp_f32(x[i] - m)` for every `i`: chunks of [`EXP_LANES`]
+/// through [`exp_lane`] (vectorized, since it has no branches) unless a
+/// lane is outside its range, then that chunk and the tail through
+/// [`exp_f32`]. The bits are [`exp_f32`]'s either way.
+#[inline(always)]
+pub(crate) fn exp_shifted(x: &mut [f32], m: f32) {
+    let (chunks, tail) = x.as_chunks_mut::<EXP_LANES>();
+    for c in chunks {
+        let v = c.map(|v| v - m);
+        let slow = v.iter().fold(0, |s, &v| {
+            s | u32::from(v.to_bits() & 0x7fff_ffff >= EXP_SLOW_BITS)
+        });
+        if slow == 0 {
+            for (o, v) in c.iter_mut().zip(v) {
+                *o = exp_lane(v);
+            }
+        } else {
+            for (o, v) in c.iter_mut().zip(v) {
+                *o = exp_f32(v);
+            }
+        }
+    }
+    for v in tail {
+        *v = exp_f32(*v - m);
+    }
+}
+
 /// In-place softmax of `x` (non-empty), as `ggml_vec_soft_max_f32`: subtract
-/// the max, `expf` in f32 ([`exp_f32`]), sum in f64 in index order,
-/// multiply by `1 / sum` rounded to f32.
+/// the max, `expf` in f32 ([`exp_shifted`], libm's bits), sum in f64 in
+/// index order, multiply by `1 / sum` rounded to f32. Inlined so that the
+/// attention heads built for an ISA ([`super::attention`]) vectorize the
+/// exponentials with its vectors.
+#[inline(always)]
 pub(crate) fn softmax(x: &mut [f32]) {
     let max = max_of(x);
-    let mut sum = 0.0f64;
-    for v in x.iter_mut() {
-        *v = exp_f32(*v - max);
-        sum += f64::from(*v);
-    }
+    exp_shifted(x, max);
+    let sum = x.iter().fold(0.0f64, |s, &v| s + f64::from(v));
     let inv = (1.0 / sum) as f32;
     for v in x.iter_mut() {
         *v *= inv;
@@ -231,6 +305,80 @@ mod tests {
             for (i, ((&o, &gv), &uv)) in got.iter().zip(&g).zip(&u).enumerate() {
                 let r = gv.max(0.0);
                 assert_eq!(o.to_bits(), (r * r * uv).to_bits(), "n = {n}, i = {i}");
+            }
+        }
+    }
+
+    /// [`exp_shifted`] compiled with the vectors of `isa`, as the
+    /// attention heads built for it inline it.
+    fn exp_shifted_built_for(isa: crate::kernels::Isa, x: &mut [f32], m: f32) {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+        fn avx512(x: &mut [f32], m: f32) {
+            exp_shifted(x, m);
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        fn avx2(x: &mut [f32], m: f32) {
+            exp_shifted(x, m);
+        }
+        match isa {
+            // SAFETY: a platform of this ISA exists only where it was
+            // detected.
+            #[cfg(target_arch = "x86_64")]
+            crate::kernels::Isa::Avx512 => unsafe { avx512(x, m) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            crate::kernels::Isa::Avx2 => unsafe { avx2(x, m) },
+            _ => exp_shifted(x, m),
+        }
+    }
+
+    /// [`exp_shifted`] against libm's `expf` itself (not our wrapper) on a
+    /// sweep of bit patterns of both signs, every value near the branch
+    /// thresholds of libm and of [`exp_lane`], and the specials; chunked
+    /// and tail positions, with and without a slow lane in the chunk.
+    #[test]
+    fn exp_shifted_is_libm_expf_bit_for_bit() {
+        let mut xs: alloc::vec::Vec<f32> = (0..=u32::MAX / 4099)
+            .flat_map(|i| {
+                let b = i * 4099;
+                [f32::from_bits(b), f32::from_bits(b ^ 0x8000_0000)]
+            })
+            .collect();
+        for t in [
+            0x3900_0000u32,
+            0x3eb1_7218,
+            0x3f85_1592,
+            EXP_SLOW_BITS,
+            0x42b1_7218,
+            0x42cf_f1b5,
+            0x3f80_0000,
+        ] {
+            for b in t - 300..t + 300 {
+                xs.push(f32::from_bits(b));
+                xs.push(-f32::from_bits(b));
+            }
+        }
+        xs.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+        ]);
+        for (isa, m) in
+            crate::kernels::Platform::available().flat_map(|p| [0.0f32, 1.5].map(|m| (p.isa(), m)))
+        {
+            let mut got = xs.clone();
+            exp_shifted_built_for(isa, &mut got, m);
+            for (i, (&g, &x)) in got.iter().zip(&xs).enumerate() {
+                let want = libm::expf(x - m);
+                assert!(
+                    g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                    "{isa:?}: expf({x:e} - {m}) at {i}: {g:e} vs libm {want:e}"
+                );
             }
         }
     }
