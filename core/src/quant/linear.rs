@@ -29,52 +29,99 @@ pub const ROWS_PER_TASK: usize = 64;
 /// thread with 128 rows than with 64 (docs/perf.md, "I2_S prefill GEMM").
 pub const BATCH_ROWS_PER_TASK: usize = 128;
 
-/// Tile edge of [`transpose_map`].
+/// Tile edge of [`transpose_band`].
 const TRANSPOSE_TILE: usize = 16;
 
-/// Tokens per parallel task of [`transpose_map`].
-const TOKENS_PER_TASK: usize = 16;
-
-/// `out[t * rows + r] = map(src[r * batch + t], t)` (`src` is `rows x
-/// batch`, row-major by weight row as the GEMMs write it; `out`
-/// token-major), in square tiles so both sides touch whole cache lines,
-/// with the tokens split over threads through `J`. `f(seg, t, dst)` maps a
-/// run of one row's outputs for tokens `t..t + seg.len()` into `dst`
-/// (same length): contiguous on both sides, so its divisions vectorize
-/// (the transpose is a copy out of a tile on the stack). One pass instead
-/// of a scaling pass and a serial transpose: in a 2B-4T prefill those two
-/// ran on one thread while the other waited (~5 % of pp512), and a map
-/// per element in the transposed order kept the divisions scalar (~8 %).
-/// Each output is the map of one input, so the split does not change any
-/// bit.
-fn transpose_map<J, T, F>(src: &[T], rows: usize, batch: usize, out: &mut [f32], f: F)
+/// `band[t][r] = map(src[r * batch + t], t)`: `src` is `rows x batch`,
+/// row-major by weight row as the GEMMs write it, `band` holds the same
+/// rows of each token's output (`batch` slices of `rows`), in square tiles
+/// so both sides touch whole cache lines. `f(seg, t, dst)` maps a run of
+/// one row's outputs for tokens `t..t + seg.len()` into `dst` (same
+/// length): contiguous on both sides, so its divisions vectorize (the
+/// transpose is a copy out of a tile on the stack; a map per element in
+/// the transposed order kept the divisions scalar, ~8 % of a 2B-4T
+/// prefill). Each output is the map of one input, so neither the tiling
+/// nor the split into bands changes any bit.
+fn transpose_band<T, F>(src: &[T], batch: usize, band: &mut [&mut [f32]], f: &F)
 where
-    J: Join,
-    T: Copy + Sync,
-    F: Fn(&[T], usize, &mut [f32]) + Sync,
+    T: Copy,
+    F: Fn(&[T], usize, &mut [f32]),
 {
-    let out = &mut out[..rows * batch];
-    for_each_chunk_mut::<J, _, _>(out, TOKENS_PER_TASK * rows, rows, &|start, chunk| {
-        let t0 = start / rows;
-        let tokens = chunk.len() / rows;
-        let mut tile = [[0.0f32; TRANSPOSE_TILE]; TRANSPOSE_TILE];
-        for r0 in (0..rows).step_by(TRANSPOSE_TILE) {
-            let r1 = (r0 + TRANSPOSE_TILE).min(rows);
-            for c0 in (0..tokens).step_by(TRANSPOSE_TILE) {
-                let n = (tokens - c0).min(TRANSPOSE_TILE);
-                let t = t0 + c0;
-                for (r, row) in (r0..r1).zip(&mut tile) {
-                    f(&src[r * batch + t..][..n], t, &mut row[..n]);
-                }
-                for c in 0..n {
-                    let o = &mut chunk[(c0 + c) * rows + r0..(c0 + c) * rows + r1];
-                    for (o, row) in o.iter_mut().zip(&tile) {
-                        *o = row[c];
-                    }
+    let rows = band.first().map_or(0, |b| b.len());
+    let mut tile = [[0.0f32; TRANSPOSE_TILE]; TRANSPOSE_TILE];
+    for r0 in (0..rows).step_by(TRANSPOSE_TILE) {
+        let r1 = (r0 + TRANSPOSE_TILE).min(rows);
+        for c0 in (0..batch).step_by(TRANSPOSE_TILE) {
+            let n = (batch - c0).min(TRANSPOSE_TILE);
+            for (r, row) in (r0..r1).zip(&mut tile) {
+                f(&src[r * batch + c0..][..n], c0, &mut row[..n]);
+            }
+            for (c, o) in band[c0..c0 + n].iter_mut().enumerate() {
+                for (o, row) in o[r0..r1].iter_mut().zip(&tile) {
+                    *o = row[c];
                 }
             }
         }
+    }
+}
+
+/// [`run_rows`] for a batch whose outputs are wanted token-major: each
+/// task runs `f(rows, dots)` on its rows (`dots` is `rows.len() x batch`,
+/// row-major as the GEMMs write it) and then, while those dots are still
+/// in its cache, maps them into the same rows of every token of `out`
+/// (`out[t * m + r]`) through `g` as [`transpose_band`]. A separate
+/// transposing pass re-read all the dots from memory after the GEMM, in a
+/// parallel region of its own (~5 % of a 2B-4T prefill). Tasks of
+/// `task_rows` rows, by default [`BATCH_ROWS_PER_TASK`] (one task when
+/// `J` is serial); the results do not depend on the split. Returns the
+/// kernel id.
+fn run_rows_transposed<J, T, F, G>(
+    dots: &mut [T],
+    (m, batch): (usize, usize),
+    task_rows: Option<usize>,
+    out: &mut [f32],
+    f: F,
+    g: G,
+) -> Result<&'static str, QuantError>
+where
+    J: Join,
+    T: Copy + Send + Sync,
+    F: Fn(core::ops::Range<usize>, &mut [T]) -> Result<&'static str, QuantError> + Sync,
+    G: Fn(&[T], usize, &mut [f32]) + Sync,
+{
+    let task_rows = if J::PARALLEL {
+        task_rows.unwrap_or(BATCH_ROWS_PER_TASK)
+    } else {
+        m
+    }
+    .max(1);
+    let mut bands: Vec<Vec<&mut [f32]>> = (0..m.div_ceil(task_rows))
+        .map(|_| Vec::with_capacity(batch))
+        .collect();
+    for token in out[..batch * m].chunks_exact_mut(m) {
+        for (band, piece) in bands.iter_mut().zip(token.chunks_mut(task_rows)) {
+            band.push(piece);
+        }
+    }
+    let mut tasks: Vec<_> = dots[..batch * m]
+        .chunks_mut(task_rows * batch)
+        .zip(bands)
+        .map(|(d, b)| (Ok(""), d, b))
+        .collect();
+    for_each_chunk_mut::<J, _, _>(&mut tasks, 1, 1, &|first, items| {
+        for (i, (res, d, band)) in items.iter_mut().enumerate() {
+            let r0 = (first + i) * task_rows;
+            *res = f(r0..(r0 + task_rows).min(m), d);
+            if res.is_ok() {
+                transpose_band(d, batch, band, &g);
+            }
+        }
     });
+    let mut id = "";
+    for (res, _, _) in tasks {
+        id = res?;
+    }
+    Ok(id)
 }
 
 /// Runs `f(rows, out_rows)` over `0..m` weight rows, where `out` holds
@@ -571,42 +618,56 @@ impl<'a> QuantizedLinear<'a> {
                     .tl
                     .as_deref()
                     .filter(|_| batch == 1 || !platform.batch_prefers_i2s());
-                let id = if let Some(tl) = tl {
-                    let n = scratch.prepare_tl(platform, tl, k, batch)?;
-                    let tables = &scratch.tl_tables[..n];
-                    let dots = &mut scratch.dots[..batch * self.rows];
-                    run_rows::<J, _, _>(dots, self.rows, batch, tl_task_rows(tl), |rows, d| {
-                        platform.tl_gemm(tl, rows, tables, d)
-                    })?
-                } else {
-                    let (w, q) = (self.weight, &scratch.i8s[..batch * k]);
-                    let dots = &mut scratch.dots[..batch * self.rows];
-                    run_rows::<J, _, _>(dots, self.rows, batch, None, |rows, d| {
-                        if batch == 1 {
-                            platform.i2s_gemv(w, k, rows, q, d)
-                        } else {
-                            platform.i2s_gemm(w, k, rows, q, d)
-                        }
-                    })?
-                };
-                // Scale runs of each row's dots (contiguous, so the
-                // divisions vectorize) while transposing to token-major.
-                // One token has a loop of its own (no transpose).
                 let ws = self.i2s_scale;
-                let (dots, scales) = (&scratch.dots[..batch * self.rows], &scratch.scales[..batch]);
+                let n_tables = match tl {
+                    Some(tl) => scratch.prepare_tl(platform, tl, k, batch)?,
+                    None => 0,
+                };
+                let tables = &scratch.tl_tables[..n_tables];
                 if batch == 1 {
-                    let s = scales[0];
+                    let dots = &mut scratch.dots[..self.rows];
+                    let id = if let Some(tl) = tl {
+                        run_rows::<J, _, _>(dots, self.rows, 1, tl_task_rows(tl), |rows, d| {
+                            platform.tl_gemm(tl, rows, tables, d)
+                        })?
+                    } else {
+                        let q = &scratch.i8s[..k];
+                        run_rows::<J, _, _>(dots, self.rows, 1, None, |rows, d| {
+                            platform.i2s_gemv(self.weight, k, rows, q, d)
+                        })?
+                    };
+                    let s = scratch.scales[0];
                     for (o, &dot) in out.iter_mut().zip(dots.iter()) {
                         *o = i2s_output(dot, s, ws);
                     }
                     return Ok(id);
                 }
-                transpose_map::<J, _, _>(dots, self.rows, batch, out, |seg, t, dst| {
+                // Each task scales runs of its rows' dots (contiguous, so
+                // the divisions vectorize) while transposing them into
+                // token-major `out`.
+                let scales = &scratch.scales[..batch];
+                let scale = |seg: &[i32], t: usize, dst: &mut [f32]| {
                     for ((o, &dot), &s) in dst.iter_mut().zip(seg).zip(&scales[t..]) {
                         *o = i2s_output(dot, s, ws);
                     }
-                });
-                return Ok(id);
+                };
+                let dots = &mut scratch.dots[..batch * self.rows];
+                let shape = (self.rows, batch);
+                return if let Some(tl) = tl {
+                    let gemm = |rows, d: &mut [i32]| platform.tl_gemm(tl, rows, tables, d);
+                    run_rows_transposed::<J, _, _, _>(
+                        dots,
+                        shape,
+                        tl_task_rows(tl),
+                        out,
+                        gemm,
+                        scale,
+                    )
+                } else {
+                    let q = &scratch.i8s[..batch * k];
+                    let gemm = |rows, d: &mut [i32]| platform.i2s_gemm(self.weight, k, rows, q, d);
+                    run_rows_transposed::<J, _, _, _>(dots, shape, None, out, gemm, scale)
+                };
             }
             QuantType::TQ1_0 | QuantType::TQ2_0 => {
                 let nb = k / QK_K;
@@ -639,15 +700,19 @@ impl<'a> QuantizedLinear<'a> {
                 // of tokens) into the row-major layout, then transposed to
                 // token-major as for I2_S.
                 let outs = grow(&mut scratch.outs, batch * self.rows, 0.0)?;
-                let id =
-                    run_rows::<J, _, _>(outs, self.rows, batch, None, |rows, o| match qtype {
-                        QuantType::TQ1_0 => platform.tq1_0_gemm(w, k, rows, act, o),
-                        _ => platform.tq2_0_gemm(w, k, rows, act, o),
-                    })?;
-                transpose_map::<J, _, _>(&*outs, self.rows, batch, out, |seg, _, dst| {
-                    dst.copy_from_slice(seg);
-                });
-                return Ok(id);
+                let gemm = |rows, o: &mut [f32]| match qtype {
+                    QuantType::TQ1_0 => platform.tq1_0_gemm(w, k, rows, act, o),
+                    _ => platform.tq2_0_gemm(w, k, rows, act, o),
+                };
+                let copy = |seg: &[f32], _, dst: &mut [f32]| dst.copy_from_slice(seg);
+                return run_rows_transposed::<J, _, _, _>(
+                    outs,
+                    (self.rows, batch),
+                    None,
+                    out,
+                    gemm,
+                    copy,
+                );
             }
             QuantType::F16 => {
                 let mut id = self.qtype.scalar_kernel_id();
@@ -815,28 +880,70 @@ mod tests {
         assert!(err.is_err());
     }
 
+    /// A [`Join`] that splits work as a parallel one does but runs the
+    /// halves in turn, so the serial test build covers the task split.
+    struct InTurn;
+
+    impl Join for InTurn {
+        fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+        where
+            A: FnOnce() -> RA + Send,
+            B: FnOnce() -> RB + Send,
+            RA: Send,
+            RB: Send,
+        {
+            (a(), b())
+        }
+    }
+
     #[test]
-    fn transpose_map_matches_the_plain_loop_on_edge_shapes() {
-        for (rows, cols) in [
-            (1, 1),
-            (1, 17),
-            (17, 1),
-            (16, 16),
-            (33, 5),
-            (40, 47),
-            (3, 70),
+    fn run_rows_transposed_matches_the_plain_loop_on_edge_shapes() {
+        for (rows, batch, task_rows) in [
+            (1, 1, 4),
+            (1, 17, 4),
+            (17, 1, 4),
+            (16, 16, 16),
+            (33, 5, 16),
+            (40, 47, 16),
+            (3, 70, 2),
+            (300, 33, 128),
         ] {
-            let src: Vec<i32> = (0..rows * cols).map(|i| i as i32).collect();
-            let mut out = vec![f32::NAN; rows * cols];
-            transpose_map::<SerialJoin, _, _>(&src, rows, cols, &mut out, |seg, t, dst| {
+            // The "GEMM" writes each dot's own row-major index, so a dot
+            // in the wrong place shows.
+            let gemm = |r: core::ops::Range<usize>, d: &mut [i32]| {
+                assert_eq!(d.len(), r.len() * batch);
+                for (i, v) in d.iter_mut().enumerate() {
+                    *v = (r.start * batch + i) as i32;
+                }
+                Ok("test")
+            };
+            let map = |seg: &[i32], t: usize, dst: &mut [f32]| {
                 for (i, (o, &v)) in dst.iter_mut().zip(seg).enumerate() {
                     *o = v as f32 + 0.5 * (t + i) as f32;
                 }
-            });
+            };
+            let mut split = vec![f32::NAN; rows * batch];
+            let mut whole = vec![f32::NAN; rows * batch];
+            let mut dots = vec![0i32; rows * batch];
+            let shape = (rows, batch);
+            let id = run_rows_transposed::<InTurn, _, _, _>(
+                &mut dots,
+                shape,
+                Some(task_rows),
+                &mut split,
+                gemm,
+                map,
+            );
+            assert_eq!(id, Ok("test"));
+            run_rows_transposed::<SerialJoin, _, _, _>(
+                &mut dots, shape, None, &mut whole, gemm, map,
+            )
+            .unwrap();
             for r in 0..rows {
-                for c in 0..cols {
-                    let want = src[r * cols + c] as f32 + 0.5 * c as f32;
-                    assert_eq!(out[c * rows + r], want, "{rows}x{cols}");
+                for t in 0..batch {
+                    let want = (r * batch + t) as f32 + 0.5 * t as f32;
+                    assert_eq!(split[t * rows + r], want, "{rows}x{batch} by {task_rows}");
+                    assert_eq!(whole[t * rows + r], want, "{rows}x{batch}");
                 }
             }
         }
