@@ -155,17 +155,12 @@ const NORM_ROWS_PER_TASK: usize = 8;
 /// [`rmsnorm`] of each of the first `nb` rows (`width` long) of `x` into
 /// `out`, rows split over threads through `J`. A prefill normalizes 512
 /// rows four times a layer; on one thread that was ~2.5 % of pp512 with the
-/// other thread idle. Each row is one call, so the bits do not depend on
-/// the split.
+/// other thread idle. Each row's sum is its own chain
+/// ([`super::math::rmsnorm_rows`]), so the bits do not depend on the split.
 fn rmsnorm_rows<J: Join>(out: &mut [f32], x: &[f32], w: &[f32], eps: f32, width: usize, nb: usize) {
     let out = &mut out[..nb * width];
     for_each_chunk_mut::<J, _, _>(out, NORM_ROWS_PER_TASK * width, width, &|start, rows| {
-        for (o, xr) in rows
-            .chunks_exact_mut(width)
-            .zip(x[start..].chunks_exact(width))
-        {
-            rmsnorm(o, xr, w, eps);
-        }
+        super::math::rmsnorm_rows(rows, &x[start..start + rows.len()], w, eps);
     });
 }
 
