@@ -884,6 +884,61 @@ pub(super) unsafe fn q8_head_gemv(w: &[i8], k: usize, q: &[i8], out: &mut [i32])
     }
 }
 
+/// The 8x8 transpose of `r`: lane `j` of result `k` is lane `k` of
+/// `r[j]` (unpacks of 32-bit pairs, 64-bit shuffles, then 128-bit halves).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    let t: [__m256; 8] = core::array::from_fn(|j| {
+        let (a, b) = (r[j & !1], r[j | 1]);
+        if j % 2 == 0 {
+            _mm256_unpacklo_ps(a, b)
+        } else {
+            _mm256_unpackhi_ps(a, b)
+        }
+    });
+    // `u[n]`: rows 4 (n / 4) .. 4 (n / 4) + 4, lane n % 4 in the low
+    // 128-bit half and n % 4 + 4 in the high one.
+    let u: [__m256; 8] = core::array::from_fn(|n| {
+        let m = n / 2;
+        let (a, b) = (t[(m / 2) * 4 + m % 2], t[(m / 2) * 4 + m % 2 + 2]);
+        if n % 2 == 0 {
+            _mm256_shuffle_ps::<0x44>(a, b)
+        } else {
+            _mm256_shuffle_ps::<0xEE>(a, b)
+        }
+    });
+    core::array::from_fn(|k| {
+        let (a, b) = (u[k % 4], u[k % 4 + 4]);
+        if k < 4 {
+            _mm256_permute2f128_ps::<0x20>(a, b)
+        } else {
+            _mm256_permute2f128_ps::<0x31>(a, b)
+        }
+    })
+}
+
+/// Transposes a 16x16 tile in place (`t[c][r]` becomes the old
+/// `t[r][c]`): four 8x8 blocks through [`transpose8`], the off-diagonal
+/// two swapped.
+#[target_feature(enable = "avx2")]
+pub(super) fn transpose16(t: &mut [[f32; 16]; 16]) {
+    // SAFETY: each row holds 16 f32, so 8 from column 0 or 8; unaligned
+    // loads.
+    let load = |r: usize, c: usize| unsafe { _mm256_loadu_ps(t[r][c..].as_ptr()) };
+    let blocks: [[[__m256; 8]; 2]; 2] = core::array::from_fn(|bi| {
+        core::array::from_fn(|bj| transpose8(core::array::from_fn(|i| load(8 * bi + i, 8 * bj))))
+    });
+    for (bi, row) in blocks.iter().enumerate() {
+        for (bj, block) in row.iter().enumerate() {
+            for (i, &v) in block.iter().enumerate() {
+                // SAFETY: as the loads; unaligned store.
+                unsafe { _mm256_storeu_ps(t[8 * bj + i][8 * bi..].as_mut_ptr(), v) };
+            }
+        }
+    }
+}
+
 /// Keys scored together by [`attention_scores`]: one lane each of a
 /// 256-bit vector.
 const SCORE_KEYS: usize = 8;
@@ -925,33 +980,7 @@ pub(crate) unsafe fn attention_scores(
             let r: [__m256; 8] =
                 core::array::from_fn(|j| unsafe { _mm256_loadu_ps(rows[j][8 * i..].as_ptr()) });
             // Lane j of `cols[k]`: key j, element 8 i + k.
-            let t: [__m256; 8] = core::array::from_fn(|j| {
-                let (a, b) = (r[j & !1], r[j | 1]);
-                if j % 2 == 0 {
-                    _mm256_unpacklo_ps(a, b)
-                } else {
-                    _mm256_unpackhi_ps(a, b)
-                }
-            });
-            // `u[n]`: keys 4 (n / 4) .. 4 (n / 4) + 4, element 8 i + n % 4
-            // in the low 128-bit half and 8 i + n % 4 + 4 in the high one.
-            let u: [__m256; 8] = core::array::from_fn(|n| {
-                let m = n / 2;
-                let (a, b) = (t[(m / 2) * 4 + m % 2], t[(m / 2) * 4 + m % 2 + 2]);
-                if n % 2 == 0 {
-                    _mm256_shuffle_ps::<0x44>(a, b)
-                } else {
-                    _mm256_shuffle_ps::<0xEE>(a, b)
-                }
-            });
-            let cols: [__m256; 8] = core::array::from_fn(|k| {
-                let (a, b) = (u[k % 4], u[k % 4 + 4]);
-                if k < 4 {
-                    _mm256_permute2f128_ps::<0x20>(a, b)
-                } else {
-                    _mm256_permute2f128_ps::<0x31>(a, b)
-                }
-            });
+            let cols = transpose8(r);
             for (&qd, col) in qv.iter().zip(cols) {
                 acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(qd), col));
             }

@@ -206,6 +206,69 @@ fn i2s_tile<const R: usize, const T: usize>(
     out
 }
 
+/// Transposes a 16x16 tile in place (`t[c][r]` becomes the old
+/// `t[r][c]`): 32-bit unpacks, 64-bit unpacks, then two rounds of 128-bit
+/// lane shuffles, 64 shuffles for the 256 values instead of a scalar move
+/// each.
+#[target_feature(enable = "avx512f")]
+pub(super) fn transpose16(t: &mut [[f32; 16]; 16]) {
+    // SAFETY: each row is 16 readable f32; unaligned loads.
+    let r: [__m512; 16] = core::array::from_fn(|i| unsafe { _mm512_loadu_ps(t[i].as_ptr()) });
+    // Lane L of `a[2i]`: rows 2i, 2i + 1 interleaved at columns 4L, 4L + 1;
+    // of `a[2i + 1]`, at 4L + 2, 4L + 3.
+    let a: [__m512; 16] = core::array::from_fn(|j| {
+        let (x, y) = (r[j & !1], r[j | 1]);
+        if j % 2 == 0 {
+            _mm512_unpacklo_ps(x, y)
+        } else {
+            _mm512_unpackhi_ps(x, y)
+        }
+    });
+    // Lane L of `b[4i + j]`: rows 4i .. 4i + 4 at column 4L + j.
+    let b: [__m512; 16] = core::array::from_fn(|n| {
+        let (i, j) = (n / 4, n % 4);
+        let (x, y) = (
+            _mm512_castps_pd(a[4 * i + j / 2]),
+            _mm512_castps_pd(a[4 * i + j / 2 + 2]),
+        );
+        _mm512_castpd_ps(if j % 2 == 0 {
+            _mm512_unpacklo_pd(x, y)
+        } else {
+            _mm512_unpackhi_pd(x, y)
+        })
+    });
+    // `c[2j]`: lanes 0, 1 of `b[j]` and `b[4 + j]`; `c[2j + 1]`: lanes 2, 3.
+    // `d[2j]`, `d[2j + 1]`: the same of `b[8 + j]` and `b[12 + j]`.
+    let c: [__m512; 8] = core::array::from_fn(|n| {
+        let (x, y) = (b[n / 2], b[4 + n / 2]);
+        if n % 2 == 0 {
+            _mm512_shuffle_f32x4::<0x44>(x, y)
+        } else {
+            _mm512_shuffle_f32x4::<0xEE>(x, y)
+        }
+    });
+    let d: [__m512; 8] = core::array::from_fn(|n| {
+        let (x, y) = (b[8 + n / 2], b[12 + n / 2]);
+        if n % 2 == 0 {
+            _mm512_shuffle_f32x4::<0x44>(x, y)
+        } else {
+            _mm512_shuffle_f32x4::<0xEE>(x, y)
+        }
+    });
+    // Column 4L + j is lane L of `b[j]`, `b[4 + j]`, `b[8 + j]`, `b[12 + j]`.
+    for (col, out) in t.iter_mut().enumerate() {
+        let (l, j) = (col / 4, col % 4);
+        let (x, y) = (c[2 * j + l / 2], d[2 * j + l / 2]);
+        let v = if l % 2 == 0 {
+            _mm512_shuffle_f32x4::<0x88>(x, y)
+        } else {
+            _mm512_shuffle_f32x4::<0xDD>(x, y)
+        };
+        // SAFETY: `out` is 16 writable f32; unaligned store.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
+    }
+}
+
 /// Rows per GEMM tile.
 const TILE_ROWS: usize = 4;
 /// Tokens per GEMM tile.
