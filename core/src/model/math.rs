@@ -150,8 +150,18 @@ const EXP_LANES: usize = 16;
 fn exp_lane(x: f32) -> f32 {
     let hx = x.to_bits() & 0x7fff_ffff;
     let neg = x.to_bits() >> 31 != 0;
+    // Bounded before the conversion (no change in range, where
+    // `|k| <= 126`), so that it needs no saturation: with `as i32` LLVM
+    // converted each lane on its own, with NaN and range fix-ups. Not
+    // `clamp`, which passes a NaN through.
+    #[allow(clippy::manual_clamp)]
+    let kx = (INV_LN2 * x + if neg { -0.5 } else { 0.5 })
+        .max(-128.0)
+        .min(128.0);
     let k = if hx > 0x3f85_1592 {
-        (INV_LN2 * x + if neg { -0.5 } else { 0.5 }) as i32
+        // SAFETY: `max` / `min` return the number of a NaN and a number,
+        // so `kx` is a number within -128..=128, which an i32 holds.
+        unsafe { kx.to_int_unchecked::<i32>() }
     } else if hx > 0x3eb1_7218 {
         if neg { -1 } else { 1 }
     } else {
