@@ -75,9 +75,9 @@ where
 /// (`out[t * m + r]`) through `g` as [`transpose_band`]. A separate
 /// transposing pass re-read all the dots from memory after the GEMM, in a
 /// parallel region of its own (~5 % of a 2B-4T prefill). Tasks of
-/// `task_rows` rows, by default [`BATCH_ROWS_PER_TASK`] (one task when
-/// `J` is serial); the results do not depend on the split. Returns the
-/// kernel id.
+/// `task_rows` rows, by default [`BATCH_ROWS_PER_TASK`] (also when `J`
+/// is serial); the results do not depend on the split. Returns the kernel
+/// id.
 fn run_rows_transposed<J, T, F, G>(
     platform: Platform,
     dots: &mut [T],
@@ -93,16 +93,13 @@ where
     F: Fn(core::ops::Range<usize>, &mut [T]) -> Result<&'static str, QuantError> + Sync,
     G: Fn(&[T], usize, &mut [f32]) + Sync,
 {
-    let task_rows = if J::PARALLEL {
-        task_rows.unwrap_or(BATCH_ROWS_PER_TASK)
-    } else {
-        m
-    }
-    .max(1);
+    // Tasks of the same size without threads too: each still transposes
+    // its dots while they are in cache.
+    let task_rows = task_rows.unwrap_or(BATCH_ROWS_PER_TASK).max(1);
     let mut bands: Vec<Vec<&mut [f32]>> = (0..m.div_ceil(task_rows))
         .map(|_| Vec::with_capacity(batch))
         .collect();
-    for token in out[..batch * m].chunks_exact_mut(m) {
+    for token in out[..batch * m].chunks_exact_mut(m.max(1)) {
         for (band, piece) in bands.iter_mut().zip(token.chunks_mut(task_rows)) {
             band.push(piece);
         }
@@ -886,22 +883,6 @@ mod tests {
         assert!(err.is_err());
     }
 
-    /// A [`Join`] that splits work as a parallel one does but runs the
-    /// halves in turn, so the serial test build covers the task split.
-    struct InTurn;
-
-    impl Join for InTurn {
-        fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
-        where
-            A: FnOnce() -> RA + Send,
-            B: FnOnce() -> RB + Send,
-            RA: Send,
-            RB: Send,
-        {
-            (a(), b())
-        }
-    }
-
     #[test]
     fn run_rows_transposed_matches_the_plain_loop_on_edge_shapes() {
         for (rows, batch, task_rows) in [
@@ -933,7 +914,7 @@ mod tests {
                 let mut whole = vec![f32::NAN; rows * batch];
                 let mut dots = vec![0i32; rows * batch];
                 let shape = (rows, batch);
-                let id = run_rows_transposed::<InTurn, _, _, _>(
+                let id = run_rows_transposed::<SerialJoin, _, _, _>(
                     p,
                     &mut dots,
                     shape,
@@ -943,8 +924,9 @@ mod tests {
                     map,
                 );
                 assert_eq!(id, Ok("test"));
+                let whole_task = Some(rows);
                 run_rows_transposed::<SerialJoin, _, _, _>(
-                    p, &mut dots, shape, None, &mut whole, gemm, map,
+                    p, &mut dots, shape, whole_task, &mut whole, gemm, map,
                 )
                 .unwrap();
                 for r in 0..rows {
