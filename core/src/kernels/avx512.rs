@@ -269,6 +269,37 @@ pub(super) fn transpose16(t: &mut [[f32; 16]; 16]) {
     }
 }
 
+/// The scores of 8 keys (`rows`, each at least `qt.len()` long) with 16
+/// transposed queries `qt`, as the portable `model::attention::score_lanes`:
+/// `out[i][j] = sum over d in index order, from zero, of qt[d][j] *
+/// rows[i][d]` (a multiply, then an add: no FMA), so the same bits. Each
+/// `qt[d]` is loaded once for the 8 keys (the portable loop, vectorized by
+/// LLVM, loaded it once per key and checked every key's bounds per `d`).
+///
+/// # Panics
+/// If a row is shorter than `qt`.
+#[target_feature(enable = "avx512f")]
+pub(crate) fn attention_score_lanes(qt: &[[f32; 16]], rows: [&[f32]; 8]) -> [[f32; 16]; 8] {
+    let n = qt.len();
+    let rows = rows.map(|r| &r[..n]);
+    let mut acc = [_mm512_setzero_ps(); 8];
+    for (d, qd) in qt.iter().enumerate() {
+        // SAFETY: `qd` is 16 readable f32; unaligned load.
+        let q = unsafe { _mm512_loadu_ps(qd.as_ptr()) };
+        for (a, row) in acc.iter_mut().zip(&rows) {
+            // SAFETY: `d < n`, the length of every row (sliced above).
+            let k = unsafe { *row.get_unchecked(d) };
+            *a = _mm512_add_ps(*a, _mm512_mul_ps(q, _mm512_set1_ps(k)));
+        }
+    }
+    acc.map(|a| {
+        let mut o = [0.0f32; 16];
+        // SAFETY: `o` is 16 writable f32; unaligned store.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
+        o
+    })
+}
+
 /// Rows per GEMM tile.
 const TILE_ROWS: usize = 4;
 /// Tokens per GEMM tile.

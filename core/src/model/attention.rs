@@ -84,15 +84,17 @@ fn head(
     sc: &mut [f32],
     out: &mut [f32],
 ) {
-    head_scored(scores, h, q, keys, values, nb, pos, s, sc, out);
+    head_scored(scores, score_lanes, h, q, keys, values, nb, pos, s, sc, out);
 }
 
 /// [`head`] with one query's scores computed by `score` (same arguments
-/// and bits as [`scores`]).
+/// and bits as [`scores`]) and a batch's [`KEYS_AT_ONCE`] keys by `lanes`
+/// (same bits as [`score_lanes`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn head_scored(
     score: impl Fn(&[f32], &[f32], usize, f32, &mut [f32]),
+    lanes: impl Fn(&[[f32; QUERY_LANES]], [&[f32]; KEYS_AT_ONCE]) -> [[f32; QUERY_LANES]; KEYS_AT_ONCE],
     h: usize,
     q: &[f32],
     keys: &[f32],
@@ -106,7 +108,7 @@ fn head_scored(
     let hd = s.head_dim;
     let kvh = (h / s.group) * hd;
     if nb > 1 {
-        head_batch(h, q, keys, values, nb, pos, s, out);
+        head_batch(lanes, h, q, keys, values, nb, pos, s, out);
         return;
     }
     let n_seen = pos + 1;
@@ -191,10 +193,12 @@ fn score_lanes<const M: usize>(
 /// the queries are transposed so that one key's element `d` multiplies
 /// all lanes at once, and each (query, key) score is still one sum over
 /// `d` in index order started from zero, exactly as [`dot`] (then `*
-/// scale`). Softmax and the values are per query as in [`head`].
+/// scale`); `lanes` scores [`KEYS_AT_ONCE`] keys as [`score_lanes`].
+/// Softmax and the values are per query as in [`head`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn head_batch(
+    lanes: impl Fn(&[[f32; QUERY_LANES]], [&[f32]; KEYS_AT_ONCE]) -> [[f32; QUERY_LANES]; KEYS_AT_ONCE],
     h: usize,
     q: &[f32],
     keys: &[f32],
@@ -232,7 +236,7 @@ fn head_batch(
         let full = n_keys - n_keys % KEYS_AT_ONCE;
         for t0 in (0..full).step_by(KEYS_AT_ONCE) {
             let rows: [&[f32]; KEYS_AT_ONCE] = core::array::from_fn(|i| key(t0 + i));
-            store(t0, &score_lanes(&qt, rows));
+            store(t0, &lanes(&qt, rows));
         }
         for t in full..n_keys {
             store(t, &score_lanes(&qt, [key(t)]));
@@ -406,15 +410,17 @@ fn head_simd128(
         // holds every key `o` asks for, as for the portable `scores`.
         unsafe { crate::kernels::attention_scores_simd128(q, k, stride, scale, o) }
     };
-    head_scored(score, h, q, keys, values, nb, pos, s, sc, out);
+    head_scored(score, score_lanes, h, q, keys, values, nb, pos, s, sc, out);
 }
 
 /// Defines `$name`: [`head`] built with the target features `$features`
 /// (both include AVX2), with the decode scores of the AVX2 kernel
 /// ([`crate::kernels::attention_scores_avx2`], the same bits as [`scores`]:
-/// LLVM leaves the portable loop's eight key loads scalar).
+/// LLVM leaves the portable loop's eight key loads scalar) and a batch's
+/// groups of keys scored by `$lanes` (the same bits as [`score_lanes`];
+/// on AVX-512 [`crate::kernels::attention_score_lanes_avx512`]).
 macro_rules! head_built_with {
-    ($name:ident, $features:literal) => {
+    ($name:ident, $features:literal, $lanes:expr) => {
         #[doc = concat!("[`head`] built with `", $features, "`.")]
         #[cfg(target_arch = "x86_64")]
         #[allow(clippy::too_many_arguments)]
@@ -436,13 +442,19 @@ macro_rules! head_built_with {
                 // for, as for the portable `scores`.
                 unsafe { crate::kernels::attention_scores_avx2(q, k, stride, scale, o) }
             };
-            head_scored(score, h, q, keys, values, nb, pos, s, sc, out);
+            head_scored(score, $lanes, h, q, keys, values, nb, pos, s, sc, out);
         }
     };
 }
 
-head_built_with!(head_avx512, "avx512f,avx512bw,avx512vl,avx2");
-head_built_with!(head_avx2, "avx2");
+head_built_with!(
+    head_avx512,
+    "avx512f,avx512bw,avx512vl,avx2",
+    |qt: &[[f32; QUERY_LANES]], rows: [&[f32]; KEYS_AT_ONCE]| {
+        crate::kernels::attention_score_lanes_avx512(qt, rows)
+    }
+);
+head_built_with!(head_avx2, "avx2", score_lanes);
 
 #[cfg(test)]
 mod tests {
