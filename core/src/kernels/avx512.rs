@@ -278,10 +278,13 @@ pub(super) fn transpose16(t: &mut [[f32; 16]; 16]) {
 ///
 /// # Panics
 /// If a row is shorter than `qt`.
+#[inline]
 #[target_feature(enable = "avx512f")]
 pub(crate) fn attention_score_lanes(qt: &[[f32; 16]], rows: [&[f32]; 8]) -> [[f32; 16]; 8] {
     let n = qt.len();
     let rows = rows.map(|r| &r[..n]);
+    // Plain loops below, not `array::from_fn` / `map` (see
+    // `attention_value_lanes`).
     let mut acc = [_mm512_setzero_ps(); 8];
     for (d, qd) in qt.iter().enumerate() {
         // SAFETY: `qd` is 16 readable f32; unaligned load.
@@ -292,12 +295,67 @@ pub(crate) fn attention_score_lanes(qt: &[[f32; 16]], rows: [&[f32]; 8]) -> [[f3
             *a = _mm512_add_ps(*a, _mm512_mul_ps(q, _mm512_set1_ps(k)));
         }
     }
-    acc.map(|a| {
-        let mut o = [0.0f32; 16];
+    let mut out = [[0.0f32; 16]; 8];
+    for (o, a) in out.iter_mut().zip(acc) {
         // SAFETY: `o` is 16 writable f32; unaligned store.
         unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
-        o
-    })
+    }
+    out
+}
+
+/// The value sums of 4 queries over the keys all of them see, as the
+/// portable `model::attention::value_lanes`: for `t` ascending below the
+/// shortest `p[j]`, `acc[j][e] += p[j][t] * values[t * stride + e]` (a
+/// multiply, then an add), so the same bits. Each value row is loaded once
+/// for the 4 queries (LLVM's build of the portable loop loaded it once per
+/// query and checked every query's bounds per key).
+///
+/// # Panics
+/// If `values` does not hold 64 values at each key's `t * stride`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) fn attention_value_lanes(
+    p: [&[f32]; 4],
+    values: &[f32],
+    stride: usize,
+    acc: &mut [[f32; 64]; 4],
+) {
+    let shared = p.iter().map(|p| p.len()).min().unwrap_or(0);
+    if shared == 0 {
+        return;
+    }
+    let p = p.map(|p| &p[..shared]);
+    let values = &values[..(shared - 1) * stride + 64];
+    // Plain loops, not `array::from_fn` / `map`: their closures are not
+    // inlined into this function's AVX-512 code and became calls.
+    let mut a = [[_mm512_setzero_ps(); 4]; 4];
+    for (aj, row) in a.iter_mut().zip(acc.iter()) {
+        for (x, part) in aj.iter_mut().zip(row.as_chunks::<16>().0) {
+            // SAFETY: `part` is 16 readable f32; unaligned load.
+            *x = unsafe { _mm512_loadu_ps(part.as_ptr()) };
+        }
+    }
+    let mut v = [_mm512_setzero_ps(); 4];
+    for t in 0..shared {
+        for (k, vk) in v.iter_mut().enumerate() {
+            // SAFETY: `t < shared`, so `t * stride + 64 <= values.len()`
+            // (the slice above); unaligned load.
+            *vk = unsafe { _mm512_loadu_ps(values.as_ptr().add(t * stride + 16 * k)) };
+        }
+        for (aj, pj) in a.iter_mut().zip(&p) {
+            // SAFETY: every `p[j]` was cut to `shared > t` values.
+            let pt = _mm512_set1_ps(unsafe { *pj.get_unchecked(t) });
+            for (x, &vk) in aj.iter_mut().zip(&v) {
+                *x = _mm512_add_ps(*x, _mm512_mul_ps(pt, vk));
+            }
+        }
+    }
+    for (row, aj) in acc.iter_mut().zip(a) {
+        for (part, x) in row.as_chunks_mut::<16>().0.iter_mut().zip(aj) {
+            // SAFETY: `part` is 16 writable f32; unaligned store.
+            unsafe { _mm512_storeu_ps(part.as_mut_ptr(), x) };
+        }
+    }
 }
 
 /// Rows per GEMM tile.
@@ -326,10 +384,16 @@ fn i2s_gemm_tile<const R: usize, const T: usize>(
     at: TileAt,
     out: &mut [i32],
 ) {
-    let rows: [&[[u8; 32]]; R] =
-        core::array::from_fn(|i| &blocks[(at.r0 + i) * nb..(at.r0 + i + 1) * nb]);
-    let toks: [&[[i8; 128]]; T] =
-        core::array::from_fn(|i| &qg[(at.t0 + i) * nb..(at.t0 + i + 1) * nb]);
+    // Filled by loops: `array::from_fn`'s closures are not inlined into
+    // AVX-512 code (a call per slice, ~2 % of a 2B-4T prefill).
+    let mut rows: [&[[u8; 32]]; R] = [&[]; R];
+    for (i, r) in rows.iter_mut().enumerate() {
+        *r = &blocks[(at.r0 + i) * nb..(at.r0 + i + 1) * nb];
+    }
+    let mut toks: [&[[i8; 128]]; T] = [&[]; T];
+    for (i, t) in toks.iter_mut().enumerate() {
+        *t = &qg[(at.t0 + i) * nb..(at.t0 + i + 1) * nb];
+    }
     for (i, d) in i2s_tile::<R, T>(rows, toks).iter().enumerate() {
         let start = (at.r0 + i) * at.batch + at.t0;
         for ((o, &d), &s) in out[start..start + T].iter_mut().zip(d).zip(at.sums) {

@@ -63,7 +63,10 @@ pub(crate) use avx2::attention_scores as attention_scores_avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use avx512::attention_score_lanes as attention_score_lanes_avx512;
+pub(crate) use avx512::{
+    attention_score_lanes as attention_score_lanes_avx512,
+    attention_value_lanes as attention_value_lanes_avx512,
+};
 #[cfg(target_arch = "x86_64")]
 mod detect;
 #[cfg(target_arch = "aarch64")]

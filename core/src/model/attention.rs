@@ -84,7 +84,20 @@ fn head(
     sc: &mut [f32],
     out: &mut [f32],
 ) {
-    head_scored(scores, score_lanes, h, q, keys, values, nb, pos, s, sc, out);
+    head_scored(
+        scores,
+        score_lanes,
+        value_lanes,
+        h,
+        q,
+        keys,
+        values,
+        nb,
+        pos,
+        s,
+        sc,
+        out,
+    );
 }
 
 /// [`head`] with one query's scores computed by `score` (same arguments
@@ -95,6 +108,7 @@ fn head(
 fn head_scored(
     score: impl Fn(&[f32], &[f32], usize, f32, &mut [f32]),
     lanes: impl Fn(&[[f32; QUERY_LANES]], [&[f32]; KEYS_AT_ONCE]) -> [[f32; QUERY_LANES]; KEYS_AT_ONCE],
+    values_of: impl Fn([&[f32]; VALUE_QUERIES], &[f32], usize, &mut ValueSums),
     h: usize,
     q: &[f32],
     keys: &[f32],
@@ -108,7 +122,7 @@ fn head_scored(
     let hd = s.head_dim;
     let kvh = (h / s.group) * hd;
     if nb > 1 {
-        head_batch(lanes, h, q, keys, values, nb, pos, s, out);
+        head_batch(lanes, values_of, h, q, keys, values, nb, pos, s, out);
         return;
     }
     let n_seen = pos + 1;
@@ -199,6 +213,7 @@ fn score_lanes<const M: usize>(
 #[inline(always)]
 fn head_batch(
     lanes: impl Fn(&[[f32; QUERY_LANES]], [&[f32]; KEYS_AT_ONCE]) -> [[f32; QUERY_LANES]; KEYS_AT_ONCE],
+    values_of: impl Fn([&[f32]; VALUE_QUERIES], &[f32], usize, &mut ValueSums),
     h: usize,
     q: &[f32],
     keys: &[f32],
@@ -251,10 +266,30 @@ fn head_batch(
             let o: [(usize, &mut [f32]); VALUE_QUERIES] =
                 core::array::from_fn(|_| outs.next().unwrap_or((0, &mut [])));
             let p = o.each_ref().map(|(j, _)| probs(*j));
-            weigh_values_batch(p, values, kvh, s, o.map(|(_, o)| o));
+            weigh_values_batch(&values_of, p, values, kvh, s, o.map(|(_, o)| o));
         }
         for (j, o) in outs {
             weigh_values(probs(j), values, kvh, s, o);
+        }
+    }
+}
+
+/// The value sums of [`VALUE_QUERIES`] queries, one chunk of the head.
+type ValueSums = [[f32; VALUE_CHUNK]; VALUE_QUERIES];
+
+/// `acc[j][e] += p[j][t] * values[t * stride + e]` for `t` ascending over
+/// the keys every query sees (below the shortest `p[j]`): the shared part
+/// of [`weigh_values_batch`], which an ISA may run as a kernel.
+#[inline(always)]
+fn value_lanes(p: [&[f32]; VALUE_QUERIES], values: &[f32], stride: usize, acc: &mut ValueSums) {
+    let shared = p.iter().map(|p| p.len()).min().unwrap_or(0);
+    for t in 0..shared {
+        let vt = &values[t * stride..t * stride + VALUE_CHUNK];
+        for (a, p) in acc.iter_mut().zip(&p) {
+            let pt = p[t];
+            for (a, &vv) in a.iter_mut().zip(vt) {
+                *a += pt * vv;
+            }
         }
     }
 }
@@ -270,6 +305,7 @@ const VALUE_QUERIES: usize = 4;
 /// the same operations, so the bits equal [`weigh_values`]'s.
 #[inline(always)]
 fn weigh_values_batch(
+    values_of: impl Fn([&[f32]; VALUE_QUERIES], &[f32], usize, &mut ValueSums),
     p: [&[f32]; VALUE_QUERIES],
     values: &[f32],
     kvh: usize,
@@ -283,15 +319,7 @@ fn weigh_values_batch(
         let at = kvh + c * VALUE_CHUNK;
         let row = |t: usize| &values[t * s.kv_dim + at..t * s.kv_dim + at + VALUE_CHUNK];
         let mut acc = [[0.0f32; VALUE_CHUNK]; VALUE_QUERIES];
-        for t in 0..shared {
-            let vt = row(t);
-            for (a, p) in acc.iter_mut().zip(&p) {
-                let pt = p[t];
-                for (a, &vv) in a.iter_mut().zip(vt) {
-                    *a += pt * vv;
-                }
-            }
-        }
+        values_of(p, &values[at..], s.kv_dim, &mut acc);
         for ((a, p), o) in acc.iter_mut().zip(&p).zip(&mut o) {
             for (t, &pt) in p.iter().enumerate().skip(shared) {
                 for (a, &vv) in a.iter_mut().zip(row(t)) {
@@ -410,17 +438,32 @@ fn head_simd128(
         // holds every key `o` asks for, as for the portable `scores`.
         unsafe { crate::kernels::attention_scores_simd128(q, k, stride, scale, o) }
     };
-    head_scored(score, score_lanes, h, q, keys, values, nb, pos, s, sc, out);
+    head_scored(
+        score,
+        score_lanes,
+        value_lanes,
+        h,
+        q,
+        keys,
+        values,
+        nb,
+        pos,
+        s,
+        sc,
+        out,
+    );
 }
 
 /// Defines `$name`: [`head`] built with the target features `$features`
 /// (both include AVX2), with the decode scores of the AVX2 kernel
 /// ([`crate::kernels::attention_scores_avx2`], the same bits as [`scores`]:
-/// LLVM leaves the portable loop's eight key loads scalar) and a batch's
+/// LLVM leaves the portable loop's eight key loads scalar), a batch's
 /// groups of keys scored by `$lanes` (the same bits as [`score_lanes`];
-/// on AVX-512 [`crate::kernels::attention_score_lanes_avx512`]).
+/// on AVX-512 [`crate::kernels::attention_score_lanes_avx512`]) and its
+/// shared value sums by `$values` (as [`value_lanes`]; on AVX-512
+/// [`crate::kernels::attention_value_lanes_avx512`]).
 macro_rules! head_built_with {
-    ($name:ident, $features:literal, $lanes:expr) => {
+    ($name:ident, $features:literal, $lanes:expr, $values:expr) => {
         #[doc = concat!("[`head`] built with `", $features, "`.")]
         #[cfg(target_arch = "x86_64")]
         #[allow(clippy::too_many_arguments)]
@@ -442,7 +485,9 @@ macro_rules! head_built_with {
                 // for, as for the portable `scores`.
                 unsafe { crate::kernels::attention_scores_avx2(q, k, stride, scale, o) }
             };
-            head_scored(score, $lanes, h, q, keys, values, nb, pos, s, sc, out);
+            head_scored(
+                score, $lanes, $values, h, q, keys, values, nb, pos, s, sc, out,
+            );
         }
     };
 }
@@ -452,9 +497,12 @@ head_built_with!(
     "avx512f,avx512bw,avx512vl,avx2",
     |qt: &[[f32; QUERY_LANES]], rows: [&[f32]; KEYS_AT_ONCE]| {
         crate::kernels::attention_score_lanes_avx512(qt, rows)
+    },
+    |p: [&[f32]; VALUE_QUERIES], v: &[f32], stride: usize, acc: &mut ValueSums| {
+        crate::kernels::attention_value_lanes_avx512(p, v, stride, acc)
     }
 );
-head_built_with!(head_avx2, "avx2", score_lanes);
+head_built_with!(head_avx2, "avx2", score_lanes, value_lanes);
 
 #[cfg(test)]
 mod tests {
