@@ -547,16 +547,19 @@ pub(super) unsafe fn tq1_0_gemm(w: &[u8], row_bytes: usize, act: &[BlockQ8K], ou
     tq_gemm::<true>(w, row_bytes, act, out);
 }
 
-/// One F16 row dotted with `x` in the portable 8-lane order
-/// ([`crate::quant::f32`]'s `lane_dot`: `w_i * x_i` added to lane `i % 8`
-/// in index order, tail into lanes `0..k % 8`, halving reduction).
+/// One F16 row dotted with `x` in the portable 16-lane order
+/// ([`crate::quant::f32`]'s `lane_dot`: `w_i * x_i` added to lane `i % 16`
+/// in index order, tail included, halving reduction): groups of 8 elements
+/// alternate between two accumulators (lanes 0..8 and 8..16), so a row is
+/// two independent chains of `vaddps`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 fn f16_row(row: &[u8], x: &[f32]) -> f32 {
+    const _: () = assert!(crate::quant::f32::F16_LANES == 16);
     let (xc, xt) = x.as_chunks::<8>();
     let (hc, ht) = row.as_chunks::<16>();
-    let mut acc = _mm256_setzero_ps();
-    for (xv, h) in xc.iter().zip(hc) {
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let term = |xv: &[f32; 8], h: &[u8; 16]| {
         // SAFETY: `xv` is 8 readable f32, `h` 16 readable bytes (8
         // halves); unaligned loads.
         let (xv, h) = unsafe {
@@ -565,15 +568,30 @@ fn f16_row(row: &[u8], x: &[f32]) -> f32 {
                 _mm_loadu_si128(h.as_ptr().cast()),
             )
         };
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtph_ps(h), xv));
+        _mm256_mul_ps(_mm256_cvtph_ps(h), xv)
+    };
+    let (x2, x1) = xc.as_chunks::<2>();
+    let (h2, h1) = hc[..xc.len()].as_chunks::<2>();
+    for (xv, h) in x2.iter().zip(h2) {
+        acc[0] = _mm256_add_ps(acc[0], term(&xv[0], &h[0]));
+        acc[1] = _mm256_add_ps(acc[1], term(&xv[1], &h[1]));
     }
-    let mut lanes = [0.0f32; 8];
-    // SAFETY: `lanes` is 8 writable f32; unaligned store.
-    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-    for ((l, h), &xv) in lanes.iter_mut().zip(ht.chunks_exact(2)).zip(xt) {
+    // An odd last group of 8 goes to lanes 0..8, the tail after it to
+    // lanes 8.. (and after an even count, to lanes 0..).
+    for (xv, h) in x1.iter().zip(h1) {
+        acc[0] = _mm256_add_ps(acc[0], term(xv, h));
+    }
+    let mut lanes = [0.0f32; 16];
+    // SAFETY: `lanes` is 16 writable f32; unaligned stores.
+    unsafe {
+        _mm256_storeu_ps(lanes.as_mut_ptr(), acc[0]);
+        _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[1]);
+    }
+    let first = 8 * (xc.len() % 2);
+    for ((l, h), &xv) in lanes[first..].iter_mut().zip(ht.chunks_exact(2)).zip(xt) {
         *l += f16::from_bits(u16::from_le_bytes([h[0], h[1]])).to_f32() * xv;
     }
-    for half in [4, 2, 1] {
+    for half in [8, 4, 2, 1] {
         for l in 0..half {
             lanes[l] += lanes[l + half];
         }
@@ -589,7 +607,10 @@ fn f16_row(row: &[u8], x: &[f32]) -> f32 {
 /// 4 with two threads, the tied 2B-4T head (657 MB) reads at ~31 GB/s this
 /// way against ~24 GB/s with four rows (four streams) per pass, while
 /// a plain summing loop reads ~33 GB/s (docs/perf.md, "F16 head").
-/// The one dependent add chain per row is not the limit at these rates.
+/// The 16-lane order makes a row two dependent add chains, not one: hot in
+/// L2 two Zen 5 cores read ~104 GB/s this way against ~65 GB/s with one
+/// chain, which was the bound of the fastest DRAM reads there
+/// (docs/perf.md, "F16 head: sixteen lanes").
 ///
 /// # Safety
 /// The CPU must support AVX2 and F16C; `row_bytes == 2 * x.len() > 0` and

@@ -124,7 +124,8 @@ pub mod ids {
     pub const TQ1_0_GEMM_AVX512VNNI: &str = "tq1_0_gemm_avx512vnni";
     /// Portable F16 x f32.
     pub const F16_GEMV_SCALAR: &str = "f16_gemv_scalar";
-    /// F16C + AVX F16 x f32 (8 lanes, the portable order).
+    /// F16C + AVX F16 x f32 (16 lanes in two accumulators, the portable
+    /// order).
     pub const F16_GEMV_F16C: &str = "f16_gemv_f16c";
     /// Portable TL1 (pair tables, look-ups in a scalar loop).
     pub const TL1_GEMV_SCALAR: &str = "tl1_gemv_scalar";
@@ -157,8 +158,8 @@ pub mod ids {
     pub const TQ2_0_GEMV_SIMD128: &str = "tq2_0_gemv_simd128";
     /// wasm simd128 TQ1_0 x Q8_K (trits by 16-bit multiplies).
     pub const TQ1_0_GEMV_SIMD128: &str = "tq1_0_gemv_simd128";
-    /// wasm simd128 F16 x f32 (f16 bits to f32 by shift and rebias, 8 lanes
-    /// in the portable order).
+    /// wasm simd128 F16 x f32 (f16 bits to f32 by shift and rebias, 16
+    /// lanes in the portable order).
     pub const F16_GEMV_SIMD128: &str = "f16_gemv_simd128";
     /// wasm simd128 int8 LM head (`--lm-head q8`, changes numerics).
     pub const Q8_HEAD_GEMV_SIMD128: &str = "q8_head_gemv_simd128";
@@ -781,7 +782,7 @@ impl Platform {
     }
 
     /// F16 x f32 GEMV on a row range: `out[i]` is `dot_f16_f32` of weight
-    /// row `rows.start + i` and `x`, bit-identical (same 8-lane order). The
+    /// row `rows.start + i` and `x`, bit-identical (same 16-lane order). The
     /// AVX-512 tier runs the
     /// F16C kernel.
     pub fn f16_gemv(

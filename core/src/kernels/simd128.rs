@@ -393,35 +393,33 @@ fn f16x8_to_f32_slow(b: &[u8]) -> [v128; 2] {
     [load_f32(&f, 0), load_f32(&f, 4)]
 }
 
-/// F16 weight rows that share each activation load in [`f16_gemv`]: two
-/// rows keep four independent sums in flight, and their accumulators,
-/// activations and constants stay within the 16 vector registers V8 has
-/// on x86-64 (four rows measured no faster).
-const F16_ROWS: usize = 2;
-
-/// The 8 lanes of one [`f16_gemv`] row's two accumulators.
+/// The 16 lanes of one [`f16_gemv`] row's four accumulators.
 #[inline]
 #[target_feature(enable = "simd128")]
-fn f16_lanes(a: [v128; 2]) -> [f32; 8] {
-    let mut lanes = [0.0f32; 8];
-    // SAFETY: `lanes` is 8 writable f32 (32 bytes); unaligned stores.
-    unsafe {
-        v128_store(lanes.as_mut_ptr().cast(), a[0]);
-        v128_store(lanes.as_mut_ptr().add(4).cast(), a[1]);
+fn f16_lanes(a: [v128; 4]) -> [f32; 16] {
+    const _: () = assert!(crate::quant::f32::F16_LANES == 16);
+    let mut lanes = [0.0f32; 16];
+    for (i, v) in a.into_iter().enumerate() {
+        // SAFETY: `lanes` is 16 writable f32 and `4 * i + 4 <= 16`;
+        // unaligned store.
+        unsafe { v128_store(lanes.as_mut_ptr().add(4 * i).cast(), v) };
     }
     lanes
 }
 
-/// The end of one [`f16_gemv`] row: its `lanes` (lane `i % 8` of the
-/// vector part), the tail (`rt` weights, `xt` activations) added to lanes
-/// 0.. element by element, then the halving reduction.
+/// The end of one [`f16_gemv`] row: its `lanes` (lane `i % 16` of the
+/// vector part, `groups` groups of 8), the tail (`rt` weights, `xt`
+/// activations) added element by element to the lanes that follow the last
+/// group's (8.. after an odd count, 0.. after an even one), then the
+/// halving reduction.
 #[inline]
 #[target_feature(enable = "simd128")]
-fn f16_row_end(mut lanes: [f32; 8], rt: &[u8], xt: &[f32]) -> f32 {
-    for (a, (we, &xv)) in lanes.iter_mut().zip(rt.chunks_exact(2).zip(xt)) {
+fn f16_row_end(mut lanes: [f32; 16], groups: usize, rt: &[u8], xt: &[f32]) -> f32 {
+    let first = 8 * (groups % 2);
+    for (a, (we, &xv)) in lanes[first..].iter_mut().zip(rt.chunks_exact(2).zip(xt)) {
         *a += f16::from_bits(u16::from_le_bytes([we[0], we[1]])).to_f32() * xv;
     }
-    for half in [4, 2, 1] {
+    for half in [8, 4, 2, 1] {
         for l in 0..half {
             lanes[l] += lanes[l + half];
         }
@@ -429,40 +427,64 @@ fn f16_row_end(mut lanes: [f32; 8], rt: &[u8], xt: &[f32]) -> f32 {
     lanes[0]
 }
 
-/// `N` rows of [`f16_gemv`] through [`f16x8_to_f32`] alone, or `None` when
-/// the vector part of one of them holds an infinity or NaN (the largest
-/// `|h|` seen is kept, so the loop has no branch; V8 spilled the sums of
-/// the loop that tested each vector).
+/// Adds one group of 8 products `w * x` (the weights as two f32x4) to the
+/// accumulators of its lanes, `a[O]` and `a[O + 1]`: `O = 0` for even
+/// groups (lanes 0..8), 2 for odd ones (lanes 8..16).
 #[inline]
 #[target_feature(enable = "simd128")]
-fn f16_rows<const N: usize>(rows: [&[u8]; N], x: &[f32], k: F16Consts) -> Option<[f32; N]> {
+fn f16_add_group<const O: usize>(a: &mut [v128; 4], [w0, w1]: [v128; 2], xv: &[f32; 8]) {
+    a[O] = f32x4_add(a[O], f32x4_mul(w0, load_f32(xv, 0)));
+    a[O + 1] = f32x4_add(a[O + 1], f32x4_mul(w1, load_f32(xv, 4)));
+}
+
+/// The vector part of one [`f16_gemv`] row: its groups of 8 in pairs
+/// (lanes 0..8, then 8..16), then an odd last one, each converted by `cvt`.
+#[inline]
+#[target_feature(enable = "simd128")]
+fn f16_groups(
+    rc: &[[u8; 16]],
+    xc: &[[f32; 8]],
+    mut cvt: impl FnMut(&[u8; 16]) -> [v128; 2],
+) -> [v128; 4] {
+    let mut a = [f32x4_splat(0.0); 4];
+    let (r2, r1) = rc.as_chunks::<2>();
+    let (x2, x1) = xc.as_chunks::<2>();
+    for (wb, xv) in r2.iter().zip(x2) {
+        f16_add_group::<0>(&mut a, cvt(&wb[0]), &xv[0]);
+        f16_add_group::<2>(&mut a, cvt(&wb[1]), &xv[1]);
+    }
+    for (wb, xv) in r1.iter().zip(x1) {
+        f16_add_group::<0>(&mut a, cvt(wb), xv);
+    }
+    a
+}
+
+/// One row of [`f16_gemv`] through [`f16x8_to_f32`] alone, or `None` when
+/// its vector part holds an infinity or NaN (the largest `|h|` seen is
+/// kept, so the loop has no branch; V8 spilled the sums of the loop that
+/// tested each vector). The four accumulators are four independent chains
+/// of additions.
+#[inline]
+#[target_feature(enable = "simd128")]
+fn f16_row(row: &[u8], x: &[f32], k: F16Consts) -> Option<f32> {
     let (xc, xt) = x.as_chunks::<8>();
-    let chunks = rows.map(|r| &r.as_chunks::<16>().0[..xc.len()]);
+    let rc = &row.as_chunks::<16>().0[..xc.len()];
     // The largest `h << 1` (the sign shifted out): an infinity or NaN is
     // at least 0xf800.
     let mut top = u16x8_splat(0);
-    let mut acc = [[f32x4_splat(0.0); 2]; N];
-    for (i, xv) in xc.iter().enumerate() {
-        let (x0, x1) = (load_f32(xv, 0), load_f32(xv, 4));
-        for (a, c) in acc.iter_mut().zip(&chunks) {
-            let h = load16(&c[i]);
-            top = u16x8_max(top, i16x8_shl(h, 1));
-            let [w0, w1] = f16x8_to_f32(h, k);
-            a[0] = f32x4_add(a[0], f32x4_mul(w0, x0));
-            a[1] = f32x4_add(a[1], f32x4_mul(w1, x1));
-        }
-    }
+    let a = f16_groups(rc, xc, |wb| {
+        let h = load16(wb);
+        top = u16x8_max(top, i16x8_shl(h, 1));
+        f16x8_to_f32(h, k)
+    });
     if v128_any_true(u16x8_ge(top, u16x8_splat(0xf800))) {
         return None;
     }
-    // Every row's sums go to memory before any tail: the tail's f16
-    // conversion is a call, and V8 spills in the loop whatever vector is
-    // live across a call after it (about 40 % slower).
-    let lanes = acc.map(|a| f16_lanes(a));
-    let done = 16 * xc.len();
-    Some(core::array::from_fn(|r| {
-        f16_row_end(lanes[r], &rows[r][done..], xt)
-    }))
+    // The sums go to memory before the tail: the tail's f16 conversion is
+    // a call, and V8 spills in the loop whatever vector is live across a
+    // call after it (about 40 % slower).
+    let lanes = f16_lanes(a);
+    Some(f16_row_end(lanes, xc.len(), &row[16 * xc.len()..], xt))
 }
 
 /// One row of [`f16_gemv`] that holds an infinity or NaN: each vector is
@@ -473,26 +495,25 @@ fn f16_row_special(row: &[u8], x: &[f32], k: F16Consts) -> f32 {
     let (xc, xt) = x.as_chunks::<8>();
     let (rc, rt) = row.as_chunks::<16>();
     let (inf, abs) = (u16x8_splat(0x7c00), u16x8_splat(0x7fff));
-    let mut a = [f32x4_splat(0.0); 2];
-    for (wb, xv) in rc.iter().zip(xc) {
+    let a = f16_groups(&rc[..xc.len()], xc, |wb| {
         let h = load16(wb);
-        let [w0, w1] = if v128_any_true(u16x8_ge(v128_and(h, abs), inf)) {
+        if v128_any_true(u16x8_ge(v128_and(h, abs), inf)) {
             f16x8_to_f32_slow(wb)
         } else {
             f16x8_to_f32(h, k)
-        };
-        a[0] = f32x4_add(a[0], f32x4_mul(w0, load_f32(xv, 0)));
-        a[1] = f32x4_add(a[1], f32x4_mul(w1, load_f32(xv, 4)));
-    }
-    f16_row_end(f16_lanes(a), rt, xt)
+        }
+    });
+    f16_row_end(f16_lanes(a), xc.len(), rt, xt)
 }
 
 /// F16 x f32 GEMV, bit-identical to [`crate::quant::f16::dot_f16_f32`] per
 /// row: element `i`'s product `w_i * x_i` (f32, not fused) is added to lane
-/// `i % 8` (two f32x4 accumulators), the tail goes to lanes 0.. in the
-/// same way, then the halving reduction. [`F16_ROWS`] rows at a time share
-/// the activation loads; a row with an infinity or NaN is computed again
-/// by [`f16_row_special`].
+/// `i % 16` (four f32x4 accumulators), the tail in the same way, then the
+/// halving reduction. One row at a time: a row of the 16-lane order keeps
+/// four independent sums in flight (what two rows of the former 8-lane
+/// order did, sharing their activation loads), and two rows' eight
+/// accumulators would not fit the 16 vector registers V8 has on x86-64. A
+/// row with an infinity or NaN is computed again by [`f16_row_special`].
 ///
 /// # Safety
 /// The build must enable simd128; `row_bytes == 2 * x.len()`,
@@ -500,24 +521,9 @@ fn f16_row_special(row: &[u8], x: &[f32], k: F16Consts) -> f32 {
 #[target_feature(enable = "simd128")]
 pub(super) unsafe fn f16_gemv(w: &[u8], row_bytes: usize, x: &[f32], out: &mut [f32]) {
     let k = F16Consts::new();
-    let mut groups = w.chunks_exact(F16_ROWS * row_bytes);
-    let mut outs = out.chunks_exact_mut(F16_ROWS);
-    for (wg, og) in (&mut groups).zip(&mut outs) {
-        let rows: [&[u8]; F16_ROWS] =
-            core::array::from_fn(|r| &wg[r * row_bytes..(r + 1) * row_bytes]);
-        match f16_rows(rows, x, k) {
-            Some(v) => og.copy_from_slice(&v),
-            None => {
-                for (o, row) in og.iter_mut().zip(rows) {
-                    *o = f16_row_special(row, x, k);
-                }
-            }
-        }
-    }
-    let rest = groups.remainder().chunks_exact(row_bytes);
-    for (o, row) in outs.into_remainder().iter_mut().zip(rest) {
-        *o = match f16_rows([row], x, k) {
-            Some([v]) => v,
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
+        *o = match f16_row(row, x, k) {
+            Some(v) => v,
             None => f16_row_special(row, x, k),
         };
     }

@@ -12,7 +12,7 @@
 
 use half::bf16;
 
-use super::f32::lane_dot;
+use super::f32::{FLOAT_LANES, lane_dot};
 use super::{QuantError, check_len};
 
 /// bf16 bits to f32: the bits are the top half of the f32.
@@ -23,7 +23,7 @@ fn bf16_le(lo: u8, hi: u8) -> f32 {
 /// Dot product of one BF16 weight row (`row.len() == 2 * x.len()`) with f32
 /// activations, accumulated in 8 f32 lanes (lane `i % 8`, halving reduction).
 pub fn dot_bf16_f32(row: &[u8], x: &[f32]) -> Result<f32, QuantError> {
-    lane_dot("BF16 weight row bytes", row, x, |[lo, hi]| bf16_le(lo, hi))
+    lane_dot::<2, FLOAT_LANES>("BF16 weight row bytes", row, x, |[lo, hi]| bf16_le(lo, hi))
 }
 
 /// Rounds activations to bf16 (round to nearest even), as llama.cpp does

@@ -2,7 +2,7 @@
 //! `token_embd` LM head of BitNet-b1.58-2B-4T.
 //!
 //! Two dot products:
-//! - [`dot_f16_f32`] keeps the activations in f32 and accumulates in 8 f32
+//! - [`dot_f16_f32`] keeps the activations in f32 and accumulates in 16 f32
 //!   lanes; this is what [`super::QuantizedLinear`] runs.
 //! - [`dot_f16_f16_ggml`] reproduces llama.cpp's scalar `ggml_vec_dot_f16`
 //!   (`ggml/src/ggml-cpu/vec.cpp`, non-SIMD build): the F16 type's
@@ -14,13 +14,14 @@
 
 use half::f16;
 
-use super::f32::lane_dot;
+use super::f32::{F16_LANES, lane_dot};
 use super::{QuantError, check_len, f16_le};
 
 /// Dot product of one F16 weight row (`row.len() == 2 * x.len()`) with f32
-/// activations, accumulated in 8 f32 lanes (lane `i % 8`, halving reduction).
+/// activations, accumulated in 16 f32 lanes (lane `i % 16`, halving
+/// reduction).
 pub fn dot_f16_f32(row: &[u8], x: &[f32]) -> Result<f32, QuantError> {
-    lane_dot("F16 weight row bytes", row, x, |[lo, hi]| {
+    lane_dot::<2, F16_LANES>("F16 weight row bytes", row, x, |[lo, hi]| {
         f16_le(lo, hi).to_f32()
     })
 }
