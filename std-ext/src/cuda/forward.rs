@@ -473,6 +473,9 @@ pub struct Tuning {
     /// The persistent kernel's quantization keeps 3 float4s per thread
     /// for inputs of up to 3072 (else 8; `QUANT_NARROW`).
     pub quant_narrow: bool,
+    /// The persistent kernel also pulls each GEMV phase's norm weights and
+    /// row scales to L2 two phases ahead (`PF_SMALL`).
+    pub prefetch_small: bool,
     /// A measuring build: the persistent kernel stamps the time of every
     /// block's arrival at and exit from every grid barrier
     /// (`PHASE_TIMES`; read with [`CudaModel::phase_times`]).
@@ -513,6 +516,7 @@ impl Default for Tuning {
             call_phases: true,
             glu_rows: 2,
             quant_narrow: true,
+            prefetch_small: true,
             phase_times: false,
         }
     }
@@ -911,6 +915,7 @@ impl CudaModel {
                     format!("-DPB_NOINLINE={}", u8::from(tuning.call_phases)),
                     format!("-DPB_FR_GLU={}", tuning.glu_rows),
                     format!("-DQUANT_NARROW={}", u8::from(tuning.quant_narrow)),
+                    format!("-DPF_SMALL={}", u8::from(tuning.prefetch_small)),
                     format!("-DPHASE_TIMES={}", u8::from(tuning.phase_times)),
                 ],
                 ..Default::default()

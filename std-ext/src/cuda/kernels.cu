@@ -1616,6 +1616,54 @@ __device__ __forceinline__ void prefetch_matrix(const usize* __restrict__ lp, co
     }
 }
 
+// Whether the persistent kernel also pulls the small tensors of a GEMV
+// phase to L2 ahead of it (PF_SMALL 1; the host may set it): the norm
+// weights its quantization reads and the row scales its GEMV reads. Each
+// is read once a step, so the step's weight stream (1.2 GB through a 50 MB
+// L2) has evicted it by then, and its load would wait on HBM at the start
+// of the phase's chain.
+#ifndef PF_SMALL
+#define PF_SMALL 1
+#endif
+
+// The norm weights (warp 0, one bulk prefetch) and row scales (each warp:
+// the scale lines of the rows it will compute, 32 rows a line) of the
+// GEMV phase of matrix m (as prefetch_matrix) to L2.
+__device__ __forceinline__ void prefetch_small(const usize* __restrict__ lp, const DecodeDims& d,
+                                               int m, int gw, int nwt) {
+    if (m >= 4 * d.n_layers) return;
+    const usize* L = lp + (usize)(m >> 2) * PL_STRIDE;
+    const int lane = threadIdx.x & 31;
+    int norm, k, rows, fr, ns;
+    int sc[4] = {PL_QKV_WS, PL_QKV_PS, 0, 0};
+    switch (m & 3) {
+        case 0:
+            norm = PL_ATTN_NORM, k = d.dim, rows = d.q_dim + 2 * d.kv_dim, fr = PB_FR, ns = 2;
+            break;
+        case 1:
+            norm = PL_ATTN_SUB_NORM, k = d.q_dim, rows = d.dim, fr = PB_FR, ns = 2;
+            sc[0] = PL_O_WS, sc[1] = PL_O_PS;
+            break;
+        case 2:
+            norm = PL_FFN_NORM, k = d.dim, rows = d.hidden, fr = PB_FR_GLU, ns = 4;
+            sc[0] = PL_GATE_WS, sc[1] = PL_GATE_PS, sc[2] = PL_UP_WS, sc[3] = PL_UP_PS;
+            break;
+        default:
+            norm = PL_FFN_SUB_NORM, k = d.hidden, rows = d.dim, fr = PB_FR, ns = 2;
+            sc[0] = PL_DOWN_WS, sc[1] = PL_DOWN_PS;
+            break;
+    }
+    if (gw == 0 && lane == 0 && L[norm] != 0) prefetch_l2_bulk((const void*)L[norm], (u32)(k * 4));
+    if (lane < 2 * ns) {
+        const float* a = (const float*)L[sc[lane >> 1]];
+        // Lane pairs: the first and the last row of each 32-row run (the
+        // run may straddle two lines).
+        const int off = (lane & 1) ? 31 : 0;
+        for (int r0 = gw * fr; r0 < rows; r0 += nwt * fr)
+            if ((r0 & 31) == 0) prefetch_l2(a + min(r0 + off, rows - 1));
+    }
+}
+
 // The whole decode step after the embedding, for I2_S projections: per
 // layer five phases separated by grid barriers (no other launch):
 //   A  every block: RMSNorm + quantize x itself; q|k|v rows -> qkv
@@ -1657,8 +1705,11 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
     const int n_vitems = d.n_heads * ng;
     // Matrix 0 is loaded right away, so only the next ones.
     for (int m = 1; m < PF_AHEAD; ++m) prefetch_matrix(lp, d, m, gw, nwt);
-    // The prefetch at the end of matrix m's phase.
-#define PF_PHASE(m) \
+    if (PF_SMALL) prefetch_small(lp, d, 1, gw, nwt);
+    // The prefetch at the end of matrix m's phase (the small tensors two
+    // phases ahead).
+#define PF_PHASE(m)                                                  \
+    if (PF_SMALL) prefetch_small(lp, d, (m) + 2, gw, nwt);           \
     if (PF_AHEAD > 0) prefetch_matrix(lp, d, (m) + PF_AHEAD, gw, nwt)
     QuantOut qo;
     // Whether this block has rows of a matrix of `rows` rows (blocks

@@ -499,6 +499,7 @@ mod tests {
                         format!("-DSYNC_ACQREL={acqrel}"),
                         format!("-DPB_NOINLINE={call}"),
                         format!("-DPHASE_TIMES={pt}"),
+                        format!("-DPF_SMALL={}", pf % 2),
                     ],
                     ..Default::default()
                 },

@@ -737,6 +737,10 @@ fn persist_table(r: &mut String) -> Res<bool> {
             quant_narrow: false,
             ..def
         },
+        Tuning {
+            prefetch_small: !def.prefetch_small,
+            ..def
+        },
         // The default again: the spread between two runs of one version.
         def,
     ];
@@ -760,9 +764,10 @@ fn persist_table(r: &mut String) -> Res<bool> {
         let eff = m.gm.tuning();
         let path = match (m.gm.persistent_blocks(), m.gm.persist_note()) {
             (Some(b), _) => format!(
-                "persistent {b} blocks ({}/SM), L2 prefetch {} ahead at phase end, {}, phase code {}, gate|up rows/warp {}, quantization {}",
+                "persistent {b} blocks ({}/SM), L2 prefetch {} ahead at phase end (norms and scales: {}), {}, phase code {}, gate|up rows/warp {}, quantization {}",
                 eff.persist_bps,
                 eff.prefetch_ahead,
+                if eff.prefetch_small { "2 ahead" } else { "no" },
                 eff.sync_name(),
                 eff.phase_code_name(),
                 eff.glu_rows,
@@ -821,11 +826,16 @@ fn phases(r: &mut String) -> Res<()> {
         phase_times: true,
         ..Tuning::default()
     };
-    // The default, and without the L2 prefetch (see `persist`).
+    // The default, without the L2 prefetch, and with the other choice
+    // for the small tensors (see `persist`).
     for tu in [
         def,
         Tuning {
             prefetch_ahead: 0,
+            ..def
+        },
+        Tuning {
+            prefetch_small: !def.prefetch_small,
             ..def
         },
     ] {
@@ -848,10 +858,11 @@ fn phases_of(r: &mut String, host: &HostModel<'_>, tu: Tuning) -> Res<()> {
     let eff = gm.tuning();
     let _ = writeln!(
         r,
-        "\n## Persistent step, time per phase (us, mean over the layers; synthetic 2B-4T; L2 prefetch {} ahead at phase end, {}, phase code {}, gate|up rows per warp {})\n\n\
+        "\n## Persistent step, time per phase (us, mean over the layers; synthetic 2B-4T; L2 prefetch {} ahead at phase end, norms and scales {}, {}, phase code {}, gate|up rows per warp {})\n\n\
          Work: first exit of the previous barrier to last arrival; quantization / rest: a block's own span from its exit to the end of its quantization, then to its arrival (mean over the blocks with rows).\n\n\
          | phase | work, step at pos {} | quantization / rest | barrier release | work, step at pos {} | quantization / rest | barrier release |\n|---|---|---|---|---|---|---|",
         eff.prefetch_ahead,
+        if eff.prefetch_small { "2 ahead" } else { "not" },
         eff.sync_name(),
         eff.phase_code_name(),
         eff.glu_rows,
