@@ -12,9 +12,9 @@
 //! `Tuning::persistent` off): `embed_*`, then per layer: `quantize_act`
 //! (RMSNorm + int8 quantization of the block input, once) and `i2s_gemv`
 //! (q|k|v); `attention_rope` (RoPE, KV store, scores split over heads x
-//! slices of 64 positions, the last slice of each head doing the softmax)
-//! and `attention_values_k` (the value sums in the CPU's order, split over
-//! heads x groups of 16 output elements);
+//! slices of 64 positions) and `attention_values_k` (the softmax, formed
+//! by each block, and the value sums in the CPU's order, split over heads
+//! x groups of 16 output elements);
 //! `quantize_act` (sub-norm) and `i2s_gemv` (Wo, added to the residual);
 //! `quantize_act` (norm) and `i2s_gemv_glu` (gate/up + act(gate)·up);
 //! `quantize_act` (sub-norm) and `i2s_gemv` (Wdown, added); then the head
@@ -648,11 +648,11 @@ pub struct CudaModel {
     qmeta: u64,
     /// The normed input of an F32 projection (max K floats).
     xf: u64,
-    /// Attention scores, then probabilities: `[heads][n_split * ATT_CHUNK]`
-    /// f32.
+    /// Attention scores: `[heads][n_split * ATT_CHUNK]` f32.
     att_p: u64,
     n_split: usize,
-    /// Finished slices per head (the last one finishes the head and resets it).
+    /// Finished score slices per head (the persistent step's value items
+    /// wait for them; it leaves them zeroed).
     att_done: u64,
     /// The attention output, q_dim floats.
     att: u64,
@@ -1121,9 +1121,8 @@ impl CudaModel {
         let hb = up_f32(&vec![0.0; c.hidden_dim])?;
         let n_split = n_ctx.div_ceil(ATT_CHUNK);
         let att_p = up_f32(&vec![0.0; c.n_heads * n_split * ATT_CHUNK])?;
-        // ints, zero bits are 0 as f32 too: a slice counter per head, then
-        // the persistent kernel's ready flag per head.
-        let att_done = up_f32(&vec![0.0; 2 * c.n_heads])?;
+        // ints, zero bits are 0 as f32 too: a slice counter per head.
+        let att_done = up_f32(&vec![0.0; c.n_heads])?;
         let att = up_f32(&vec![0.0; c.q_dim()])?;
         let max_k = c.dim.max(c.hidden_dim).max(c.q_dim());
         let qact_buf = stream.clone_htod(&vec![0u8; max_k.div_ceil(128) * QBLOCK_STRIDE])?;
@@ -1430,8 +1429,8 @@ impl CudaModel {
         // the table holds n_layers x PL_STRIDE pointers to this model's
         // I2_S matrices (rows x cols / 4 bytes), scales, norms and caches
         // (n_ctx positions; params[1] < n_ctx, checked before every step);
-        // x, qkv, att, hb, att_p and the counters (a slice counter and a
-        // ready flag per head, all zero between launches) are sized as for
+        // x, qkv, att, hb, att_p and the counters (a slice counter per
+        // head, zero between launches) are sized as for
         // the per-kernel step (PB_THREADS >= ATT_CHUNK); bar is two zeroed words that every launch leaves
         // at a zero count; qact / qmeta as for `quantize_act`; times is 0
         // or, with PHASE_TIMES, (5 n_layers + 1) x blocks x 3 u64. The grid is
@@ -1658,8 +1657,6 @@ impl CudaModel {
             .arg(&self.rope_sin)
             .arg(&self.params_ptr)
             .arg(&self.att_p)
-            .arg(&self.att_done)
-            .arg(&self.att)
             .arg(&nh)
             .arg(&nkv)
             .arg(&hd)
@@ -1669,11 +1666,11 @@ impl CudaModel {
         // SAFETY: matches `attention_rope`; caches hold n_ctx positions and
         // the position in params[1] is < n_ctx (checked by the host before
         // every step); att_p holds heads x n_split slices of ATT_CHUNK
-        // (grid.y = n_split), att_done 2 n_heads zeroed ints, att
-        // q_dim floats; hd % 4 == 0 (checked in `new`); 128 threads (the
+        // (grid.y = n_split); hd % 4 == 0 (checked in `new`); 128 threads (the
         // kernel's NTHR) >= ATT_CHUNK; shared memory as `attention_smem`.
         unsafe { self.launch(&self.f_attn, cfg, &mut l) }?;
-        // The value sums, spread over heads x groups of ATT_VGROUP elements.
+        // The softmax and value sums, spread over heads x groups of
+        // ATT_VGROUP elements.
         let n_split = self.n_split as i32;
         let cfg = LaunchConfig {
             grid_dim: (c.n_heads as u32, c.head_dim.div_ceil(ATT_VGROUP) as u32, 1),
@@ -1691,7 +1688,7 @@ impl CudaModel {
             .arg(&hd)
             .arg(&n_split);
         // SAFETY: matches `attention_values_k`; the same buffers as the
-        // launch above, whose p_t it reads after its own pdl_wait (so after
+        // launch above, whose scores it reads after its own pdl_wait (so after
         // that launch completed); grid.y covers hd in groups of ATT_VGROUP
         // (hd % 4 == 0, so each group's size is too); shared memory
         // as `attention_values_smem` (the kernel's ATT_VTILE + T floats).

@@ -75,34 +75,6 @@ __device__ __forceinline__ u32 atomic_add_rel(u32* p, u32 v) {
 #endif
 }
 
-// atomicAdd with both: release as atomic_add_rel, acquire as load_acq.
-__device__ __forceinline__ int atomic_add_acq_rel(int* p, int v) {
-#if SYNC_ACQREL
-    int old;
-    asm volatile("atom.add.acq_rel.gpu.global.s32 %0, [%1], %2;"
-                 : "=r"(old)
-                 : "l"(p), "r"(v)
-                 : "memory");
-    return old;
-#else
-    __threadfence();
-    const int old = atomicAdd(p, v);
-    __threadfence();
-    return old;
-#endif
-}
-
-// *p = v, ordered after every write the block made before the caller's
-// __syncthreads.
-__device__ __forceinline__ void store_rel(int* p, int v) {
-#if SYNC_ACQREL
-    asm volatile("st.release.gpu.global.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-#else
-    __threadfence();
-    atomicExch(p, v);
-#endif
-}
-
 // *p, ordered before every later read (the block's, after a
 // __syncthreads).
 __device__ __forceinline__ u32 load_acq(const u32* p) {
@@ -115,6 +87,13 @@ __device__ __forceinline__ u32 load_acq(const u32* p) {
     __threadfence();
     return v;
 #endif
+}
+
+// The global nanosecond timer (PHASE_TIMES stamps).
+__device__ __forceinline__ usize globaltimer() {
+    usize t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
 }
 
 __device__ __forceinline__ float h2f(u16 h) {
@@ -302,16 +281,21 @@ __device__ __forceinline__ void sum_window(double t, int n, double& lo, double& 
     hi = t + t * b;
 }
 
-// The CPU's sequential f64 sum of n terms read through L2 (x_i * x_i in
-// f32 when sq, else x_i), in index order by thread 0, returned to every
-// thread. Block-uniform call; sh: a double of shared memory.
-__device__ __noinline__ double seq_sum_cpu(const float* x, int n, bool sq, double* sh) {
+// The CPU's sequential f64 sum of n terms read through L2, in index order
+// by thread 0, returned to every thread: x_i * x_i in f32 (mode SEQ_SQ),
+// expf_cpu(x_i - m) (SEQ_EXP: the softmax's e_t), else x_i. Block-uniform
+// call; sh: a double of shared memory.
+#define SEQ_SQ 1
+#define SEQ_EXP 2
+__device__ __noinline__ double seq_sum_cpu(const float* x, int n, int mode, float m, double* sh) {
     __syncthreads();
     if (threadIdx.x == 0) {
         double acc = 0.0;
         for (int i = 0; i < n; ++i) {
             const float v = __ldcg(x + i);
-            acc += (double)(sq ? __fmul_rn(v, v) : v);
+            acc += (double)((mode == SEQ_SQ)    ? __fmul_rn(v, v)
+                            : (mode == SEQ_EXP) ? expf_cpu(__fsub_rn(v, m))
+                                                : v);
         }
         *sh = acc;
     }
@@ -329,9 +313,10 @@ __device__ __noinline__ double seq_sum_cpu(const float* x, int n, bool sq, doubl
 __device__ float rms_mean_cpu(double tree, const float* x, int K, double* sh) {
     double lo, hi;
     sum_window(tree, K, lo, hi);
-    if (!isfinite(tree) || (float)(lo / (double)K) == (float)(hi / (double)K))
-        return (float)(tree / (double)K);
-    return (float)(seq_sum_cpu(x, K, true, sh) / (double)K);
+    if (!isfinite(tree)) return (float)(tree / (double)K);
+    const float mlo = (float)(lo / (double)K);
+    if (mlo == (float)(hi / (double)K)) return mlo;
+    return (float)(seq_sum_cpu(x, K, SEQ_SQ, 0.0f, sh) / (double)K);
 }
 
 // Largest K the activation quantizer keeps in registers (1024 threads x 8).
@@ -504,6 +489,22 @@ __device__ __forceinline__ void i2s_chunk(uint4 w, int4 q0, int4 q1, int4 q2, in
     I2S_WORD(w.z, z)
     I2S_WORD(w.w, w)
 #undef I2S_WORD
+}
+
+// sq plus the sum of a chunk's 64 int8 activations q0..q3.
+__device__ __forceinline__ int sum_q_chunk(int4 q0, int4 q1, int4 q2, int4 q3, int sq) {
+    const int ones = 0x01010101;
+#define SUMQ_INT4(q)                   \
+    sq = __dp4a((q).x, ones, sq);      \
+    sq = __dp4a((q).y, ones, sq);      \
+    sq = __dp4a((q).z, ones, sq);      \
+    sq = __dp4a((q).w, ones, sq);
+    SUMQ_INT4(q0)
+    SUMQ_INT4(q1)
+    SUMQ_INT4(q2)
+    SUMQ_INT4(q3)
+#undef SUMQ_INT4
+    return sq;
 }
 
 // Rows one warp computes together (their loads in flight at once); the
@@ -886,13 +887,22 @@ extern "C" __global__ void __launch_bounds__(128) f32_gemv_glu(
     f32_gemv_body<2>(W, W2, ps, ps2, x, K, rows, out, 0, act);
 }
 
-// Values (core's `weigh_values`) of head h's output elements i0..i0+ni,
-// once its p_t are in ps (published: written by this block before a
-// __syncthreads, by another block before a ready flag or barrier that this
-// one has seen, or, with flag != 0, before *flag becomes non-zero: this
-// function waits for it after it has issued the first value tile's loads,
-// which need no p_t): out_i = sum_t p_t v_ti in f32 over t in order from 0
-// (separate multiply and add), one thread per element, so any split of the
+// Softmax (core's `softmax`) and values (core's `weigh_values`) of head
+// h's output elements i0..i0+ni, once the head's scores are in ps
+// (attention_body: written by a kernel before this one, or, with cnt != 0,
+// by blocks of this launch that then count their slices in *cnt: this
+// function waits for all ns = ceil(n_seen / ATT_CHUNK) of them after it
+// has issued the first value tile's loads, which need no score). Every
+// value item of a head forms the softmax itself from the scores, so no
+// block waits for another's softmax:
+//   m = max_t score_t (order-free: a zero's sign cannot change score - m's
+//     exponential), e_t = expf_cpu(score_t - m),
+//   sum = sum_t e_t in f64 in position order (the block's tree sum where
+//     it decides inv, else sequential: see sum_window),
+//   inv = (float)(1 / sum), p_t = e_t inv (e_t formed again per tile by
+//     the same function: the same bits),
+//   out_i = sum_t p_t v_ti in f32 over t in order from 0 (separate
+//     multiply and add), one thread per element, so any split of the
 // elements over blocks gives the CPU's bits. In tiles of T = min(ATT_VTILE
 // / tw, ATT_TMAX) positions (tw >= ni, the same for every item): the block
 // stores tile j's p_t and value rows (ni floats each) to shared memory,
@@ -900,13 +910,17 @@ extern "C" __global__ void __launch_bounds__(128) f32_gemv_glu(
 // products. The current position's value row comes from q|k|v (its cache
 // store may be in flight in another block); everything written in this
 // launch is read through L2. Needs ni % 4 == 0, i0 % 4 == 0, ni <= NTHR.
-// sm: ATT_VTILE + T floats.
+// sm: ATT_VTILE + T floats. stamp != 0 (a measuring build): thread 0
+// writes the time at which the scores were in there.
 template <int NTHR>
 __device__ __noinline__ void attention_values(
     const float* __restrict__ qkv, const float* __restrict__ vc, const float* __restrict__ ps,
     float* __restrict__ att_out, int n_heads, int n_kv_heads, int hd, int h, int i0, int ni,
-    int tw, int n_seen, int n_split, const int* flag, float* sm) {
+    int tw, int n_seen, int n_split, const int* cnt, usize* stamp, float* sm) {
+    __shared__ double shd[32];
+    __shared__ float shf[32];
     const int nthr = NTHR;
+    static_assert(ATT_TMAX / NTHR <= ATT_REG, "tile 0's scores come from the softmax registers");
     const int group = n_heads / n_kv_heads;
     const int g = h / group;
     const int q_dim = n_heads * hd, kv_dim = n_kv_heads * hd;
@@ -923,7 +937,8 @@ __device__ __noinline__ void attention_values(
     float rp[ATT_TMAX / NTHR];
 #define ATT_VROW(t) (((t) == pos) ? vh : vb + (usize)(t) * kv_dim)
     // The loads of tile j into rv / rp (this thread's share: float4 f =
-    // threadIdx.x + k nthr of the tile's rows, p u = threadIdx.x + k nthr).
+    // threadIdx.x + k nthr of the tile's rows, score u = threadIdx.x + k
+    // nthr).
 #define ATT_LOAD_V(j)                                                                     \
     {                                                                                     \
         const int ta = (j) * T, nt = min(T, n_seen - ta);                                 \
@@ -935,6 +950,14 @@ __device__ __noinline__ void attention_values(
             }                                                                             \
         }                                                                                 \
     }
+#define ATT_STORE_V(j)                                                                    \
+    {                                                                                     \
+        const int nt = min(T, n_seen - (j) * T);                                          \
+        _Pragma("unroll") for (int k = 0; k < ATT_VTILE / 4 / NTHR; ++k) {                \
+            const int f = threadIdx.x + k * nthr;                                         \
+            if (f < nt * q4) ((float4*)vt)[f] = rv[k];                                    \
+        }                                                                                 \
+    }
 #define ATT_LOAD_P(j)                                                                     \
     {                                                                                     \
         const int ta = (j) * T, nt = min(T, n_seen - ta);                                 \
@@ -943,29 +966,72 @@ __device__ __noinline__ void attention_values(
             if (u < nt) rp[k] = __ldcg(psh + ta + u);                                     \
         }                                                                                 \
     }
-    // The caller's p_t stores (or earlier use of sm) before the first tile.
+    // The caller's earlier use of sm before the first tile.
     __syncthreads();
+    // Tile 0's values go to shared memory while thread 0 waits for the
+    // head's scores (its own loads have long arrived by then).
     ATT_LOAD_V(0);
-    if (flag != 0) {
-        if (threadIdx.x == 0)
-            while (load_acq((const u32*)flag) == 0) {
-            }
-        __syncthreads();
+    if (cnt != 0 && threadIdx.x == 0) {
+        const u32 ns = (u32)((n_seen + ATT_CHUNK - 1) / ATT_CHUNK);
+        while (load_acq((const u32*)cnt) < ns) {
+        }
     }
-    ATT_LOAD_P(0);
+    ATT_STORE_V(0);
+    __syncthreads();
+    if (stamp != 0 && threadIdx.x == 0) *stamp = globaltimer();
+    // The softmax's sums: position t = threadIdx.x + k nthr in r[k] where
+    // they all fit.
+    const bool in_regs = n_seen <= ATT_REG * nthr;
+    float r[ATT_REG];
+    float lmax = __int_as_float(0xff800000);
+#pragma unroll
+    for (int k = 0; k < ATT_REG; ++k) {
+        const int t = threadIdx.x + k * nthr;
+        r[k] = (in_regs && t < n_seen) ? __ldcg(psh + t) : 0.0f;
+        if (in_regs && t < n_seen) lmax = fmaxf(lmax, r[k]);
+    }
+    if (!in_regs)
+        for (int t = threadIdx.x; t < n_seen; t += nthr) lmax = fmaxf(lmax, __ldcg(psh + t));
+    const float mx = block_max_f(lmax, shf);
+    double ls = 0.0;
+    if (in_regs) {
+#pragma unroll
+        for (int k = 0; k < ATT_REG; ++k) {
+            const int t = threadIdx.x + k * nthr;
+            if (t < n_seen) ls += (double)expf_cpu(__fsub_rn(r[k], mx));
+        }
+    } else {
+        for (int t = threadIdx.x; t < n_seen; t += nthr)
+            ls += (double)expf_cpu(__fsub_rn(__ldcg(psh + t), mx));
+    }
+    const double tree = block_sum_d(ls, shd);
+    double lo, hi;
+    sum_window(tree, n_seen, lo, hi);
+    float inv = (float)(1.0 / lo);
+    if (!isfinite(tree)) {
+        inv = (float)(1.0 / tree);
+    } else if (inv != (float)(1.0 / hi)) {
+        inv = (float)(1.0 / seq_sum_cpu(psh, n_seen, SEQ_EXP, mx, shd));
+    }
+    // Tile 0's scores: the same positions as r[k] (k < ATT_TMAX / NTHR).
+    if (in_regs) {
+#pragma unroll
+        for (int k = 0; k < ATT_TMAX / NTHR; ++k) rp[k] = r[k];
+    } else {
+        ATT_LOAD_P(0);
+    }
     float o = 0.0f;
     for (int j = 0; j < n_tiles; ++j) {
         const int nt = min(T, n_seen - j * T);
-        __syncthreads();
-#pragma unroll
-        for (int k = 0; k < ATT_VTILE / 4 / NTHR; ++k) {
-            const int f = threadIdx.x + k * nthr;
-            if (f < nt * q4) ((float4*)vt)[f] = rv[k];
+        if (j > 0) {
+            // Every thread is done with tile j - 1.
+            __syncthreads();
+            ATT_STORE_V(j);
         }
 #pragma unroll
         for (int k = 0; k < ATT_TMAX / NTHR; ++k) {
             const int u = threadIdx.x + k * nthr;
-            if (u < nt) pt[u] = rp[k];
+            if (u < nt) pt[u] = __fmul_rn(expf_cpu(__fsub_rn(rp[k], mx)), inv);
         }
         __syncthreads();
         if (j + 1 < n_tiles) {
@@ -989,48 +1055,35 @@ __device__ __noinline__ void attention_values(
         }
     }
 #undef ATT_LOAD_P
+#undef ATT_STORE_V
 #undef ATT_LOAD_V
 #undef ATT_VROW
     if ((int)threadIdx.x < ni) att_out[h * hd + i0 + threadIdx.x] = o;
 }
 
 // RoPE on the current position's q and k (from the fused qkv buffer), the
-// KV-cache store, and causal attention for one work item (head h, slice sp
-// of ATT_CHUNK positions), with core's operations in core's order
-// (model/attention.rs, math.rs), so the output is the CPU's bit for bit:
+// KV-cache store, and the scores of one work item (head h, slice sp of
+// ATT_CHUNK positions), with core's operations in core's order
+// (model/attention.rs, math.rs), so they are the CPU's bit for bit:
 //   score_t = (sum_d q_d k_td, in f32 over d in order from 0) * attn_scale,
 //     one thread per position of the slice, to ps[h][t];
-// then the last slice block of the head to finish (a counter per head,
-// reset by that block) does the rest for every position 0..pos:
-//   m = max_t score_t, e_t = expf_cpu(score_t - m),
-//   sum = sum_t e_t in f64 in position order (the block's tree sum where
-//     it decides inv, else sequential: see sum_window),
-//   inv = (float)(1 / sum), p_t = e_t * inv,
-// and leaves out_i = sum_t p_t v_ti (attention_values) to other work
-// items: with flag != 0 (the persistent kernel) after it sets the head's
-// ready flag done[n_heads + h] to 1 (whoever waits on it resets it after a
-// grid barrier); else to the next launch (attention_values_k).
-// The value sums are serial over positions (the CPU's order leaves no other
-// split), so they are split over elements only. Blocks
-// past the last position return at once. kc / vc: this layer's cache,
-// [n_ctx][kv_dim]; ps: [n_heads][n_split * ATT_CHUNK] floats (scores, then
-// e_t, then p_t; read through L2); done: 2 n_heads ints. q|k|v is read
-// through L2 (a persistent kernel's other blocks wrote it). Needs hd % 4 ==
-// 0 and blockDim.x == NTHR, a multiple of ATT_CHUNK (ATT_CHUNK, 2 or 4 x it).
-// sm: 3 hd floats of shared
-// memory. Not inlined: inlined into decode_persistent,
-// its registers pushed that kernel (128 at 2 blocks/SM) into a 48-byte
-// stack frame (resource_report.py).
+// the softmax and the value sums are attention_values' (every value item
+// of the head forms the softmax itself). cnt != 0 (the persistent kernel):
+// the block then adds 1 to *cnt, ordered after its scores (whoever waits
+// on it resets it after a grid barrier); else the next launch reads them.
+// Blocks past the last position return at once. kc / vc: this layer's
+// cache, [n_ctx][kv_dim]; ps: [n_heads][n_split * ATT_CHUNK] floats. q|k|v
+// is read through L2 (a persistent kernel's other blocks wrote it). Needs
+// hd % 4 == 0 and blockDim.x == NTHR, a multiple of ATT_CHUNK (ATT_CHUNK,
+// 2 or 4 x it). sm: 3 hd floats of shared memory. Not inlined: inlined
+// into decode_persistent, its registers pushed that kernel (128 at 2
+// blocks/SM) into a 48-byte stack frame (resource_report.py).
 template <int NTHR>
 __device__ __noinline__ void attention_body(
     const float* __restrict__ qkv, float* __restrict__ kc, float* __restrict__ vc,
     const float* __restrict__ rope_cos, const float* __restrict__ rope_sin, int pos,
-    float* __restrict__ ps, int* __restrict__ done, float* __restrict__ att_out, int n_heads,
-    int n_kv_heads, int hd, int n_rot, int neox, float attn_scale, int h, int sp, int n_split,
-    int flag, float* sm) {
-    __shared__ double shd[32];
-    __shared__ float shf[32];
-    __shared__ int last;
+    float* __restrict__ ps, int n_heads, int n_kv_heads, int hd, int n_rot, int neox,
+    float attn_scale, int h, int sp, int n_split, int* cnt, float* sm) {
     const int n_seen = pos + 1;
     const int t0 = sp * ATT_CHUNK;
     if (t0 >= n_seen) return;
@@ -1135,76 +1188,10 @@ __device__ __noinline__ void attention_body(
         }
         if (live && sub == 0) psh[t] = __fmul_rn(acc, attn_scale);
     }
-    // Publish the scores, then count this slice; the last one goes on (and
-    // sees every slice's scores).
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        const int ns = (n_seen + ATT_CHUNK - 1) / ATT_CHUNK;
-        const int ticket = atomic_add_acq_rel(done + h, 1);
-        last = (ticket == ns - 1);
-        if (last) done[h] = 0;
-    }
-    __syncthreads();
-    if (!last) return;
-    // Softmax (core's `softmax`), position t = threadIdx.x + k blockDim.x in
-    // r[k] where they all fit. The max is order-free (a zero's sign cannot
-    // change score - m's exponential).
-    const int nthr = NTHR;
-    const bool in_regs = n_seen <= ATT_REG * nthr;
-    float r[ATT_REG];
-    float lmax = __int_as_float(0xff800000);
-#pragma unroll
-    for (int k = 0; k < ATT_REG; ++k) {
-        const int t = threadIdx.x + k * nthr;
-        r[k] = (in_regs && t < n_seen) ? __ldcg(psh + t) : 0.0f;
-        if (in_regs && t < n_seen) lmax = fmaxf(lmax, r[k]);
-    }
-    if (!in_regs)
-        for (int t = threadIdx.x; t < n_seen; t += nthr) lmax = fmaxf(lmax, __ldcg(psh + t));
-    const float mx = block_max_f(lmax, shf);
-    // e_t to psh as well: the sequential sum below may need them.
-    double ls = 0.0;
-    if (in_regs) {
-#pragma unroll
-        for (int k = 0; k < ATT_REG; ++k) {
-            const int t = threadIdx.x + k * nthr;
-            if (t < n_seen) {
-                r[k] = expf_cpu(__fsub_rn(r[k], mx));
-                psh[t] = r[k];
-                ls += (double)r[k];
-            }
-        }
-    } else {
-        for (int t = threadIdx.x; t < n_seen; t += nthr) {
-            const float e = expf_cpu(__fsub_rn(__ldcg(psh + t), mx));
-            psh[t] = e;
-            ls += (double)e;
-        }
-    }
-    // block_sum_d's barriers also make every e_t visible to the block.
-    const double tree = block_sum_d(ls, shd);
-    double lo, hi;
-    sum_window(tree, n_seen, lo, hi);
-    float inv;
-    if (!isfinite(tree) || (float)(1.0 / lo) == (float)(1.0 / hi)) {
-        inv = (float)(1.0 / tree);
-    } else {
-        inv = (float)(1.0 / seq_sum_cpu(psh, n_seen, false, shd));
-    }
-    if (in_regs) {
-#pragma unroll
-        for (int k = 0; k < ATT_REG; ++k) {
-            const int t = threadIdx.x + k * nthr;
-            if (t < n_seen) psh[t] = __fmul_rn(r[k], inv);
-        }
-    } else {
-        for (int t = threadIdx.x; t < n_seen; t += nthr) psh[t] = __fmul_rn(__ldcg(psh + t), inv);
-    }
-    // The value sums are other work items' (attention_values). flag:
-    // publish the p_t, then this head's ready flag.
-    if (flag) {
+    // Publish the scores: count this slice.
+    if (cnt != 0) {
         __syncthreads();
-        if (threadIdx.x == 0) store_rel(done + n_heads + h, 1);
+        if (threadIdx.x == 0) atomic_add_rel((u32*)cnt, 1u);
     }
 #undef ATT_ROW
 }
@@ -1212,19 +1199,17 @@ __device__ __noinline__ void attention_body(
 extern "C" __global__ void __launch_bounds__(128) attention_rope(
     const float* __restrict__ qkv, float* __restrict__ kc, float* __restrict__ vc,
     const float* __restrict__ rope_cos, const float* __restrict__ rope_sin,
-    const int* __restrict__ params, float* __restrict__ ps, int* __restrict__ done,
-    float* __restrict__ att_out, int n_heads, int n_kv_heads, int hd, int n_rot, int neox,
-    float attn_scale) {
+    const int* __restrict__ params, float* __restrict__ ps, int n_heads, int n_kv_heads, int hd,
+    int n_rot, int neox, float attn_scale) {
     extern __shared__ __align__(16) float att_sm[];
     pdl_launch_next();
     pdl_wait();
-    attention_body<128>(qkv, kc, vc, rope_cos, rope_sin, params[1], ps, done, att_out, n_heads,
-                        n_kv_heads, hd, n_rot, neox, attn_scale, blockIdx.x, blockIdx.y, gridDim.y,
-                        0, att_sm);
+    attention_body<128>(qkv, kc, vc, rope_cos, rope_sin, params[1], ps, n_heads, n_kv_heads, hd,
+                        n_rot, neox, attn_scale, blockIdx.x, blockIdx.y, gridDim.y, 0, att_sm);
 }
 
-// The per-kernel step's value sums (after attention_rope, whose p_t it
-// reads): block (h, y) takes head h's elements y ATT_VGROUP .. +
+// The per-kernel step's softmax and value sums (after attention_rope,
+// whose scores it reads): block (h, y) takes head h's elements y ATT_VGROUP .. +
 // ATT_VGROUP (attention_values). 128 threads; shared memory ATT_VTILE +
 // min(ATT_VTILE / min(ATT_VGROUP, hd), ATT_TMAX) floats.
 extern "C" __global__ void __launch_bounds__(128) attention_values_k(
@@ -1237,7 +1222,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_values_k(
     const int i0 = blockIdx.y * ATT_VGROUP;
     attention_values<128>(qkv, vc, ps, att_out, n_heads, n_kv_heads, hd, blockIdx.x, i0,
                           min(ATT_VGROUP, hd - i0), min(ATT_VGROUP, hd), params[1] + 1, n_split,
-                          0, att_sm);
+                          0, 0, att_sm);
 }
 
 // ---------------------------------------------------------------------
@@ -1278,12 +1263,6 @@ extern "C" __global__ void __launch_bounds__(128) attention_values_k(
 #ifndef PHASE_TIMES
 #define PHASE_TIMES 0
 #endif
-
-__device__ __forceinline__ usize globaltimer() {
-    usize t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 
 __device__ __forceinline__ void phase_stamp(usize* times, int slot, int which) {
     if (PHASE_TIMES && threadIdx.x == 0)
@@ -1328,12 +1307,6 @@ __device__ __forceinline__ void prefetch_rows(const u8* W, int rows, int K, int 
     }
 }
 
-// A block's quantized input: its scale s and sum of q (block_quant_i2s).
-struct QuantOut {
-    float s;
-    int sumq;
-};
-
 // Rows per matrix of a persistent GEMV warp's row group: PB_FR in the
 // single-matrix phases, PB_FR_GLU in gate|up (4 gives each of 1728 warps
 // one group of 6912 x 2 matrices, where 2 leaves 1344 of the 2112 warps
@@ -1354,12 +1327,15 @@ struct QuantOut {
 // second, lane l the 16-byte chunks (l & 15) + 16 u of its rows, U16 per
 // row in flight at once (a row of 2560 is 40 chunks: 3 rounds of 16 lanes
 // with 8 idle slots, where 32 lanes x 2 left 24), then the half-warp sums.
-// qs: the block's quantized input (shared memory), qo its scale and sum.
+// qs: the block's quantized input (shared memory), s its scale. Each lane
+// also sums the q of its chunks (one dp4a per 4), so the half-warp's sum
+// of (dot - sum q) over its lanes is the row's dot minus the sum of all q
+// (the I2_S codes are w + 1): no block reduction of q before the GEMV.
 template <int NM, int FR, int U16>
 __device__ __forceinline__ void pair_gemv(
     const u8* __restrict__ W, const u8* __restrict__ W2, const float* __restrict__ ws,
     const float* __restrict__ ps, const float* __restrict__ ws2, const float* __restrict__ ps2,
-    const u8* __restrict__ qs, QuantOut qo, int K, int rows, float* __restrict__ out, int mode,
+    const u8* __restrict__ qs, float s, int K, int rows, float* __restrict__ out, int mode,
     int act, int gw, int nwt) {
     constexpr int HP = FR / 2;   // pairs per matrix
     constexpr int NP = NM * HP;  // pairs per group
@@ -1368,7 +1344,7 @@ __device__ __forceinline__ void pair_gemv(
     const int nchunk = K >> 6;
     const usize rb = (usize)(K >> 2);
     for (int r0 = gw * FR; r0 < rows; r0 += nwt * FR) {
-        int a16[NP], a4[NP], a1[NP];
+        int a16[NP], a4[NP], a1[NP], sq = 0;
         // The row scales (and, mode 1, the old outputs: only this warp
         // writes its rows), loaded with the first weights by the lanes
         // that finish the rows.
@@ -1407,6 +1383,7 @@ __device__ __forceinline__ void pair_gemv(
                     const int4 q1 = *(const int4*)(qb + 32);
                     const int4 q2 = *(const int4*)(qb + 64);
                     const int4 q3 = *(const int4*)(qb + 96);
+                    sq = sum_q_chunk(q0, q1, q2, q3, sq);
 #pragma unroll
                     for (int p = 0; p < NP; ++p)
                         i2s_chunk(w[u][p], q0, q1, q2, q3, a16[p], a4[p], a1[p]);
@@ -1418,9 +1395,9 @@ __device__ __forceinline__ void pair_gemv(
         for (int p = 0; p < NP; ++p) {
             // a16 is 16 x an integer, a4 is 4 x an integer: the divisions
             // are exact. The sum over the half-warp.
-            int v = a16[p] / 16 + a4[p] / 4 + a1[p];
+            int v = a16[p] / 16 + a4[p] / 4 + a1[p] - sq;
             for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            float t = ((float)(v - qo.sumq) / qo.s) * sw[p];
+            float t = ((float)v / s) * sw[p];
             y[p] = t * sp[p];
         }
         if (hl == 0) {
@@ -1443,15 +1420,15 @@ __device__ __forceinline__ void pair_gemv(
 // (f64, at least 1e-5), q = rint(v * s) clamped. Every block runs the same
 // code on the same input, so all get the same bits. All loads of x and nw
 // are issued at once (one L2 round trip, not one per element); the values
-// stay in registers. qs: the padded layout in shared memory. Returns s and
-// sum q. Needs K % 4 == 0 and K <= PB_THREADS * 4 * NV (NV float4s per
-// thread; no more than K needs: the unrolled code for unused ones would
-// still be fetched and issued). shd / shf / shi: 32 of each in shared
-// memory.
+// stay in registers. qs: the padded layout in shared memory. Returns s
+// (pair_gemv sums the q itself). Needs K % 4 == 0 and K <= PB_THREADS * 4
+// * NV (NV float4s per thread; no more than K needs: the unrolled code for
+// unused ones would still be fetched and issued). shd / shf: 32 of each in
+// shared memory.
 template <int NV>
-__device__ __forceinline__ QuantOut block_quant_i2s_v(const float* x, const float* __restrict__ nw,
-                                                      float eps, int K, u8* qs, double* shd,
-                                                      float* shf, int* shi) {
+__device__ __forceinline__ float block_quant_i2s_v(const float* x, const float* __restrict__ nw,
+                                                   float eps, int K, u8* qs, double* shd,
+                                                   float* shf) {
     const int n4 = K >> 2;
     float4 v[NV], g[NV];
 #pragma unroll
@@ -1494,7 +1471,6 @@ __device__ __forceinline__ QuantOut block_quant_i2s_v(const float* x, const floa
     float m = block_max_f(fmaxf(fmaxf(m0, m1), fmaxf(m2, m3)), shf);
     m = fmaxf(1e-5f, m);
     const float s = (float)(127.0 / (double)m);
-    int sq = 0;
 #pragma unroll
     for (int j = 0; j < NV; ++j) {
         const int f = threadIdx.x + j * PB_THREADS;
@@ -1506,15 +1482,14 @@ __device__ __forceinline__ QuantOut block_quant_i2s_v(const float* x, const floa
                 const float r = rintf(e[c] * s);
                 const int qi = (r != r) ? 0 : (int)fminf(fmaxf(r, -128.0f), 127.0f);
                 packed |= (u32)(u8)(i8)qi << (8 * c);
-                sq += qi;
             }
             const int i = 4 * f;
             *(u32*)(qs + (i >> 7) * QBLOCK_STRIDE + (i & 127)) = packed;
         }
     }
-    // block_sum_i's barrier also publishes qs to the whole block.
-    sq = block_sum_i(sq, shi);
-    return QuantOut{s, sq};
+    // Publishes qs to the whole block.
+    __syncthreads();
+    return s;
 }
 
 // The persistent kernel's per-phase functions are called, not inlined
@@ -1536,14 +1511,13 @@ __device__ __forceinline__ QuantOut block_quant_i2s_v(const float* x, const floa
 #ifndef QUANT_NARROW
 #define QUANT_NARROW 1
 #endif
-__device__ PB_CALL QuantOut block_quant_i2s(const float* x, const float* __restrict__ nw,
+__device__ PB_CALL float block_quant_i2s(const float* x, const float* __restrict__ nw,
                                             float eps, int K, u8* qs) {
     __shared__ double shd[32];
     __shared__ float shf[32];
-    __shared__ int shi[32];
     if (QUANT_NARROW && PB_NOINLINE && K <= PB_THREADS * 4 * 3)
-        return block_quant_i2s_v<3>(x, nw, eps, K, qs, shd, shf, shi);
-    return block_quant_i2s_v<BQ_VEC>(x, nw, eps, K, qs, shd, shf, shi);
+        return block_quant_i2s_v<3>(x, nw, eps, K, qs, shd, shf);
+    return block_quant_i2s_v<BQ_VEC>(x, nw, eps, K, qs, shd, shf);
 }
 
 // A single-matrix GEMV phase of the persistent kernel (pair_gemv on the
@@ -1551,12 +1525,12 @@ __device__ PB_CALL QuantOut block_quant_i2s(const float* x, const float* __restr
 // a 6912 row in one of 7).
 __device__ PB_CALL void persist_gemv(const u8* __restrict__ W, const float* __restrict__ ws,
                                      const float* __restrict__ ps, const u8* __restrict__ qs,
-                                     QuantOut qo, int K, int rows, float* __restrict__ out,
+                                     float s, int K, int rows, float* __restrict__ out,
                                      int mode, int gw, int nwt) {
     if (K <= 64 * 16 * 3) {
-        pair_gemv<1, PB_FR, 3>(W, 0, ws, ps, 0, 0, qs, qo, K, rows, out, mode, 0, gw, nwt);
+        pair_gemv<1, PB_FR, 3>(W, 0, ws, ps, 0, 0, qs, s, K, rows, out, mode, 0, gw, nwt);
     } else {
-        pair_gemv<1, PB_FR, 7>(W, 0, ws, ps, 0, 0, qs, qo, K, rows, out, mode, 0, gw, nwt);
+        pair_gemv<1, PB_FR, 7>(W, 0, ws, ps, 0, 0, qs, s, K, rows, out, mode, 0, gw, nwt);
     }
 }
 
@@ -1667,8 +1641,9 @@ __device__ __forceinline__ void prefetch_small(const usize* __restrict__ lp, con
 // The whole decode step after the embedding, for I2_S projections: per
 // layer five phases separated by grid barriers (no other launch):
 //   A  every block: RMSNorm + quantize x itself; q|k|v rows -> qkv
-//   B  attention_body work items (head, slice of 64 positions), then
-//      attention_values items (head, ATT_VGROUP elements) -> att
+//   B  attention_body work items (head, slice of 64 positions: scores),
+//      then attention_values items (head, ATT_VGROUP elements: softmax
+//      and values) -> att
 //   C  every block: sub-norm + quantize att; o rows, added to x
 //   D  every block: norm + quantize x; gate|up rows, act(gate) * up -> hb
 //   E  every block: sub-norm + quantize hb; down rows, added to x
@@ -1681,6 +1656,7 @@ __device__ __forceinline__ void prefetch_small(const usize* __restrict__ lp, con
 // PHASE_TIMES (unused without it). Block 0 also
 // writes layer 0's quantized q|k|v input to qact / qmeta (the layout and
 // meta of quantize_act) for the exactness check. bar: two zeroed words.
+// done: n_heads zeroed ints (attention's slice counts; left zeroed).
 // Dynamic shared memory: attention_body's or attention_values' floats
 // (the larger),
 // then, at qs_offset, max K / 128 * QBLOCK_STRIDE bytes (the block's
@@ -1711,7 +1687,7 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
 #define PF_PHASE(m)                                                  \
     if (PF_SMALL) prefetch_small(lp, d, (m) + 2, gw, nwt);           \
     if (PF_AHEAD > 0) prefetch_matrix(lp, d, (m) + PF_AHEAD, gw, nwt)
-    QuantOut qo;
+    float qscale;
     // Whether this block has rows of a matrix of `rows` rows (blocks
     // without any skip the quantization too; block-uniform).
 #define HAS_ROWS(rows, fr) (blockIdx.x * warps * (fr) < (rows))
@@ -1719,75 +1695,84 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
         const usize* L = lp + (usize)l * PL_STRIDE;
         // A: q|k|v.
         if (HAS_ROWS(qkv_rows, PB_FR)) {
-            qo = block_quant_i2s(x, (const float*)L[PL_ATTN_NORM], d.eps, d.dim, qs);
+            qscale = block_quant_i2s(x, (const float*)L[PL_ATTN_NORM], d.eps, d.dim, qs);
             phase_stamp(times, slot, 2);
             if (l == 0 && blockIdx.x == 0) {
-                for (int i = threadIdx.x; i < (d.dim >> 7) * QBLOCK_STRIDE; i += PB_THREADS)
+                __shared__ int shi[32];
+                int sq = 0;
+                for (int i = threadIdx.x; i < (d.dim >> 7) * QBLOCK_STRIDE; i += PB_THREADS) {
                     qact[i] = qs[i];
+                    if ((i % QBLOCK_STRIDE) < 128) sq += (i8)qs[i];
+                }
+                sq = block_sum_i(sq, shi);
                 if (threadIdx.x == 0) {
-                    qmeta[0] = __float_as_int(qo.s);
-                    qmeta[1] = qo.sumq;
+                    qmeta[0] = __float_as_int(qscale);
+                    qmeta[1] = sq;
                 }
             }
             persist_gemv((const u8*)L[PL_QKV_W], (const float*)L[PL_QKV_WS],
-                         (const float*)L[PL_QKV_PS], qs, qo, d.dim, qkv_rows, qkv, 0, gw, nwt);
+                         (const float*)L[PL_QKV_PS], qs, qscale, d.dim, qkv_rows, qkv, 0, gw, nwt);
         }
         if (d.stop) return;
         PF_PHASE(4 * l);
         grid_barrier(bar, times, slot);
-        // B: attention. Items 0..n_items: scores (+ the softmax of each
-        // head, by its last slice); then n_heads x ng value items (head,
-        // ATT_VGROUP elements), each waiting for its head's ready flag.
-        // A block takes items it = blockIdx.x + k gridDim.x in order, so it
-        // finishes all its score items before it waits on any flag: every
-        // flag is set (no deadlock: all blocks are resident).
+        // B: attention. Items 0..n_items: scores, each slice counted in
+        // done[head]; then n_heads x ng value items (head, ATT_VGROUP
+        // elements), each waiting for its head's ns slices. A block takes
+        // items it = blockIdx.x + k gridDim.x in order, so it finishes all
+        // its score items before it waits on any count: every count
+        // completes (no deadlock: all blocks are resident).
         for (int it = blockIdx.x; it < n_items + n_vitems; it += gridDim.x) {
             __syncthreads();
             if (it < n_items) {
                 attention_body<PB_THREADS>(qkv, (float*)L[PL_KC], (float*)L[PL_VC], rope_cos,
-                                           rope_sin, pos, ps, done, att, d.n_heads,
-                                           d.n_kv_heads, d.hd, d.n_rot, d.neox, d.attn_scale,
-                                           it / ns, it % ns, d.n_split, 1, psm);
+                                           rope_sin, pos, ps, d.n_heads, d.n_kv_heads, d.hd,
+                                           d.n_rot, d.neox, d.attn_scale, it / ns, it % ns,
+                                           d.n_split, done + it / ns, psm);
             } else {
                 const int j = it - n_items, h = j / ng, i0 = (j % ng) * ATT_VGROUP;
                 attention_values<PB_THREADS>(qkv, (const float*)L[PL_VC], ps, att, d.n_heads,
                                              d.n_kv_heads, d.hd, h, i0,
                                              min(ATT_VGROUP, d.hd - i0),
                                              min(ATT_VGROUP, d.hd), pos + 1, d.n_split,
-                                             done + d.n_heads + h, psm);
+                                             done + h,
+                                             PHASE_TIMES ? times + ((usize)slot * gridDim.x +
+                                                                    blockIdx.x) * 3 + 2
+                                                         : 0,
+                                             psm);
             }
         }
         grid_barrier(bar, times, slot);
-        // Every value item has seen its flag: clear them for the next layer
-        // (barriers apart from its phase B).
+        // Every value item has seen its count: clear them for the next
+        // layer (barriers apart from its phase B).
         if (blockIdx.x == 0)
-            for (int i = threadIdx.x; i < d.n_heads; i += PB_THREADS) done[d.n_heads + i] = 0;
+            for (int i = threadIdx.x; i < d.n_heads; i += PB_THREADS) done[i] = 0;
         // C: o, added to the residual.
         if (HAS_ROWS(d.dim, PB_FR)) {
-            qo = block_quant_i2s(att, (const float*)L[PL_ATTN_SUB_NORM], d.eps, d.q_dim, qs);
+            qscale = block_quant_i2s(att, (const float*)L[PL_ATTN_SUB_NORM], d.eps, d.q_dim, qs);
             phase_stamp(times, slot, 2);
             persist_gemv((const u8*)L[PL_O_W], (const float*)L[PL_O_WS],
-                         (const float*)L[PL_O_PS], qs, qo, d.q_dim, d.dim, x, 1, gw, nwt);
+                         (const float*)L[PL_O_PS], qs, qscale, d.q_dim, d.dim, x, 1, gw, nwt);
         }
         PF_PHASE(4 * l + 1);
         grid_barrier(bar, times, slot);
         // D: gate|up and the activation.
         if (HAS_ROWS(d.hidden, PB_FR_GLU)) {
-            qo = block_quant_i2s(x, (const float*)L[PL_FFN_NORM], d.eps, d.dim, qs);
+            qscale = block_quant_i2s(x, (const float*)L[PL_FFN_NORM], d.eps, d.dim, qs);
             phase_stamp(times, slot, 2);
             pair_gemv<2, PB_FR_GLU, 3>((const u8*)L[PL_GATE_W], (const u8*)L[PL_UP_W],
                                        (const float*)L[PL_GATE_WS], (const float*)L[PL_GATE_PS],
                                        (const float*)L[PL_UP_WS], (const float*)L[PL_UP_PS], qs,
-                                       qo, d.dim, d.hidden, hb, 0, d.act, gw, nwt);
+                                       qscale, d.dim, d.hidden, hb, 0, d.act, gw, nwt);
         }
         PF_PHASE(4 * l + 2);
         grid_barrier(bar, times, slot);
         // E: down, added to the residual.
         if (HAS_ROWS(d.dim, PB_FR)) {
-            qo = block_quant_i2s(hb, (const float*)L[PL_FFN_SUB_NORM], d.eps, d.hidden, qs);
+            qscale = block_quant_i2s(hb, (const float*)L[PL_FFN_SUB_NORM], d.eps, d.hidden, qs);
             phase_stamp(times, slot, 2);
             persist_gemv((const u8*)L[PL_DOWN_W], (const float*)L[PL_DOWN_WS],
-                         (const float*)L[PL_DOWN_PS], qs, qo, d.hidden, d.dim, x, 1, gw, nwt);
+                         (const float*)L[PL_DOWN_PS], qs, qscale, d.hidden, d.dim, x, 1, gw, nwt);
         }
         PF_PHASE(4 * l + 3);
         if (l + 1 < d.n_layers) grid_barrier(bar, times, slot);

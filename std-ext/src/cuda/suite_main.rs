@@ -859,7 +859,7 @@ fn phases_of(r: &mut String, host: &HostModel<'_>, tu: Tuning) -> Res<()> {
     let _ = writeln!(
         r,
         "\n## Persistent step, time per phase (us, mean over the layers; synthetic 2B-4T; L2 prefetch {} ahead at phase end, norms and scales {}, {}, phase code {}, gate|up rows per warp {})\n\n\
-         Work: first exit of the previous barrier to last arrival; quantization / rest: a block's own span from its exit to the end of its quantization, then to its arrival (mean over the blocks with rows).\n\n\
+         Work: first exit of the previous barrier to last arrival; quantization / rest: a block's own span from its exit to the end of its quantization, then to its arrival (mean over the blocks with rows); for attention, a value item's span from its exit until its head's score slices are all counted, then (softmax and values) to its arrival (mean over the value items).\n\n\
          | phase | work, step at pos {} | quantization / rest | barrier release | work, step at pos {} | quantization / rest | barrier release |\n|---|---|---|---|---|---|---|",
         eff.prefetch_ahead,
         if eff.prefetch_small { "2 ahead" } else { "not" },
