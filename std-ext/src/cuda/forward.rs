@@ -615,6 +615,7 @@ pub struct CudaModel {
     f_head: CudaFunction,
     f_argmax: CudaFunction,
     f_persist: CudaFunction,
+    f_floor: CudaFunction,
     f_exp: CudaFunction,
     /// Set when the step runs as one persistent launch.
     persist: Option<Persist>,
@@ -935,6 +936,7 @@ impl CudaModel {
         let f_head = module.load_function("f16_gemv_rmsnorm")?;
         let f_argmax = module.load_function("argmax_next")?;
         let f_persist = module.load_function("decode_persistent")?;
+        let f_floor = module.load_function("sync_floor")?;
         let f_exp = module.load_function("exp_cpu_sweep")?;
         let f_head = match m.head_format {
             HeadFormat::F16 => f_head,
@@ -1193,6 +1195,7 @@ impl CudaModel {
             f_head,
             f_argmax,
             f_persist,
+            f_floor,
             f_exp,
             persist,
             persist_note,
@@ -1404,6 +1407,98 @@ impl CudaModel {
             .arg(&self.qmeta)
             .arg(&p.qs_offset)
             .arg(&p.times);
+        // SAFETY: the arguments match `decode_persistent`'s parameters in
+        // order and type (u64 device addresses of live allocations held by
+        // `self`, `DecodeDims` with the kernel struct's layout, an int):
+        // the table holds n_layers x PL_STRIDE pointers to this model's
+        // I2_S matrices (rows x cols / 4 bytes), scales, norms and caches
+        // (n_ctx positions; params[1] < n_ctx, checked before every step);
+        // x, qkv, att, hb, att_p and the counters (a slice counter per
+        // head, zero between launches) are sized as for
+        // the per-kernel step (PB_THREADS >= ATT_CHUNK); bar is two zeroed words that every launch leaves
+        // at a zero count; qact / qmeta as for `quantize_act`; times is 0
+        // or, with PHASE_TIMES, (5 n_layers + 1) x blocks x 3 u64; p is
+        // this model's plan (`launch_cooperative`'s grid and memory).
+        unsafe { self.launch_cooperative(&self.f_persist, p, &mut l) }
+    }
+
+    /// The least one dependency of the persistent step costs on this
+    /// device (`sync_floor` in kernels.cu, on the step's grid):
+    /// microseconds per round of a grid barrier, every block reading all
+    /// `n` floats (a positive multiple of 4) another block wrote and one
+    /// block reduction; the median of `reps` launches of `rounds` rounds.
+    /// `blocks`: the grid (at most the step's; 0: the step's). `None`
+    /// where the step is not persistent.
+    pub fn sync_floor_us(
+        &self,
+        n: usize,
+        rounds: usize,
+        reps: usize,
+        blocks: usize,
+    ) -> Result<Option<f64>, CudaError> {
+        let Some(step) = &self.persist else {
+            return Ok(None);
+        };
+        let mut p = *step;
+        if blocks > 0 {
+            p.blocks = p.blocks.min(u32::try_from(blocks).unwrap_or(u32::MAX));
+        }
+        let p = &p;
+        let (Ok(n_i), Ok(rounds_i)) = (i32::try_from(n), i32::try_from(rounds)) else {
+            return Ok(None);
+        };
+        if n == 0 || !n.is_multiple_of(4) || reps == 0 {
+            return Ok(None);
+        }
+        let vec = self.stream.alloc_zeros::<f32>(2 * n)?;
+        let bar = self.stream.alloc_zeros::<u8>(8)?;
+        let out = self.stream.alloc_zeros::<f32>(p.blocks as usize)?;
+        let times = self.stream.alloc_zeros::<u8>(16)?;
+        let (vp, bp, op, tp) = (
+            ptr_f32(&vec, &self.stream),
+            ptr_u8(&bar, &self.stream),
+            ptr_f32(&out, &self.stream),
+            ptr_u8(&times, &self.stream),
+        );
+        let mut us = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let mut l = KArgs::default();
+            l.arg(&vp)
+                .arg(&n_i)
+                .arg(&rounds_i)
+                .arg(&bp)
+                .arg(&op)
+                .arg(&tp);
+            // SAFETY: matches `sync_floor(float*, int, int, u32*, float*,
+            // usize*)`: vec holds 2 n floats (n % 4 == 0, checked), bar two
+            // zeroed words that every launch leaves at a zero count, out a
+            // float per block of p's grid, times two u64; the values live
+            // through the call; p's grid is at most the step's.
+            unsafe { self.launch_cooperative(&self.f_floor, p, &mut l) }?;
+            let t = self.stream.clone_dtoh(&times)?;
+            self.stream.synchronize()?;
+            let at =
+                |i: usize| u64::from_le_bytes(t[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]));
+            us.push(at(1).saturating_sub(at(0)) as f64 / 1e3 / rounds.max(1) as f64);
+        }
+        us.sort_by(f64::total_cmp);
+        Ok(Some(us[us.len() / 2]))
+    }
+
+    /// Launches `f` (a persistent-grid kernel: `decode_persistent` or
+    /// `sync_floor`) cooperatively on `p`'s grid of PB_THREADS-thread
+    /// blocks with `p.smem` bytes of dynamic shared memory.
+    ///
+    /// # Safety
+    /// `l` must match `f`'s parameters in order and type and point at
+    /// values that live through the call; every buffer they name must be
+    /// as large as `f` reads and writes for this grid.
+    unsafe fn launch_cooperative(
+        &self,
+        f: &CudaFunction,
+        p: &Persist,
+        l: &mut KArgs,
+    ) -> Result<(), CudaError> {
         let mut value = sys::CUlaunchAttributeValue { pad: [0; 64] };
         value.cooperative = 1;
         let mut attr = sys::CUlaunchAttribute {
@@ -1423,25 +1518,15 @@ impl CudaModel {
             attrs: &raw mut attr,
             numAttrs: 1,
         };
-        // SAFETY: the arguments match `decode_persistent`'s parameters in
-        // order and type (u64 device addresses of live allocations held by
-        // `self`, `DecodeDims` with the kernel struct's layout, an int):
-        // the table holds n_layers x PL_STRIDE pointers to this model's
-        // I2_S matrices (rows x cols / 4 bytes), scales, norms and caches
-        // (n_ctx positions; params[1] < n_ctx, checked before every step);
-        // x, qkv, att, hb, att_p and the counters (a slice counter per
-        // head, zero between launches) are sized as for
-        // the per-kernel step (PB_THREADS >= ATT_CHUNK); bar is two zeroed words that every launch leaves
-        // at a zero count; qact / qmeta as for `quantize_act`; times is 0
-        // or, with PHASE_TIMES, (5 n_layers + 1) x blocks x 3 u64. The grid is
-        // at most what the occupancy API says is co-resident, and the
-        // cooperative attribute makes the driver refuse a grid that is not,
-        // so the grid barriers cannot deadlock. `config` and `attr` live
-        // through the call.
+        // SAFETY: the caller's contract covers the arguments; the grid is
+        // at most what the occupancy API says is co-resident (the plan),
+        // and the cooperative attribute makes the driver refuse a grid that
+        // is not, so grid barriers cannot deadlock. `config` and `attr`
+        // live through the call.
         unsafe {
             sys::cuLaunchKernelEx(
                 &raw const config,
-                self.f_persist.cu_function(),
+                f.cu_function(),
                 l.0.as_mut_ptr(),
                 std::ptr::null_mut(),
             )

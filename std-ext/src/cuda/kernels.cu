@@ -1265,7 +1265,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_values_k(
 #endif
 
 __device__ __forceinline__ void phase_stamp(usize* times, int slot, int which) {
-    if (PHASE_TIMES && threadIdx.x == 0)
+    if (PHASE_TIMES && times != 0 && threadIdx.x == 0)
         times[((usize)slot * gridDim.x + blockIdx.x) * 3 + which] = globaltimer();
 }
 
@@ -1783,6 +1783,43 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) decode_persistent(
     }
 #undef PF_PHASE
 #undef HAS_ROWS
+}
+
+// The least one dependency of the persistent step can cost (the suite's
+// `floor`): `rounds` rounds of what a GEMV phase does before any weight or
+// quantization arithmetic. Each round every block writes its share of n
+// floats, all meet at a grid barrier, then every block reads the whole
+// vector through L2 and sums it in one block reduction. Rounds alternate
+// between two vectors at vec (2 n floats): a block writes one only after
+// the barrier that every reader of its previous round has passed. Thread 0
+// of block 0 stamps %globaltimer before the first round and after a last
+// barrier (times[0], times[1], ns); out[block] keeps each block's last sum.
+// Launched cooperatively on (at most) the persistent step's grid; bar:
+// two zeroed words (left at a zero count).
+extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) sync_floor(
+    float* vec, int n, int rounds, u32* bar, float* out, usize* times) {
+    __shared__ double shd[32];
+    int slot = 0;
+    if (blockIdx.x == 0 && threadIdx.x == 0) times[0] = globaltimer();
+    const int per = (n + gridDim.x - 1) / gridDim.x;
+    double s = 0.0;
+    for (int r = 0; r < rounds; ++r) {
+        float* v = vec + (usize)(r & 1) * n;
+        for (int i = threadIdx.x; i < per; i += PB_THREADS) {
+            const int k = blockIdx.x * per + i;
+            if (k < n) v[k] = (float)(r + k);
+        }
+        grid_barrier(bar, 0, slot);
+        double a = 0.0;
+        for (int i = 4 * threadIdx.x; i + 3 < n; i += 4 * PB_THREADS) {
+            const float4 f = __ldcg((const float4*)(v + i));
+            a += (double)f.x + (double)f.y + (double)f.z + (double)f.w;
+        }
+        s = block_sum_d(a, shd);
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = (float)s;
+    grid_barrier(bar, 0, slot);
+    if (blockIdx.x == 0 && threadIdx.x == 0) times[1] = globaltimer();
 }
 
 // out[i] = expf_cpu(in[i]), out[n + i] = silu_mul_cpu(in[i], 1) (the

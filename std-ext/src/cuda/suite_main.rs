@@ -1,10 +1,12 @@
 //! `bitnet-cuda-suite OUT_DIR [fixtures] [fixtures-nopdl] [fixtures-persist]
-//! [fixtures-per-kernel] [receipt] [synthetic] [persist] [phases]`: every GPU
+//! [fixtures-per-kernel] [receipt] [synthetic] [persist] [phases] [floor]`: every GPU
 //! check and benchmark in one run (fixtures, receipt and synthetic when none
 //! is named; the report goes to OUT_DIR/suite-PARTS.md). `persist` ends with
 //! one short table: the per-kernel step against the persistent one on the
 //! synthetic model. `phases` (a measuring build of the persistent kernel)
-//! splits its time into the phases and barriers of a layer.
+//! splits its time into the phases and barriers of a layer. `floor`
+//! measures the least one of the step's grid-wide dependencies costs and
+//! what the step's dependencies alone take at that cost.
 //!
 //! 1. Each fixture in tests/models: greedy tokens GPU vs CPU, logits within
 //!    `LOGIT_TOLERANCE` (CPU tokens fed to both), determinism (greedy and a
@@ -93,6 +95,7 @@ fn run(out: &std::path::Path, parts: &[String], r: &mut String) -> Res<bool> {
             "synthetic" => synthetic(r)?,
             "persist" => all_ok &= persist_table(r)?,
             "phases" => phases(r)?,
+            "floor" => floor(r)?,
             other => return Err(format!("unknown part '{other}'")),
         }
     }
@@ -841,6 +844,60 @@ fn phases(r: &mut String) -> Res<()> {
     ] {
         phases_of(r, &host, tu)?;
     }
+    Ok(())
+}
+
+/// The least one grid-wide dependency of the persistent step costs on this
+/// card (`CudaModel::sync_floor_us`: barrier, every block reading a vector
+/// other blocks wrote, one block reduction) for the step's vector sizes and
+/// for the barrier alone on smaller grids, and the step's dependencies at
+/// that cost against the 60 % roofline goal.
+fn floor(r: &mut String) -> Res<()> {
+    let synth = synth_model();
+    let host = synth.host();
+    let gm = CudaModel::with_tuning(&host, 1024, Tuning::default()).map_err(|e| e.to_string())?;
+    let c = gm.config().clone();
+    let (rounds, reps) = (2000, 5);
+    let us = |n: usize, blocks: usize| -> Res<f64> {
+        gm.sync_floor_us(n, rounds, reps, blocks)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "no persistent step".to_string())
+    };
+    let small = us(4, 0)?;
+    let f_dim = us(c.dim, 0)?;
+    let f_q = us(c.q_dim(), 0)?;
+    let f_hidden = us(c.hidden_dim, 0)?;
+    let mut by_grid = String::new();
+    for b in [132, 66, 33, 8, 1] {
+        let _ = write!(by_grid, " {b} blocks {:.3} us;", us(4, b)?);
+    }
+    let bw = gm.copy_bandwidth(1 << 30, 10).map_err(|e| e.to_string())?;
+    let roof_ms = gm.weight_bytes_per_token() as f64 / bw * 1e3;
+    let goal_ms = roof_ms / 0.6;
+    // Per layer: q|k|v, o, gate|up and down each wait for a whole vector
+    // (dim, q_dim, dim, hidden), attention for at least one barrier.
+    let layer = 2.0 * f_dim + f_q + f_hidden + small;
+    let step_ms = layer * c.n_layers as f64 / 1e3;
+    let _ = writeln!(
+        r,
+        "\n## The least a grid-wide dependency costs (synthetic 2B-4T grid of {} blocks; {rounds} rounds, median of {reps} launches)\n\n\
+         Per round: grid barrier, every block reads the whole vector (written by the others before the barrier) through L2, one block reduction.\n\n\
+         | vector | floats | us per round |\n|---|---:|---:|\n\
+         | (barrier only) | 4 | {small:.3} |\n\
+         | dim | {} | {f_dim:.3} |\n\
+         | q_dim | {} | {f_q:.3} |\n\
+         | hidden | {} | {f_hidden:.3} |\n\n\
+         The barrier alone on smaller grids:{by_grid}\n\n\
+         Dependencies of one layer at that cost (q|k|v, o, gate|up, down, one barrier for attention): {layer:.2} us; {} layers: **{step_ms:.4} ms**. \
+         Roofline {roof_ms:.4} ms (copy {:.1} GB/s), so the 60 % goal is {goal_ms:.4} ms per token: the dependencies alone take {:.0} % of it, before the LM head and any arithmetic.",
+        gm.persistent_blocks().unwrap_or(0),
+        c.dim,
+        c.q_dim(),
+        c.hidden_dim,
+        c.n_layers,
+        bw / 1e9,
+        100.0 * step_ms / goal_ms
+    );
     Ok(())
 }
 
