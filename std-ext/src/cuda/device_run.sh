@@ -8,7 +8,8 @@
 # then, from the repository root there: bash std-ext/src/cuda/device_run.sh target/gpu-carry OUT
 # Writes to OUT: gpu.txt, suite-synthetic.md, bf16.txt, suite-fixtures.md,
 # suite-fixtures-nopdl.md, suite-fixtures-per-kernel.md, suite-phases.md,
-# suite-floor.md, suite-persist.md, gpu-inference.json, all.log (everything
+# suite-floor.md, suite-cluster.md, suite-persist.md, gpu-inference.json,
+# all.log (everything
 # printed). The
 # last thing printed is the table of the per-kernel against the persistent
 # decode step.
@@ -55,8 +56,9 @@ if command -v compute-sanitizer >/dev/null; then
 fi
 echo "== the persistent step's time per phase (measuring build)"
 "$BIN/bitnet-cuda-suite" "$OUT" phases || fail=1
-echo "== the least one grid-wide dependency costs (sync_floor)"
+echo "== the least one grid-wide dependency costs (sync_floor), and inside a cluster"
 "$BIN/bitnet-cuda-suite" "$OUT" floor || fail=1
+"$BIN/bitnet-cuda-suite" "$OUT" cluster || fail=1
 echo "== per-kernel vs persistent decode step (synthetic 2B-4T)"
 "$BIN/bitnet-cuda-suite" "$OUT" persist || fail=1
 echo "== done, fail=$fail"

@@ -616,6 +616,8 @@ pub struct CudaModel {
     f_argmax: CudaFunction,
     f_persist: CudaFunction,
     f_floor: CudaFunction,
+    f_cluster: CudaFunction,
+    f_l2_read: CudaFunction,
     f_exp: CudaFunction,
     /// Set when the step runs as one persistent launch.
     persist: Option<Persist>,
@@ -937,6 +939,8 @@ impl CudaModel {
         let f_argmax = module.load_function("argmax_next")?;
         let f_persist = module.load_function("decode_persistent")?;
         let f_floor = module.load_function("sync_floor")?;
+        let f_cluster = module.load_function("cluster_floor")?;
+        let f_l2_read = module.load_function("l2_read")?;
         let f_exp = module.load_function("exp_cpu_sweep")?;
         let f_head = match m.head_format {
             HeadFormat::F16 => f_head,
@@ -1196,6 +1200,8 @@ impl CudaModel {
             f_argmax,
             f_persist,
             f_floor,
+            f_cluster,
+            f_l2_read,
             f_exp,
             persist,
             persist_note,
@@ -1483,6 +1489,151 @@ impl CudaModel {
         }
         us.sort_by(f64::total_cmp);
         Ok(Some(us[us.len() / 2]))
+    }
+
+    /// One dependency inside a thread-block cluster of `cluster` blocks
+    /// (`cluster_floor` in kernels.cu: cluster barrier, every block reading
+    /// the `n`-float vector, a positive multiple of 4, from the cluster's
+    /// shared memories, one block reduction): microseconds per round, the
+    /// median of `reps` launches of `rounds` rounds. `None` before compute
+    /// capability 9.0 (no clusters) or for a cluster the device refuses.
+    pub fn cluster_floor_us(
+        &self,
+        cluster: u32,
+        n: usize,
+        rounds: usize,
+        reps: usize,
+    ) -> Result<Option<f64>, CudaError> {
+        let major: u32 = self
+            .gpu
+            .cc
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        let per = n.div_ceil(cluster.max(1) as usize).next_multiple_of(4);
+        let (Ok(n_i), Ok(per_i), Ok(rounds_i)) =
+            (i32::try_from(n), i32::try_from(per), i32::try_from(rounds))
+        else {
+            return Ok(None);
+        };
+        if major < 9 || cluster == 0 || n == 0 || !n.is_multiple_of(4) || reps == 0 {
+            return Ok(None);
+        }
+        let smem = u32::try_from(2 * per * 4).unwrap_or(u32::MAX);
+        if smem > 48 * 1024 {
+            return Ok(None);
+        }
+        self.f_cluster.set_attribute(
+            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED,
+            1,
+        )?;
+        let out = self.stream.alloc_zeros::<f32>(cluster as usize)?;
+        let times = self.stream.alloc_zeros::<u8>(16)?;
+        let (op, tp) = (ptr_f32(&out, &self.stream), ptr_u8(&times, &self.stream));
+        let mut us = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let mut l = KArgs::default();
+            l.arg(&n_i).arg(&per_i).arg(&rounds_i).arg(&op).arg(&tp);
+            let mut value = sys::CUlaunchAttributeValue { pad: [0; 64] };
+            value.clusterDim = sys::CUlaunchAttributeValue_union__bindgen_ty_1 {
+                x: cluster,
+                y: 1,
+                z: 1,
+            };
+            let mut attr = sys::CUlaunchAttribute {
+                id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION,
+                pad: [0; 4],
+                value,
+            };
+            let config = sys::CUlaunchConfig {
+                gridDimX: cluster,
+                gridDimY: 1,
+                gridDimZ: 1,
+                blockDimX: PB_THREADS,
+                blockDimY: 1,
+                blockDimZ: 1,
+                sharedMemBytes: smem,
+                hStream: self.stream.cu_stream(),
+                attrs: &raw mut attr,
+                numAttrs: 1,
+            };
+            // SAFETY: the arguments match `cluster_floor(int, int, int,
+            // float*, usize*)` and live through the call: out holds a float
+            // per block, times two u64; 2 per floats of dynamic shared
+            // memory with per * cluster >= n and per % 4 == 0 (so no read
+            // leaves the owner's share); one cluster of `cluster` blocks,
+            // launched on cc >= 9.0 only. A cluster the device cannot
+            // place is an error of the launch, not of the kernel.
+            let r = unsafe {
+                sys::cuLaunchKernelEx(
+                    &raw const config,
+                    self.f_cluster.cu_function(),
+                    l.0.as_mut_ptr(),
+                    std::ptr::null_mut(),
+                )
+            }
+            .result();
+            if r.is_err() {
+                return Ok(None);
+            }
+            let t = self.stream.clone_dtoh(&times)?;
+            self.stream.synchronize()?;
+            let at =
+                |i: usize| u64::from_le_bytes(t[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]));
+            us.push(at(1).saturating_sub(at(0)) as f64 / 1e3 / rounds.max(1) as f64);
+        }
+        us.sort_by(f64::total_cmp);
+        Ok(Some(us[us.len() / 2]))
+    }
+
+    /// What `blocks` blocks of 1024 threads (one per SM) pull from L2: GB/s
+    /// reading a `bytes` buffer (a multiple of 16, small enough to stay in
+    /// L2) `passes` times per launch, median of `reps` launches after one
+    /// that loads it (`l2_read` in kernels.cu).
+    pub fn l2_read_gbs(
+        &self,
+        blocks: u32,
+        bytes: usize,
+        passes: usize,
+        reps: usize,
+    ) -> Result<Option<f64>, CudaError> {
+        let Ok(passes_i) = i32::try_from(passes) else {
+            return Ok(None);
+        };
+        if blocks == 0 || bytes == 0 || !bytes.is_multiple_of(16) || reps == 0 {
+            return Ok(None);
+        }
+        let src = self.stream.alloc_zeros::<u8>(bytes)?;
+        let out = self.stream.alloc_zeros::<u32>(blocks as usize)?;
+        let (sp, op) = (ptr_u8(&src, &self.stream), out.device_ptr(&self.stream).0);
+        let n16 = bytes / 16;
+        let cfg = LaunchConfig {
+            grid_dim: (blocks, 1, 1),
+            block_dim: (1024, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut ms = Vec::with_capacity(reps);
+        for i in 0..=reps {
+            let mut l = KArgs::default();
+            l.arg(&sp).arg(&n16).arg(&passes_i).arg(&op);
+            let e0 = self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+            let e1 = self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+            e0.record(&self.stream)?;
+            // SAFETY: matches `l2_read(const uint4*, usize, int, u32*)`:
+            // src holds n16 16-byte words, out a u32 per block; the values
+            // live through the call.
+            unsafe { self.launch(&self.f_l2_read, cfg, &mut l) }?;
+            e1.record(&self.stream)?;
+            e1.synchronize()?;
+            if i > 0 {
+                ms.push(f64::from(e0.elapsed_ms(&e1)?));
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        Ok(Some(
+            (bytes * passes) as f64 / (ms[ms.len() / 2] / 1e3) / 1e9,
+        ))
     }
 
     /// Launches `f` (a persistent-grid kernel: `decode_persistent` or

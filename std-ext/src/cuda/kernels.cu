@@ -1822,6 +1822,96 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) sync_floor(
     if (blockIdx.x == 0 && threadIdx.x == 0) times[1] = globaltimer();
 }
 
+// One dependency inside a thread-block cluster (the suite's `cluster`;
+// sm_90: the blocks of a cluster run on one GPC and reach each other's
+// shared memory). `rounds` rounds of: each block writes its share (per
+// floats, a multiple of 4) of an n-float vector into its own shared
+// memory, a cluster barrier (release / acquire), then every block reads
+// the whole vector from the cluster's shared memories and sums it in one
+// block reduction. Rounds alternate between two buffers (a block writes
+// one only after the barrier that every reader of its previous round has
+// passed). A cluster barrier before the first round (every block started)
+// and after the last (no block exits while others read its memory).
+// Thread 0 of block 0 stamps %globaltimer around the rounds (times[0],
+// times[1], ns); out[block] keeps each block's last sum. Dynamic shared
+// memory: 2 per floats. Before sm_90 it traps (the host runs it only on
+// cc >= 9.0).
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::
+                     : "memory");
+#endif
+}
+
+extern "C" __global__ void __launch_bounds__(PB_THREADS) cluster_floor(int n, int per, int rounds,
+                                                                      float* out, usize* times) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    extern __shared__ __align__(16) float csm[];
+    __shared__ double shd[32];
+    u32 rank;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
+    cluster_sync();
+    if (blockIdx.x == 0 && threadIdx.x == 0) times[0] = globaltimer();
+    double s = 0.0;
+    for (int r = 0; r < rounds; ++r) {
+        float* own = csm + (r & 1) * per;
+        for (int i = threadIdx.x; i < per; i += PB_THREADS) own[i] = (float)(r + (int)rank * per + i);
+        cluster_sync();
+        const u32 base = (u32)__cvta_generic_to_shared(own);
+        double a = 0.0;
+        for (int k = 4 * threadIdx.x; k + 3 < n; k += 4 * PB_THREADS) {
+            const u32 owner = (u32)(k / per), off = (u32)(k % per);
+            u32 remote;
+            asm volatile("mapa.shared::cluster.u32 %0, %1, %2;"
+                         : "=r"(remote)
+                         : "r"(base + 4 * off), "r"(owner));
+            float f0, f1, f2, f3;
+            asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];"
+                         : "=f"(f0), "=f"(f1), "=f"(f2), "=f"(f3)
+                         : "r"(remote)
+                         : "memory");
+            a += (double)f0 + (double)f1 + (double)f2 + (double)f3;
+        }
+        s = block_sum_d(a, shd);
+    }
+    cluster_sync();
+    if (threadIdx.x == 0) out[blockIdx.x] = (float)s;
+    if (blockIdx.x == 0 && threadIdx.x == 0) times[1] = globaltimer();
+#else
+    __trap();
+#endif
+}
+
+// Reads `passes` times this block's contiguous share of n16 16-byte words
+// at src (the suite's `cluster`: what a few SMs can pull from L2 when the
+// data is there); out[block] keeps an xor of what it read.
+extern "C" __global__ void __launch_bounds__(1024) l2_read(const uint4* __restrict__ src,
+                                                          usize n16, int passes, u32* out) {
+    const usize per = (n16 + gridDim.x - 1) / gridDim.x;
+    const usize lo = per * blockIdx.x, hi = min(n16, lo + per);
+    u32 x = 0;
+    for (int p = 0; p < passes; ++p) {
+        for (usize i = lo + threadIdx.x; i < hi; i += 4 * blockDim.x) {
+            uint4 v[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const usize j = i + (usize)u * blockDim.x;
+                v[u] = (j < hi) ? __ldcg(src + j) : make_uint4(0u, 0u, 0u, 0u);
+            }
+#pragma unroll
+            for (int u = 0; u < 4; ++u) x ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+        }
+    }
+    __shared__ u32 sx[32];
+    for (int o = 16; o > 0; o >>= 1) x ^= __shfl_xor_sync(0xffffffffu, x, o);
+    if ((threadIdx.x & 31) == 0) sx[threadIdx.x >> 5] = x;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)(blockDim.x >> 5); ++w) x ^= sx[w];
+        out[blockIdx.x] = x;
+    }
+}
+
 // out[i] = expf_cpu(in[i]), out[n + i] = silu_mul_cpu(in[i], 1) (the
 // suite's bit-for-bit check against core's exp_f32 and SiLU).
 extern "C" __global__ void exp_cpu_sweep(const float* __restrict__ in, float* __restrict__ out,

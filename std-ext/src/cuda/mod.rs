@@ -34,7 +34,7 @@ use crate::receipt::GpuInfo;
 pub const KERNELS_CU: &str = include_str!("kernels.cu");
 
 /// Kernel entry points `kernels.cu` must define (loaded by name).
-pub const KERNEL_NAMES: [&str; 17] = [
+pub const KERNEL_NAMES: [&str; 19] = [
     "f32_gemv_rmsnorm",
     "quantize_act",
     "i2s_gemv",
@@ -52,6 +52,8 @@ pub const KERNEL_NAMES: [&str; 17] = [
     "decode_persistent",
     "exp_cpu_sweep",
     "sync_floor",
+    "cluster_floor",
+    "l2_read",
 ];
 
 /// Largest absolute logit difference GPU vs CPU, relative to the largest
@@ -523,9 +525,13 @@ mod tests {
                 text.contains("cp.async.bulk.prefetch.L2"),
                 arch == "compute_90" && pf > 0
             );
-            // sync_floor's two stamps in every build; the phase stamps only
-            // in the measuring one.
-            assert_eq!(text.matches("%globaltimer").count() > 2, pt == 1);
+            // sync_floor's and cluster_floor's two stamps each in every
+            // build; the phase stamps (dozens) only in the measuring one.
+            assert_eq!(text.matches("%globaltimer").count() > 4, pt == 1);
+            assert_eq!(
+                text.contains("barrier.cluster.arrive"),
+                arch == "compute_90"
+            );
         }
     }
 

@@ -1,12 +1,15 @@
 //! `bitnet-cuda-suite OUT_DIR [fixtures] [fixtures-nopdl] [fixtures-persist]
-//! [fixtures-per-kernel] [receipt] [synthetic] [persist] [phases] [floor]`: every GPU
+//! [fixtures-per-kernel] [receipt] [synthetic] [persist] [phases] [floor]
+//! [cluster]`: every GPU
 //! check and benchmark in one run (fixtures, receipt and synthetic when none
 //! is named; the report goes to OUT_DIR/suite-PARTS.md). `persist` ends with
 //! one short table: the per-kernel step against the persistent one on the
 //! synthetic model. `phases` (a measuring build of the persistent kernel)
 //! splits its time into the phases and barriers of a layer. `floor`
 //! measures the least one of the step's grid-wide dependencies costs and
-//! what the step's dependencies alone take at that cost.
+//! what the step's dependencies alone take at that cost; `cluster` the
+//! same dependency inside one thread-block cluster and what a few SMs
+//! read from L2.
 //!
 //! 1. Each fixture in tests/models: greedy tokens GPU vs CPU, logits within
 //!    `LOGIT_TOLERANCE` (CPU tokens fed to both), determinism (greedy and a
@@ -96,6 +99,7 @@ fn run(out: &std::path::Path, parts: &[String], r: &mut String) -> Res<bool> {
             "persist" => all_ok &= persist_table(r)?,
             "phases" => phases(r)?,
             "floor" => floor(r)?,
+            "cluster" => cluster(r)?,
             other => return Err(format!("unknown part '{other}'")),
         }
     }
@@ -898,6 +902,47 @@ fn floor(r: &mut String) -> Res<()> {
         bw / 1e9,
         100.0 * step_ms / goal_ms
     );
+    Ok(())
+}
+
+/// A dependency inside one thread-block cluster (`cluster_floor_us`) and
+/// what 8, 16 and all SMs read from L2 (`l2_read_gbs`): the two numbers a
+/// step run by one cluster would be made of.
+fn cluster(r: &mut String) -> Res<()> {
+    let synth = synth_model();
+    let host = synth.host();
+    let gm = CudaModel::with_tuning(&host, 1024, Tuning::default()).map_err(|e| e.to_string())?;
+    let c = gm.config().clone();
+    let (rounds, reps) = (2000, 5);
+    let _ = writeln!(
+        r,
+        "\n## A dependency inside one thread-block cluster ({rounds} rounds, median of {reps} launches)\n\n\
+         Per round: cluster barrier, every block reads the whole vector from the cluster's shared memories, one block reduction.\n\n\
+         | blocks in the cluster | 4 floats | dim ({}) | hidden ({}) |\n|---:|---:|---:|---:|",
+        c.dim, c.hidden_dim
+    );
+    for cl in [2u32, 4, 8, 16] {
+        let mut cells = Vec::new();
+        for n in [4, c.dim, c.hidden_dim] {
+            let v = gm
+                .cluster_floor_us(cl, n, rounds, reps)
+                .map_err(|e| e.to_string())?;
+            cells.push(v.map_or("not launched".to_string(), |u| format!("{u:.3} us")));
+        }
+        let _ = writeln!(r, "| {cl} | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(
+        r,
+        "\nL2 reads (a 16 MiB buffer already in L2, 8 passes per launch, one block of 1024 threads per SM):\n\n\
+         | blocks | GB/s | per block |\n|---:|---:|---:|"
+    );
+    for b in [8u32, 16, 132] {
+        let g = gm
+            .l2_read_gbs(b, 16 << 20, 8, reps)
+            .map_err(|e| e.to_string())?
+            .unwrap_or(f64::NAN);
+        let _ = writeln!(r, "| {b} | {g:.1} | {:.1} |", g / f64::from(b));
+    }
     Ok(())
 }
 
