@@ -681,6 +681,12 @@ pub struct CudaModel {
 /// receipts' per-layer evidence.
 type StepKernel = (&'static str, u64, Option<(usize, Projections)>);
 
+/// The middle value of a non-empty sample (the upper one of an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn ptr_u8(s: &CudaSlice<u8>, stream: &CudaStream) -> u64 {
     s.device_ptr(stream).0
 }
@@ -1481,14 +1487,18 @@ impl CudaModel {
             // float per block of p's grid, times two u64; the values live
             // through the call; p's grid is at most the step's.
             unsafe { self.launch_cooperative(&self.f_floor, p, &mut l) }?;
-            let t = self.stream.clone_dtoh(&times)?;
-            self.stream.synchronize()?;
-            let at =
-                |i: usize| u64::from_le_bytes(t[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]));
-            us.push(at(1).saturating_sub(at(0)) as f64 / 1e3 / rounds.max(1) as f64);
+            us.push(self.stamped_us(&times, rounds)?);
         }
-        us.sort_by(f64::total_cmp);
-        Ok(Some(us[us.len() / 2]))
+        Ok(Some(median(us)))
+    }
+
+    /// Microseconds per round between a kernel's two %globaltimer stamps
+    /// (the two u64 at `times`) after the stream has run it.
+    fn stamped_us(&self, times: &CudaSlice<u8>, rounds: usize) -> Result<f64, CudaError> {
+        let t = self.stream.clone_dtoh(times)?;
+        self.stream.synchronize()?;
+        let at = |i: usize| u64::from_le_bytes(t[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]));
+        Ok(at(1).saturating_sub(at(0)) as f64 / 1e3 / rounds.max(1) as f64)
     }
 
     /// One dependency inside a thread-block cluster of `cluster` blocks
@@ -1577,14 +1587,9 @@ impl CudaModel {
             if r.is_err() {
                 return Ok(None);
             }
-            let t = self.stream.clone_dtoh(&times)?;
-            self.stream.synchronize()?;
-            let at =
-                |i: usize| u64::from_le_bytes(t[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]));
-            us.push(at(1).saturating_sub(at(0)) as f64 / 1e3 / rounds.max(1) as f64);
+            us.push(self.stamped_us(&times, rounds)?);
         }
-        us.sort_by(f64::total_cmp);
-        Ok(Some(us[us.len() / 2]))
+        Ok(Some(median(us)))
     }
 
     /// What `blocks` blocks of 1024 threads (one per SM) pull from L2: GB/s
@@ -1630,10 +1635,7 @@ impl CudaModel {
                 ms.push(f64::from(e0.elapsed_ms(&e1)?));
             }
         }
-        ms.sort_by(f64::total_cmp);
-        Ok(Some(
-            (bytes * passes) as f64 / (ms[ms.len() / 2] / 1e3) / 1e9,
-        ))
+        Ok(Some((bytes * passes) as f64 / (median(ms) / 1e3) / 1e9))
     }
 
     /// Launches `f` (a persistent-grid kernel: `decode_persistent` or
