@@ -616,6 +616,7 @@ pub struct CudaModel {
     f_argmax: CudaFunction,
     f_persist: CudaFunction,
     f_floor: CudaFunction,
+    f_flag: CudaFunction,
     f_cluster: CudaFunction,
     f_l2_read: CudaFunction,
     f_exp: CudaFunction,
@@ -945,6 +946,7 @@ impl CudaModel {
         let f_argmax = module.load_function("argmax_next")?;
         let f_persist = module.load_function("decode_persistent")?;
         let f_floor = module.load_function("sync_floor")?;
+        let f_flag = module.load_function("flag_floor")?;
         let f_cluster = module.load_function("cluster_floor")?;
         let f_l2_read = module.load_function("l2_read")?;
         let f_exp = module.load_function("exp_cpu_sweep")?;
@@ -1206,6 +1208,7 @@ impl CudaModel {
             f_argmax,
             f_persist,
             f_floor,
+            f_flag,
             f_cluster,
             f_l2_read,
             f_exp,
@@ -1487,6 +1490,70 @@ impl CudaModel {
             // float per block of p's grid, times two u64; the values live
             // through the call; p's grid is at most the step's.
             unsafe { self.launch_cooperative(&self.f_floor, p, &mut l) }?;
+            us.push(self.stamped_us(&times, rounds)?);
+        }
+        Ok(Some(median(us)))
+    }
+
+    /// The same dependency handed over by tagged entries instead of a
+    /// barrier (`flag_floor` in kernels.cu: every thread waits for its own
+    /// entries of the `n`-float vector, at least one entry per block and at
+    /// most 256 x 28, then one block reduction), on the step's grid:
+    /// microseconds per round, the median of `reps` launches of `rounds`
+    /// rounds. `None` where the step is not persistent.
+    pub fn flag_floor_us(
+        &self,
+        n: usize,
+        rounds: usize,
+        reps: usize,
+    ) -> Result<Option<f64>, CudaError> {
+        let Some(p) = &self.persist else {
+            return Ok(None);
+        };
+        let (Ok(n_i), Ok(rounds_i), Ok(rounds_u)) = (
+            i32::try_from(n),
+            i32::try_from(rounds),
+            u32::try_from(rounds),
+        ) else {
+            return Ok(None);
+        };
+        if n < p.blocks as usize || n > PB_THREADS as usize * 28 || reps == 0 {
+            return Ok(None);
+        }
+        let vec = self.stream.alloc_zeros::<u64>(2 * n)?;
+        let bar = self.stream.alloc_zeros::<u8>(8)?;
+        let out = self.stream.alloc_zeros::<f32>(p.blocks as usize)?;
+        let times = self.stream.alloc_zeros::<u8>(16)?;
+        let (vp, bp, op, tp) = (
+            vec.device_ptr(&self.stream).0,
+            ptr_u8(&bar, &self.stream),
+            ptr_f32(&out, &self.stream),
+            ptr_u8(&times, &self.stream),
+        );
+        let mut us = Vec::with_capacity(reps);
+        for rep in 0..reps {
+            // Tags 1.. for the first launch, then on: never one a vector
+            // entry already carries (they start at 0).
+            let tag0 = u32::try_from(rep)
+                .unwrap_or(u32::MAX)
+                .wrapping_mul(rounds_u)
+                .wrapping_add(1);
+            let mut l = KArgs::default();
+            l.arg(&vp)
+                .arg(&n_i)
+                .arg(&rounds_i)
+                .arg(&tag0)
+                .arg(&bp)
+                .arg(&op)
+                .arg(&tp);
+            // SAFETY: matches `flag_floor(u64*, int, int, u32, u32*, float*,
+            // usize*)`: vec holds 2 n u64 whose tags (0 or an earlier
+            // launch's) differ from this launch's, blocks <= n <= 256 x
+            // FLAG_MAX (checked: every block writes, so none runs two
+            // rounds ahead of a reader), bar two zeroed words that every launch leaves at a
+            // zero count, out a float per block of p's grid, times two u64;
+            // the values live through the call.
+            unsafe { self.launch_cooperative(&self.f_flag, p, &mut l) }?;
             us.push(self.stamped_us(&times, rounds)?);
         }
         Ok(Some(median(us)))

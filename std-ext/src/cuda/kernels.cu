@@ -16,6 +16,7 @@ typedef signed char i8;
 typedef unsigned short u16;
 typedef unsigned int u32;
 typedef unsigned long long usize;
+typedef unsigned long long u64;
 
 // Bytes per 128 quantized activations in the GEMV's activation buffer:
 // 128 + 32 padding keeps a warp's 16-byte loads (lanes 2 chunks apart are
@@ -1819,6 +1820,81 @@ extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) sync_floor(
     }
     if (threadIdx.x == 0) out[blockIdx.x] = (float)s;
     grid_barrier(bar, 0, slot);
+    if (blockIdx.x == 0 && threadIdx.x == 0) times[1] = globaltimer();
+}
+
+// Tagged entries (flag_floor): a float and the tag of the round that wrote
+// it in one aligned 64-bit word, value in bits 0..31, tag in 32..63. A
+// 64-bit store is single-copy atomic, so a reader that sees the tag it
+// waits for has the value written with it: the data is its own flag.
+__device__ __forceinline__ void st_tagged(u64* p, float v, u32 tag) {
+    const u64 e = (u64)__float_as_uint(v) | ((u64)tag << 32);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    asm volatile("st.relaxed.gpu.global.b64 [%0], %1;" ::"l"(p), "l"(e) : "memory");
+#else
+    *(volatile u64*)p = e;
+#endif
+}
+
+__device__ __forceinline__ u64 ld_tagged(const u64* p) {
+    u64 e;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    asm volatile("ld.relaxed.gpu.global.b64 %0, [%1];" : "=l"(e) : "l"(p) : "memory");
+#else
+    e = *(const volatile u64*)p;
+#endif
+    return e;
+}
+
+// Most entries per thread of flag_floor (n <= PB_THREADS * FLAG_MAX).
+#define FLAG_MAX 28
+
+// A dependency handed over by tagged entries instead of a barrier (the
+// suite's `floor`): `rounds` rounds of: each block writes its share of an
+// n-float vector (entries b, b + blocks, ...: every block has one, n >=
+// blocks) as entries tagged tag0 + round, then every block waits for
+// every entry of the round (each thread its own n / PB_THREADS, all loads
+// issued at once, then each missing one polled again after a short sleep)
+// and sums them in one block reduction. Rounds alternate between two
+// vectors of n entries at vec: a block writes one again only after it has
+// read the other round completely, which needs every block's share of it,
+// written after that block read this one. A grid barrier before the
+// first round and after the last frames the stamps (times[0], times[1],
+// ns); out[block] keeps each block's last sum. Cooperative launch (blocks
+// wait for each other); bar: two zeroed words; vec: 2 n entries whose tags
+// differ from tag0 .. tag0 + rounds - 1.
+extern "C" __global__ void __launch_bounds__(PB_THREADS, 2) flag_floor(
+    u64* vec, int n, int rounds, u32 tag0, u32* bar, float* out, usize* times) {
+    __shared__ double shd[32];
+    int slot = 0;
+    grid_barrier(bar, 0, slot);
+    if (blockIdx.x == 0 && threadIdx.x == 0) times[0] = globaltimer();
+    double s = 0.0;
+    for (int r = 0; r < rounds; ++r) {
+        u64* v = vec + (usize)(r & 1) * n;
+        const u32 tag = tag0 + (u32)r;
+        for (int k = blockIdx.x + threadIdx.x * gridDim.x; k < n; k += PB_THREADS * gridDim.x)
+            st_tagged(v + k, (float)(r + k), tag);
+        u64 e[FLAG_MAX];
+#pragma unroll
+        for (int j = 0; j < FLAG_MAX; ++j) {
+            const int k = threadIdx.x + j * PB_THREADS;
+            e[j] = (k < n) ? ld_tagged(v + k) : ((u64)tag << 32);
+        }
+        double a = 0.0;
+#pragma unroll
+        for (int j = 0; j < FLAG_MAX; ++j) {
+            const int k = threadIdx.x + j * PB_THREADS;
+            while ((u32)(e[j] >> 32) != tag) {
+                __nanosleep(32);
+                e[j] = ld_tagged(v + k);
+            }
+            a += (double)__uint_as_float((u32)e[j]);
+        }
+        s = block_sum_d(a, shd);
+    }
+    grid_barrier(bar, 0, slot);
+    if (threadIdx.x == 0) out[blockIdx.x] = (float)s;
     if (blockIdx.x == 0 && threadIdx.x == 0) times[1] = globaltimer();
 }
 

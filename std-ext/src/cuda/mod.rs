@@ -34,7 +34,7 @@ use crate::receipt::GpuInfo;
 pub const KERNELS_CU: &str = include_str!("kernels.cu");
 
 /// Kernel entry points `kernels.cu` must define (loaded by name).
-pub const KERNEL_NAMES: [&str; 19] = [
+pub const KERNEL_NAMES: [&str; 20] = [
     "f32_gemv_rmsnorm",
     "quantize_act",
     "i2s_gemv",
@@ -53,6 +53,7 @@ pub const KERNEL_NAMES: [&str; 19] = [
     "exp_cpu_sweep",
     "sync_floor",
     "cluster_floor",
+    "flag_floor",
     "l2_read",
 ];
 
@@ -525,9 +526,10 @@ mod tests {
                 text.contains("cp.async.bulk.prefetch.L2"),
                 arch == "compute_90" && pf > 0
             );
-            // sync_floor's and cluster_floor's two stamps each in every
-            // build; the phase stamps (dozens) only in the measuring one.
-            assert_eq!(text.matches("%globaltimer").count() > 4, pt == 1);
+            // sync_floor's, flag_floor's and cluster_floor's two stamps each
+            // in every build; the phase stamps (dozens) only in the
+            // measuring one.
+            assert_eq!(text.matches("%globaltimer").count() > 6, pt == 1);
             assert_eq!(
                 text.contains("barrier.cluster.arrive"),
                 arch == "compute_90"

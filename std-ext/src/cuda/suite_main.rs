@@ -875,13 +875,55 @@ fn floor(r: &mut String) -> Res<()> {
     for b in [132, 66, 33, 8, 1] {
         let _ = write!(by_grid, " {b} blocks {:.3} us;", us(4, b)?);
     }
+    // The same hand-off by tagged entries instead of a barrier.
+    let mut flags = String::new();
+    let blocks = gm.persistent_blocks().unwrap_or(0) as usize;
+    for n in [blocks, c.dim, c.hidden_dim] {
+        let v = gm
+            .flag_floor_us(n, rounds, reps)
+            .map_err(|e| e.to_string())?
+            .ok_or("no persistent step")?;
+        let _ = write!(flags, " {n} floats {v:.3} us;");
+    }
     let bw = gm.copy_bandwidth(1 << 30, 10).map_err(|e| e.to_string())?;
     let roof_ms = gm.weight_bytes_per_token() as f64 / bw * 1e3;
     let goal_ms = roof_ms / 0.6;
     // Per layer: q|k|v, o, gate|up and down each wait for a whole vector
     // (dim, q_dim, dim, hidden), attention for at least one barrier.
-    let layer = 2.0 * f_dim + f_q + f_hidden + small;
+    let deps = |f_small: f64, f_d: f64, f_qd: f64, f_h: f64| 2.0 * f_d + f_qd + f_h + f_small;
+    let layer = deps(small, f_dim, f_q, f_hidden);
     let step_ms = layer * c.n_layers as f64 / 1e3;
+    // The same dependencies on k SMs, and the layer's ternary weights read
+    // from L2 (all of them there already) by k SMs: a step whose chain
+    // runs on k SMs cannot be faster than that plus the F16 head at the
+    // copy bandwidth, whatever its arithmetic.
+    let kv = c.n_kv_heads * c.head_dim;
+    let layer_bytes =
+        ((c.q_dim() + 2 * kv) * c.dim + c.dim * c.q_dim() + 3 * c.hidden_dim * c.dim) / 4;
+    let head_ms = (c.vocab_size * c.dim * 2) as f64 / bw * 1e3;
+    let mut bound = String::from(
+        "| SMs in the chain | dependencies per layer | weights per layer from L2 | step at least | roofline at most |\n|---:|---:|---:|---:|---:|\n",
+    );
+    for k in [16usize, 33, 66, 132] {
+        let dk = deps(
+            us(4, k)?,
+            us(c.dim, k)?,
+            us(c.q_dim(), k)?,
+            us(c.hidden_dim, k)?,
+        );
+        let kb = u32::try_from(k).map_err(|e| e.to_string())?;
+        let gbs = gm
+            .l2_read_gbs(kb, 16 << 20, 8, reps)
+            .map_err(|e| e.to_string())?
+            .ok_or("no L2 rate")?;
+        let wk = layer_bytes as f64 / (gbs * 1e9) * 1e6;
+        let ms = (dk + wk) * c.n_layers as f64 / 1e3 + head_ms;
+        let _ = writeln!(
+            bound,
+            "| {k} | {dk:.2} us | {wk:.2} us ({gbs:.0} GB/s) | {ms:.4} ms | {:.1} % |",
+            100.0 * roof_ms / ms
+        );
+    }
     let _ = writeln!(
         r,
         "\n## The least a grid-wide dependency costs (synthetic 2B-4T grid of {} blocks; {rounds} rounds, median of {reps} launches)\n\n\
@@ -892,15 +934,18 @@ fn floor(r: &mut String) -> Res<()> {
          | q_dim | {} | {f_q:.3} |\n\
          | hidden | {} | {f_hidden:.3} |\n\n\
          The barrier alone on smaller grids:{by_grid}\n\n\
+         Handed over by tagged entries instead (no barrier: each 64-bit entry carries its round's tag, every thread waits for its own):{flags}\n\n\
          Dependencies of one layer at that cost (q|k|v, o, gate|up, down, one barrier for attention): {layer:.2} us; {} layers: **{step_ms:.4} ms**. \
-         Roofline {roof_ms:.4} ms (copy {:.1} GB/s), so the 60 % goal is {goal_ms:.4} ms per token: the dependencies alone take {:.0} % of it, before the LM head and any arithmetic.",
+         Roofline {roof_ms:.4} ms (copy {:.1} GB/s), so the 60 % goal is {goal_ms:.4} ms per token: the dependencies alone take {:.0} % of it, before the LM head and any arithmetic.\n\n\
+         A step whose dependency chain runs on k SMs, with free arithmetic: the dependencies above on k blocks, each layer's {layer_bytes} bytes of weights read from L2 by k SMs, the LM head ({:.4} ms) at the copy bandwidth.\n\n{bound}",
         gm.persistent_blocks().unwrap_or(0),
         c.dim,
         c.q_dim(),
         c.hidden_dim,
         c.n_layers,
         bw / 1e9,
-        100.0 * step_ms / goal_ms
+        100.0 * step_ms / goal_ms,
+        head_ms
     );
     Ok(())
 }
